@@ -1,0 +1,30 @@
+# Everything a fresh machine needs, in two commands:
+#   make demo PROMPT="..."   installs ONNX Runtime, builds, runs the generate example
+#   make test                installs ONNX Runtime, runs fmt, clippy and the whole test suite
+SHELL := /bin/bash
+ORT_LIB := $(CURDIR)/.tools/onnxruntime/onnxruntime/capi/libonnxruntime.so.1.31.1
+PROMPT ?= A photo of the Hogwarts Legacy protagonist riding a Graphorn at dusk
+DEMO_ARGS ?=
+
+.PHONY: demo test setup fmt clippy bench
+
+setup: $(ORT_LIB)
+
+$(ORT_LIB):
+	bash scripts/setup-ort.sh >/dev/null
+
+demo: setup
+	ORT_DYLIB_PATH=$(ORT_LIB) cargo run --release --example generate -- $(DEMO_ARGS) "$(PROMPT)"
+
+fmt:
+	cargo fmt --all -- --check
+
+clippy:
+	cargo clippy --workspace --all-targets -- -D warnings
+
+test: setup fmt clippy
+	ORT_DYLIB_PATH=$(ORT_LIB) cargo test --workspace --all-targets
+	ORT_DYLIB_PATH=$(ORT_LIB) cargo test --workspace --doc
+
+bench: setup
+	ORT_DYLIB_PATH=$(ORT_LIB) cargo bench -p iat2i-selectors

@@ -1,0 +1,5 @@
+//! The built-in search engines, one file each.
+
+mod wikimedia;
+
+pub use wikimedia::WikimediaCommons;

@@ -1,0 +1,167 @@
+use async_trait::async_trait;
+use bytes::Bytes;
+use iat2i_retrievers::Candidate;
+use serde::{Deserialize, Serialize};
+
+use crate::SelectError;
+
+/// The stages of hierarchical selection, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Metadata checks before any download.
+    Prefilter,
+    /// Download and decode.
+    Fetch,
+    /// Perceptual-hash near-duplicate removal.
+    Dedup,
+    /// CLIP embedding and vector-store ranking.
+    Rank,
+    /// Keeping distinct options (MMR).
+    Diversity,
+    /// The candidate judge's pick.
+    Judge,
+}
+
+/// Scores a candidate earned at each stage it went through (absent: not reached or not run).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageScores {
+    /// Lexical relevance of title/caption to the queries, 0..=1.
+    pub lexical: Option<f32>,
+    /// CLIP cosine similarity to the prompt.
+    pub clip_prompt: Option<f32>,
+    /// Best CLIP cosine similarity to any query.
+    pub clip_query: Option<f32>,
+    /// The combined ranking score.
+    pub combined: Option<f32>,
+    /// Maximal-marginal-relevance score at the diversity stage.
+    pub mmr: Option<f32>,
+}
+
+/// A candidate that survived to the ranking, with its scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankedCandidate {
+    /// The candidate.
+    pub candidate: Candidate,
+    /// Its scores.
+    pub scores: StageScores,
+    /// Decoded width of the fetched image.
+    pub width: u32,
+    /// Decoded height of the fetched image.
+    pub height: u32,
+}
+
+/// A candidate that was dropped, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dropped {
+    /// The candidate.
+    pub candidate: Candidate,
+    /// The stage that dropped it.
+    pub stage: Stage,
+    /// Why, in words a user can act on.
+    pub reason: String,
+}
+
+/// How one stage went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageReport {
+    /// The stage.
+    pub stage: Stage,
+    /// Candidates in.
+    pub input: usize,
+    /// Candidates out.
+    pub output: usize,
+    /// Wall time in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+/// A chosen reference image, ready to send to a generator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reference {
+    /// The encoded image (as downloaded; re-encoded to PNG when the original format is
+    /// not one generators accept). Not serialised into reports.
+    #[serde(skip)]
+    pub bytes: Bytes,
+    /// MIME type of `bytes`, sniffed from the content.
+    pub mime: String,
+    /// Pixel width of `bytes`.
+    pub width: u32,
+    /// Pixel height of `bytes`.
+    pub height: u32,
+    /// Where it came from.
+    pub candidate: Candidate,
+    /// Its scores.
+    pub scores: StageScores,
+}
+
+/// The result of a selection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Selection {
+    /// The chosen reference.
+    pub best: Reference,
+    /// Further distinct references, best first, for a pipeline that wants to try another.
+    pub alternates: Vec<Reference>,
+    /// Every candidate that reached the ranking, best first.
+    pub ranked: Vec<RankedCandidate>,
+    /// Every candidate dropped, with stage and reason.
+    pub dropped: Vec<Dropped>,
+    /// Per-stage counts and timings.
+    pub stages: Vec<StageReport>,
+    /// The candidate judge's reason for its pick, when a judge ran.
+    pub judge_reason: Option<String>,
+}
+
+/// What a selection is for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SelectionRequest {
+    /// The user's prompt.
+    pub prompt: String,
+    /// The search queries that produced the candidates.
+    pub queries: Vec<String>,
+    /// The entities the reference should show.
+    pub entities: Vec<String>,
+    /// An id that scopes this run's points in the vector store.
+    pub run_id: String,
+}
+
+/// Chooses the best reference among candidates.
+#[async_trait]
+pub trait Selector: Send + Sync {
+    /// Select from `candidates` for `request`.
+    async fn select(
+        &self,
+        request: &SelectionRequest,
+        candidates: Vec<Candidate>,
+    ) -> Result<Selection, SelectError>;
+}
+
+/// One option shown to a [`CandidateJudge`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgeCandidate {
+    /// The candidate.
+    pub candidate: Candidate,
+    /// Its downloaded image (a thumbnail).
+    pub image: Bytes,
+    /// MIME type of `image`.
+    pub mime: String,
+}
+
+/// A judge's pick.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgePick {
+    /// Index into the options shown.
+    pub index: usize,
+    /// Why this one.
+    pub reason: String,
+}
+
+/// Looks at the top few candidates with the prompt and picks the most instructive one.
+#[async_trait]
+pub trait CandidateJudge: Send + Sync {
+    /// Pick one of `options` (at least one is given) for `request`.
+    async fn pick(
+        &self,
+        request: &SelectionRequest,
+        options: &[JudgeCandidate],
+    ) -> Result<JudgePick, SelectError>;
+}
