@@ -6,9 +6,11 @@
 //! candidate with the stage and reason that dropped it.
 
 mod error;
+mod hierarchical;
 mod types;
 
 pub use error::SelectError;
+pub use hierarchical::{HierarchicalSelector, SelectorConfig};
 pub use types::{
     CandidateJudge, Dropped, JudgeCandidate, JudgePick, RankedCandidate, Reference, Selection,
     SelectionRequest, Selector, Stage, StageReport, StageScores,

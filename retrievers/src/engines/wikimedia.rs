@@ -22,7 +22,11 @@ impl ImageSearch for WikimediaCommons {
         "wikimedia"
     }
 
-    async fn search(&self, _query: &str, _opts: &SearchQuery) -> Result<Vec<Candidate>, SearchError> {
+    async fn search(
+        &self,
+        _query: &str,
+        _opts: &SearchQuery,
+    ) -> Result<Vec<Candidate>, SearchError> {
         // TODO(retrievers): real implementation.
         Ok(Vec::new())
     }
