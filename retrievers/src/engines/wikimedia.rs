@@ -1,33 +1,300 @@
+//! Wikimedia Commons through the MediaWiki API: keyless, and every file licensed.
+
+use std::collections::HashMap;
+
 use async_trait::async_trait;
+use serde::Deserialize;
+use url::Url;
 
-use crate::{Candidate, HttpClient, ImageSearch, SearchError, SearchQuery};
+use super::util::{
+    base_or, dim, endpoint, http_error, lenient_items, parse_json, resolve, strip_html, text,
+};
+use crate::{Candidate, HttpClient, ImageSearch, License, SearchError, SearchQuery, Trust};
 
-/// Wikimedia Commons through the MediaWiki API (keyless, licensed images).
+const NAME: &str = "wikimedia";
+const DEFAULT_BASE: &str = "https://commons.wikimedia.org/";
+/// Result pages fetched at most for one query.
+const MAX_PAGES: usize = 5;
+/// Files per API call (`gsrlimit`); extmetadata makes larger pages slow.
+const PAGE_SIZE: usize = 50;
+
+/// Wikimedia Commons: `GET {base}/w/api.php?action=query&format=json&formatversion=2
+/// &generator=search&gsrsearch=…&gsrnamespace=6&gsrlimit=…&prop=imageinfo
+/// &iiprop=url|size|mime|extmetadata&iiurlwidth=…`, following `continue` for more.
+///
+/// Licence, artist and description page come from `extmetadata`. Wikimedia asks
+/// clients for a descriptive User-Agent with contact details: set yours with
+/// [`WikimediaCommons::with_user_agent`].
 #[derive(Debug, Clone)]
 pub struct WikimediaCommons {
-    #[allow(dead_code)]
     http: HttpClient,
+    base: Option<Url>,
+    thumb_width: u32,
+    user_agent: String,
 }
 
 impl WikimediaCommons {
     /// Search `https://commons.wikimedia.org/w/api.php` with `http`.
     pub fn new(http: HttpClient) -> Self {
-        WikimediaCommons { http }
+        WikimediaCommons {
+            http,
+            base: None,
+            thumb_width: 640,
+            user_agent: format!(
+                "iat2i/{} (https://crates.io/crates/iat2i; reference-image search) reqwest",
+                env!("CARGO_PKG_VERSION")
+            ),
+        }
+    }
+
+    /// Use another site root (a mirror, a test server); the API is at `w/api.php` below it.
+    pub fn with_base_url(mut self, base: Url) -> Self {
+        self.base = Some(base);
+        self
+    }
+
+    /// The width of the thumbnails requested (`iiurlwidth`, default 640).
+    pub fn with_thumb_width(mut self, width: u32) -> Self {
+        self.thumb_width = width.max(1);
+        self
+    }
+
+    /// The User-Agent sent to Wikimedia; include a way to contact you, as its policy asks.
+    pub fn with_user_agent(mut self, ua: impl Into<String>) -> Self {
+        self.user_agent = ua.into();
+        self
+    }
+
+    fn api_url(&self, query: &str, limit: usize, safe: bool) -> Result<Url, SearchError> {
+        let base = base_or(NAME, &self.base, DEFAULT_BASE)?;
+        let mut url = endpoint(NAME, &base, "w/api.php")?;
+        // Commons has no safe-search switch; `filetype:bitmap` keeps results to raster
+        // images (no PDFs, audio or video).
+        let _ = safe;
+        let search = format!("{query} filetype:bitmap");
+        url.query_pairs_mut()
+            .append_pair("action", "query")
+            .append_pair("format", "json")
+            .append_pair("formatversion", "2")
+            .append_pair("generator", "search")
+            .append_pair("gsrsearch", &search)
+            .append_pair("gsrnamespace", "6")
+            .append_pair("gsrlimit", &limit.clamp(1, PAGE_SIZE).to_string())
+            .append_pair("prop", "imageinfo")
+            .append_pair("iiprop", "url|size|mime|extmetadata")
+            .append_pair("iiurlwidth", &self.thumb_width.to_string())
+            .append_pair(
+                "iiextmetadatafilter",
+                "ObjectName|ImageDescription|Artist|LicenseShortName|License|LicenseUrl",
+            )
+            .append_pair("iiextmetadatalanguage", "en")
+            .append_pair("uselang", "en");
+        Ok(url)
     }
 }
 
 #[async_trait]
 impl ImageSearch for WikimediaCommons {
     fn name(&self) -> &str {
-        "wikimedia"
+        NAME
     }
 
-    async fn search(
-        &self,
-        _query: &str,
-        _opts: &SearchQuery,
-    ) -> Result<Vec<Candidate>, SearchError> {
-        // TODO(retrievers): real implementation.
-        Ok(Vec::new())
+    async fn search(&self, query: &str, opts: &SearchQuery) -> Result<Vec<Candidate>, SearchError> {
+        let mut out: Vec<Candidate> = Vec::new();
+        if query.trim().is_empty() || opts.limit == 0 {
+            return Ok(out);
+        }
+        let first = self.api_url(query, opts.limit, opts.safe_search)?;
+        let mut cont: HashMap<String, String> = HashMap::new();
+        for page in 0..MAX_PAGES {
+            let mut url = first.clone();
+            for (k, v) in &cont {
+                url.query_pairs_mut().append_pair(k, v);
+            }
+            let ua = self.user_agent.clone();
+            let parsed = match self
+                .http
+                .execute(Trust::Trusted, move |c| {
+                    c.get(url.clone())
+                        .header(reqwest::header::USER_AGENT, ua.as_str())
+                })
+                .await
+            {
+                Ok(resp) => parse_answer(&resp.body, &resp.url, query),
+                Err(e) => Err(http_error(NAME, e)),
+            };
+            let (found, next) = match parsed {
+                Ok(p) => p,
+                Err(e) if page > 0 => {
+                    tracing::warn!(error = %e, page, "wikimedia: stopping paging");
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            for mut c in found {
+                if out.len() < opts.limit && !out.iter().any(|o| o.image_url == c.image_url) {
+                    c.rank = out.len() as u32;
+                    out.push(c);
+                }
+            }
+            match next {
+                Some(n) if out.len() < opts.limit && !n.is_empty() => cont = n,
+                _ => break,
+            }
+        }
+        Ok(out)
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct Answer {
+    #[serde(default)]
+    query: Option<QueryPart>,
+    #[serde(default, rename = "continue")]
+    cont: Option<HashMap<String, serde_json::Value>>,
+    #[serde(default)]
+    error: Option<ApiError>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ApiError {
+    #[serde(default, deserialize_with = "text")]
+    code: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    info: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct QueryPart {
+    #[serde(default)]
+    pages: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    #[serde(default, deserialize_with = "text")]
+    title: Option<String>,
+    #[serde(default)]
+    index: Option<i64>,
+    #[serde(default)]
+    imageinfo: Vec<ImageInfo>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ImageInfo {
+    #[serde(default, deserialize_with = "text")]
+    url: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    thumburl: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    descriptionurl: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    mime: Option<String>,
+    #[serde(default, deserialize_with = "dim")]
+    width: Option<u32>,
+    #[serde(default, deserialize_with = "dim")]
+    height: Option<u32>,
+    #[serde(default)]
+    extmetadata: HashMap<String, MetaValue>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MetaValue {
+    #[serde(default, deserialize_with = "text")]
+    value: Option<String>,
+}
+
+type Continue = HashMap<String, String>;
+
+/// Parse one API answer: candidates in search order, and the `continue` parameters.
+pub(crate) fn parse_answer(
+    body: &[u8],
+    page_url: &Url,
+    query: &str,
+) -> Result<(Vec<Candidate>, Option<Continue>), SearchError> {
+    let answer: Answer = parse_json(NAME, body)?;
+    if let Some(err) = answer.error {
+        return Err(SearchError::Parse {
+            engine: NAME.to_string(),
+            detail: format!(
+                "API error {}: {}",
+                err.code.unwrap_or_default(),
+                err.info.unwrap_or_default()
+            ),
+        });
+    }
+    let mut pages: Vec<Page> = answer
+        .query
+        .map(|q| lenient_items(q.pages))
+        .unwrap_or_default();
+    pages.sort_by_key(|p| p.index.unwrap_or(i64::MAX));
+    let mut out = Vec::new();
+    for page in pages {
+        if let Some(c) = candidate(page, page_url, query, out.len()) {
+            out.push(c);
+        }
+    }
+    let next = answer.cont.map(|m| {
+        m.into_iter()
+            .filter_map(|(k, v)| match v {
+                serde_json::Value::String(s) => Some((k, s)),
+                serde_json::Value::Number(n) => Some((k, n.to_string())),
+                _ => None,
+            })
+            .collect()
+    });
+    Ok((out, next))
+}
+
+fn candidate(page: Page, page_url: &Url, query: &str, rank: usize) -> Option<Candidate> {
+    let info = page.imageinfo.into_iter().next()?;
+    let image_url = resolve(page_url, info.url.as_deref()?)?;
+    let meta = |k: &str| {
+        info.extmetadata
+            .get(k)
+            .and_then(|m| m.value.as_deref())
+            .map(strip_html)
+            .filter(|s| !s.is_empty())
+    };
+    let mut c = Candidate::new(image_url, NAME, query);
+    c.rank = rank as u32;
+    c.thumbnail_url = info.thumburl.as_deref().and_then(|u| resolve(page_url, u));
+    c.source_page = info
+        .descriptionurl
+        .as_deref()
+        .and_then(|u| resolve(page_url, u));
+    c.title = meta("ObjectName").or_else(|| page.title.as_deref().map(file_title));
+    c.width = info.width;
+    c.height = info.height;
+    c.mime = info.mime.clone();
+    c.creator = meta("Artist");
+    c.license = license(
+        meta("License"),
+        meta("LicenseShortName"),
+        meta("LicenseUrl").and_then(|u| resolve(page_url, &u)),
+    );
+    Some(c)
+}
+
+/// "File:Xenopus laevis 01.jpg" -> "Xenopus laevis 01".
+fn file_title(t: &str) -> String {
+    let t = t.strip_prefix("File:").unwrap_or(t);
+    match t.rsplit_once('.') {
+        Some((stem, ext)) if ext.len() <= 4 && !stem.is_empty() => stem.to_string(),
+        _ => t.to_string(),
+    }
+}
+
+/// `License` is a code such as `cc-by-sa-4.0` or `pd`; `LicenseShortName` a label such
+/// as `CC BY-SA 4.0` or `Public domain`.
+fn license(code: Option<String>, short: Option<String>, url: Option<Url>) -> Option<License> {
+    let raw = code.or_else(|| short.map(|s| s.replace(' ', "-")))?;
+    let raw = raw.to_ascii_lowercase();
+    let (code, version) = match raw.rsplit_once('-') {
+        Some((c, v)) if v.chars().next().is_some_and(|ch| ch.is_ascii_digit()) => {
+            (c.to_string(), Some(v.to_string()))
+        }
+        _ => (raw.clone(), None),
+    };
+    Some(License { code, version, url })
 }

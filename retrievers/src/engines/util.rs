@@ -1,0 +1,175 @@
+//! Helpers shared by the engines: URL resolution, error mapping, lenient JSON.
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use crate::{HttpError, SearchError};
+
+/// Resolve `raw` (absolute, protocol-relative `//host/x` or relative) against `base`;
+/// only `http` and `https` results are kept.
+pub(crate) fn resolve(base: &Url, raw: &str) -> Option<Url> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return None;
+    }
+    let url = base.join(raw).ok()?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Some(url),
+        _ => None,
+    }
+}
+
+/// `base` joined with `path`, treating `base` as a directory even without a final `/`.
+pub(crate) fn endpoint(engine: &str, base: &Url, path: &str) -> Result<Url, SearchError> {
+    let mut dir = base.clone();
+    if !dir.path().ends_with('/') {
+        let p = format!("{}/", dir.path());
+        dir.set_path(&p);
+    }
+    dir.set_query(None);
+    dir.join(path).map_err(|e| SearchError::Config {
+        engine: engine.to_string(),
+        detail: format!(
+            "base URL {} cannot take path {path}: {e}",
+            crate::http::redact(base)
+        ),
+    })
+}
+
+/// An HTTP failure of `engine`, with a hint for the statuses that mean "blocked".
+pub(crate) fn http_error(engine: &str, e: HttpError) -> SearchError {
+    SearchError::Http {
+        engine: engine.to_string(),
+        source: e,
+    }
+}
+
+/// Words that mark a consent wall, bot check or CAPTCHA served instead of results.
+pub(crate) fn looks_like_challenge(text: &str) -> bool {
+    const MARKERS: &[&str] = &[
+        "captcha",
+        "are you a robot",
+        "verify you are human",
+        "unusual traffic",
+        "bots use duckduckgo",
+        "anomaly-modal",
+        "challenge-form",
+        "cf-challenge",
+        "consent.",
+        "id=\"bnp_container\"",
+        "before you continue",
+        "accept all cookies",
+    ];
+    let lower = text
+        .get(..text.len().min(200_000))
+        .unwrap_or(text)
+        .to_ascii_lowercase();
+    MARKERS.iter().any(|m| lower.contains(m))
+}
+
+/// Parse a JSON body, explaining what was received when it is not the JSON expected.
+pub(crate) fn parse_json<T: DeserializeOwned>(engine: &str, body: &[u8]) -> Result<T, SearchError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let start = String::from_utf8_lossy(body.get(..body.len().min(4096)).unwrap_or(&[]))
+            .trim_start()
+            .to_string();
+        let detail = if body.is_empty() {
+            "empty body where JSON was expected".to_string()
+        } else if start.starts_with('<') {
+            if looks_like_challenge(&start) {
+                return SearchError::Blocked {
+                    engine: engine.to_string(),
+                    detail: "served a consent or CAPTCHA page instead of JSON; retry later or from another network".to_string(),
+                };
+            }
+            "HTML where JSON was expected (is the base URL right?)".to_string()
+        } else if e.is_eof() {
+            format!("truncated JSON: {e}")
+        } else if std::str::from_utf8(body).is_err() {
+            "binary data where JSON was expected".to_string()
+        } else {
+            format!("invalid JSON: {e}")
+        };
+        SearchError::Parse {
+            engine: engine.to_string(),
+            detail,
+        }
+    })
+}
+
+/// Deserialize each element on its own, dropping the ones that do not fit, so that
+/// one odd result does not lose the page.
+pub(crate) fn lenient_items<T: DeserializeOwned>(items: Vec<serde_json::Value>) -> Vec<T> {
+    items
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect()
+}
+
+/// A dimension given as a number, a numeric string, or nothing.
+pub(crate) fn dim<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(v.and_then(|v| match v {
+        serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    })
+    .filter(|n| *n > 0))
+}
+
+/// Any JSON scalar as text (some engines send numbers where strings are expected).
+pub(crate) fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(v.and_then(|v| match v {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+    .map(|s| s.trim().to_string())
+    .filter(|s| !s.is_empty()))
+}
+
+/// The text content of an HTML fragment, whitespace collapsed.
+pub(crate) fn strip_html(fragment: &str) -> String {
+    if !fragment.contains('<') && !fragment.contains('&') {
+        return collapse(fragment);
+    }
+    let doc = scraper::Html::parse_fragment(fragment);
+    let text: String = doc.root_element().text().collect::<Vec<_>>().join(" ");
+    collapse(&text)
+}
+
+fn collapse(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Parse "1920 x 1080", "1920×1080" or "1920 x 1080 · jpeg" into width and height.
+pub(crate) fn parse_resolution(s: &str) -> Option<(u32, u32)> {
+    let head = s.split('·').next().unwrap_or(s);
+    let mut parts = head.split(['x', 'X', '×']).map(str::trim);
+    let w = parts.next()?.parse::<u32>().ok()?;
+    let h = parts.next()?.parse::<u32>().ok()?;
+    (w > 0 && h > 0).then_some((w, h))
+}
+
+/// A secret (API key, token) whose `Debug` never shows it.
+#[derive(Clone)]
+pub(crate) struct Secret(pub(crate) String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The configured base URL, or the engine's default.
+pub(crate) fn base_or(engine: &str, base: &Option<Url>, default: &str) -> Result<Url, SearchError> {
+    match base {
+        Some(u) => Ok(u.clone()),
+        None => Url::parse(default).map_err(|e| SearchError::Config {
+            engine: engine.to_string(),
+            detail: format!("default base URL {default} is invalid: {e}"),
+        }),
+    }
+}
