@@ -1,0 +1,264 @@
+//! Self-reflection: a vision LMM reviews a generated image against the prompt and the
+//! reference, scores it, and chooses the next action.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::generator::{InputImage, ReferenceImage};
+use crate::lmm::{JsonReply, Lmm, LmmError, Message, chat_json};
+
+/// Scores from 0 to 10.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Scores {
+    /// Does the image do what the prompt asks (objects, counts, actions, composition)?
+    pub instruction_following: f32,
+    /// Are the entities drawn as they really look; is it consistent with common sense?
+    pub knowledge_consistency: f32,
+    /// Was the reference used for what it is for, without copying its background or style?
+    /// (10 when no reference was given.)
+    pub reference_use: f32,
+    /// Aesthetic quality.
+    pub aesthetics: f32,
+}
+
+impl Scores {
+    /// The four scores clamped to 0..=10 (NaN becomes 0).
+    pub fn clamped(self) -> Scores {
+        let c = |v: f32| if v.is_nan() { 0.0 } else { v.clamp(0.0, 10.0) };
+        Scores {
+            instruction_following: c(self.instruction_following),
+            knowledge_consistency: c(self.knowledge_consistency),
+            reference_use: c(self.reference_use),
+            aesthetics: c(self.aesthetics),
+        }
+    }
+
+    /// The mean of the four scores.
+    pub fn mean(&self) -> f32 {
+        (self.instruction_following
+            + self.knowledge_consistency
+            + self.reference_use
+            + self.aesthetics)
+            / 4.0
+    }
+}
+
+/// What the pipeline should do next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// Keep this image.
+    Accept,
+    /// Generate again with this prompt.
+    RefinePrompt {
+        /// The new prompt (the reference instructions are added by the pipeline).
+        prompt: String,
+    },
+    /// Try the next reference among the selection's alternates.
+    NextReference,
+    /// Generate without the reference (it misleads the model).
+    DropReference,
+    /// Search again with these queries and select a new reference.
+    Research {
+        /// New search queries (empty: reuse the gate's).
+        queries: Vec<String>,
+    },
+}
+
+/// The judge's review of one image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Whether the image is aligned with the prompt.
+    pub aligned: bool,
+    /// The four scores.
+    pub scores: Scores,
+    /// What is wrong or right, in a few sentences.
+    pub feedback: String,
+    /// Whether the failure comes from the image model not knowing what an entity looks
+    /// like (used by [`crate::GateMode::GenerateFirst`]).
+    pub knowledge_gap: bool,
+    /// What to do next.
+    pub action: Action,
+}
+
+impl Verdict {
+    /// The score used to pick the best round: the mean of the four scores.
+    pub fn score(&self) -> f32 {
+        self.scores.mean()
+    }
+}
+
+/// The judge's answer as the model writes it (flat, so small models manage it too).
+#[derive(Debug, Deserialize, JsonSchema)]
+struct WireVerdict {
+    aligned: bool,
+    scores: Scores,
+    feedback: String,
+    knowledge_gap: bool,
+    action: ActionKind,
+    /// The new prompt, for refine_prompt.
+    new_prompt: Option<String>,
+    /// New search queries, for research.
+    new_queries: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum ActionKind {
+    Accept,
+    RefinePrompt,
+    NextReference,
+    DropReference,
+    Research,
+}
+
+impl WireVerdict {
+    fn into_verdict(self, prompt: &str) -> Verdict {
+        let action = match self.action {
+            ActionKind::Accept => Action::Accept,
+            ActionKind::RefinePrompt => Action::RefinePrompt {
+                prompt: self
+                    .new_prompt
+                    .filter(|p| !p.trim().is_empty())
+                    .unwrap_or_else(|| format!("{prompt}. {}", self.feedback.trim())),
+            },
+            ActionKind::NextReference => Action::NextReference,
+            ActionKind::DropReference => Action::DropReference,
+            ActionKind::Research => Action::Research {
+                queries: self
+                    .new_queries
+                    .into_iter()
+                    .map(|q| q.trim().to_string())
+                    .filter(|q| !q.is_empty())
+                    .take(4)
+                    .collect(),
+            },
+        };
+        Verdict {
+            aligned: self.aligned,
+            scores: self.scores.clamped(),
+            feedback: self.feedback,
+            knowledge_gap: self.knowledge_gap,
+            action,
+        }
+    }
+}
+
+/// What a judge looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct ReviewInput<'a> {
+    /// The prompt the image should satisfy (the user's, or the refined one).
+    pub prompt: &'a str,
+    /// The generated image.
+    pub image: &'a InputImage,
+    /// The references the generator was given.
+    pub references: &'a [ReferenceImage],
+    /// The user's image, in edit mode.
+    pub edit_image: Option<&'a InputImage>,
+    /// Whether another reference is available for `next_reference`.
+    pub has_alternates: bool,
+}
+
+/// Reviews a generated image.
+#[async_trait]
+pub trait Judge: Send + Sync {
+    /// Review one image.
+    async fn review(&self, input: &ReviewInput<'_>) -> Result<JsonReply<Verdict>, LmmError>;
+}
+
+const JUDGE_SYSTEM: &str = "You review an image generated for a prompt. Score from 0 to 10: \
+instruction_following (does it show what the prompt asks), knowledge_consistency (are the \
+named entities drawn as they really look, is it consistent with common sense), reference_use \
+(did it take the entity's appearance from the reference without copying its background, pose \
+or style; 10 when there is no reference), aesthetics. aligned=true only when the image \
+satisfies the prompt and every score is at least 7. knowledge_gap=true when the failure comes \
+from not knowing what an entity looks like. Then choose one action: accept (aligned); \
+refine_prompt (the prompt wording misled the model: give new_prompt); next_reference (the \
+reference shows the wrong thing or is poor and another is available); drop_reference (the \
+reference hurts: the model copied it or it is wrong and none other helps); research (no \
+reference shows the entity correctly, or one is needed and none was given: give new_queries). \
+Use null for new_prompt and [] for new_queries when not needed.";
+
+/// A [`Judge`] that asks a vision LMM.
+#[derive(Debug, Clone)]
+pub struct LmmJudge {
+    lmm: Arc<dyn Lmm>,
+}
+
+impl LmmJudge {
+    /// A judge asking `lmm` (it must accept images).
+    pub fn new(lmm: Arc<dyn Lmm>) -> Self {
+        LmmJudge { lmm }
+    }
+
+    fn message(input: &ReviewInput<'_>) -> Message {
+        let mut m = Message::user(format!(
+            "Prompt: {:?}\nThe first image is the generated one.",
+            input.prompt
+        ))
+        .with_image(input.image.bytes.clone(), input.image.mime.clone());
+        if let Some(edit) = input.edit_image {
+            m = m
+                .with_text("The next image is the user's image that was to be edited.")
+                .with_image(edit.bytes.clone(), edit.mime.clone());
+        }
+        for (i, r) in input.references.iter().enumerate() {
+            m = m
+                .with_text(format!("Reference image {} shows {}.", i + 1, r.label))
+                .with_image(r.image.bytes.clone(), r.image.mime.clone());
+        }
+        if input.references.is_empty() {
+            m = m.with_text("No reference image was given.");
+        }
+        if !input.has_alternates {
+            m = m.with_text("No other reference is available (do not choose next_reference).");
+        }
+        m
+    }
+}
+
+#[async_trait]
+impl Judge for LmmJudge {
+    async fn review(&self, input: &ReviewInput<'_>) -> Result<JsonReply<Verdict>, LmmError> {
+        let messages = vec![Message::system(JUDGE_SYSTEM), Self::message(input)];
+        let reply = chat_json::<WireVerdict>(self.lmm.as_ref(), "verdict", messages).await?;
+        Ok(JsonReply {
+            value: reply.value.into_verdict(input.prompt),
+            usage: reply.usage,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_verdict_maps_actions_and_clamps_scores() {
+        let w: WireVerdict = serde_json::from_value(serde_json::json!({
+            "aligned": false,
+            "scores": {"instruction_following": 12, "knowledge_consistency": -1,
+                       "reference_use": 5, "aesthetics": 7},
+            "feedback": "horns wrong",
+            "knowledge_gap": true,
+            "action": "refine_prompt",
+            "new_prompt": null,
+            "new_queries": []
+        }))
+        .unwrap();
+        let v = w.into_verdict("a graphorn");
+        assert_eq!(v.scores.instruction_following, 10.0);
+        assert_eq!(v.scores.knowledge_consistency, 0.0);
+        assert_eq!(
+            v.action,
+            Action::RefinePrompt {
+                prompt: "a graphorn. horns wrong".into()
+            }
+        );
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["action"]["kind"], "refine_prompt");
+    }
+}

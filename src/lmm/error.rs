@@ -1,0 +1,105 @@
+use iat2i_retrievers::HttpError;
+
+/// What went wrong with a chat call.
+///
+/// Messages name the endpoint (without secrets) and say what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LmmError {
+    /// The client is misconfigured (no key, bad base URL ...).
+    #[error("LMM configuration: {0}")]
+    Config(String),
+    /// The HTTP exchange failed after retries (timeout, refused connection, 4xx/5xx).
+    #[error("LMM {endpoint}: {source}{}", http_hint(.source))]
+    Http {
+        /// Model and endpoint, without secrets.
+        endpoint: String,
+        /// The underlying error.
+        #[source]
+        source: HttpError,
+    },
+    /// The server answered 200 with an error object in the body.
+    #[error("LMM {endpoint} returned an error: {message}{}", code_suffix(.code))]
+    Api {
+        /// Model and endpoint, without secrets.
+        endpoint: String,
+        /// The server's message.
+        message: String,
+        /// The server's error code or type, when given.
+        code: Option<String>,
+    },
+    /// The model refused to answer.
+    #[error("LMM {endpoint} refused: {refusal} (rephrase the prompt or use another model)")]
+    Refused {
+        /// Model and endpoint, without secrets.
+        endpoint: String,
+        /// The model's refusal text.
+        refusal: String,
+    },
+    /// The answer was cut off at the token limit.
+    #[error(
+        "LMM {endpoint} stopped at its token limit (finish_reason=length); raise max_tokens or use a model with a longer output"
+    )]
+    Truncated {
+        /// Model and endpoint, without secrets.
+        endpoint: String,
+    },
+    /// The server answered with no usable choice or content.
+    #[error("LMM {endpoint} returned no answer: {detail}")]
+    Empty {
+        /// Model and endpoint, without secrets.
+        endpoint: String,
+        /// What was missing.
+        detail: String,
+    },
+    /// The body was not a chat-completion object.
+    #[error("LMM {endpoint} sent a response that is not a chat completion: {detail}")]
+    Protocol {
+        /// Model and endpoint, without secrets.
+        endpoint: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The answer was not the JSON asked for, even after one retry.
+    #[error(
+        "LMM {endpoint} did not answer with the JSON asked for ({detail}); answer began: {snippet:?}. Use a model that supports structured outputs (response_format json_schema)"
+    )]
+    NotJson {
+        /// Model and endpoint, without secrets.
+        endpoint: String,
+        /// What was wrong.
+        detail: String,
+        /// The start of the answer.
+        snippet: String,
+    },
+    /// Any other failure (for custom implementations).
+    #[error("{0}")]
+    Other(String),
+}
+
+fn code_suffix(code: &Option<String>) -> String {
+    code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default()
+}
+
+fn http_hint(e: &HttpError) -> &'static str {
+    match e.status().map(|s| s.as_u16()) {
+        Some(401) | Some(403) => " (check OPENAI_API_KEY or the key given to the client)",
+        Some(404) => " (check the base URL, which should end in /v1, and the model name)",
+        Some(429) => " (rate limited or out of quota: wait, or lower the request rate)",
+        Some(s) if s >= 500 => " (the server failed: try again later or use another endpoint)",
+        _ => match e {
+            HttpError::Timeout { .. } => {
+                " (the server is slow or hung: raise the timeout or check the server)"
+            }
+            HttpError::Transport { .. } => " (is the server running and the base URL right?)",
+            _ => "",
+        },
+    }
+}
+
+impl LmmError {
+    /// Whether asking again with a reminder may help (a refusal or a non-JSON answer).
+    pub fn is_retryable_reply(&self) -> bool {
+        matches!(self, LmmError::Refused { .. } | LmmError::NotJson { .. })
+    }
+}

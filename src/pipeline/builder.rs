@@ -1,0 +1,257 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use iat2i_retrievers::{HttpClient, ImageSearch, MultiSearch, SearchQuery};
+use iat2i_selectors::{HierarchicalSelector, Selector, SelectorConfig};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::Pipeline;
+use crate::candidate_judge::LmmCandidateJudge;
+use crate::error::PipelineError;
+use crate::events::{EventSink, PipelineEvent};
+use crate::gate::{Gate, GateMode, LmmGate};
+use crate::generator::{Generator, OpenAiImages};
+use crate::judge::{Judge, LmmJudge};
+use crate::lmm::{Lmm, OpenAiChat, model_http_client};
+use crate::report::ModelsRecord;
+
+/// Builds a [`Pipeline`]. Everything but the models has a working default: the keyless
+/// search engines, the hierarchical CLIP selector with an LMM candidate judge, 3 rounds,
+/// the gate asked from the prompt.
+#[derive(Default)]
+pub struct PipelineBuilder {
+    lmm: Option<Arc<dyn Lmm>>,
+    gate_lmm: Option<Arc<dyn Lmm>>,
+    judge_lmm: Option<Arc<dyn Lmm>>,
+    candidate_judge_lmm: Option<Arc<dyn Lmm>>,
+    gate: Option<Arc<dyn Gate>>,
+    judge: Option<Arc<dyn Judge>>,
+    generator: Option<Arc<dyn Generator>>,
+    http: Option<HttpClient>,
+    engines: Option<Vec<Arc<dyn ImageSearch>>>,
+    search: Option<MultiSearch>,
+    selector: Option<Arc<dyn Selector>>,
+    selector_config: Option<SelectorConfig>,
+    gate_mode: GateMode,
+    max_rounds: Option<u32>,
+    languages: Vec<String>,
+    search_options: SearchQuery,
+    events: EventSink,
+}
+
+impl std::fmt::Debug for PipelineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineBuilder")
+            .field("lmm", &self.lmm)
+            .field("generator", &self.generator)
+            .field("gate_mode", &self.gate_mode)
+            .field("max_rounds", &self.max_rounds)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PipelineBuilder {
+    /// A builder with OpenAI clients configured from `OPENAI_API_KEY` and
+    /// `OPENAI_BASE_URL`: `chat_model` for the gate and judges, `image_model` (such as
+    /// `gpt-image-1`) for generation.
+    pub fn openai_from_env(chat_model: &str, image_model: &str) -> Result<Self, PipelineError> {
+        let chat_http = model_http_client(Duration::from_secs(120))
+            .map_err(|e| PipelineError::Config(e.to_string()))?;
+        let image_http = model_http_client(Duration::from_secs(300))
+            .map_err(|e| PipelineError::Config(e.to_string()))?;
+        let lmm = OpenAiChat::from_env(chat_http, chat_model)
+            .map_err(|e| PipelineError::Config(e.to_string()))?;
+        let images = OpenAiImages::from_env(image_http, image_model)
+            .map_err(|e| PipelineError::Config(e.to_string()))?;
+        Ok(PipelineBuilder::default()
+            .lmm(Arc::new(lmm))
+            .generator(Arc::new(images)))
+    }
+
+    /// The chat model used by the gate, the judge and the candidate judge unless each is
+    /// given its own.
+    pub fn lmm(mut self, lmm: Arc<dyn Lmm>) -> Self {
+        self.lmm = Some(lmm);
+        self
+    }
+    /// The gate's own chat model.
+    pub fn gate_lmm(mut self, lmm: Arc<dyn Lmm>) -> Self {
+        self.gate_lmm = Some(lmm);
+        self
+    }
+    /// The reflection judge's own (vision) chat model.
+    pub fn judge_lmm(mut self, lmm: Arc<dyn Lmm>) -> Self {
+        self.judge_lmm = Some(lmm);
+        self
+    }
+    /// The candidate judge's own (vision) chat model.
+    pub fn candidate_judge_lmm(mut self, lmm: Arc<dyn Lmm>) -> Self {
+        self.candidate_judge_lmm = Some(lmm);
+        self
+    }
+    /// A custom gate (replaces the LMM gate).
+    pub fn gate(mut self, gate: Arc<dyn Gate>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+    /// A custom judge (replaces the LMM judge).
+    pub fn judge(mut self, judge: Arc<dyn Judge>) -> Self {
+        self.judge = Some(judge);
+        self
+    }
+    /// The image generator (required).
+    pub fn generator(mut self, generator: Arc<dyn Generator>) -> Self {
+        self.generator = Some(generator);
+        self
+    }
+    /// The HTTP client for search and reference downloads (default: the shared defaults).
+    pub fn http(mut self, http: HttpClient) -> Self {
+        self.http = Some(http);
+        self
+    }
+    /// The search engines to fan out over (default: the keyless engines).
+    pub fn engines(mut self, engines: Vec<Arc<dyn ImageSearch>>) -> Self {
+        self.engines = Some(engines);
+        self
+    }
+    /// A fully configured multi-engine search (overrides [`Self::engines`]).
+    pub fn search(mut self, search: MultiSearch) -> Self {
+        self.search = Some(search);
+        self
+    }
+    /// Per-engine search options (result limit, safe search).
+    pub fn search_options(mut self, options: SearchQuery) -> Self {
+        self.search_options = options;
+        self
+    }
+    /// A custom selector (default: [`HierarchicalSelector`] with an LMM candidate judge).
+    pub fn selector(mut self, selector: Arc<dyn Selector>) -> Self {
+        self.selector = Some(selector);
+        self
+    }
+    /// The configuration of the default selector.
+    pub fn selector_config(mut self, config: SelectorConfig) -> Self {
+        self.selector_config = Some(config);
+        self
+    }
+    /// When to consult the gate (default [`GateMode::FromPrompt`]).
+    pub fn gate_mode(mut self, mode: GateMode) -> Self {
+        self.gate_mode = mode;
+        self
+    }
+    /// The most generation rounds (default 3, at least 1).
+    pub fn max_rounds(mut self, n: u32) -> Self {
+        self.max_rounds = Some(n.max(1));
+        self
+    }
+    /// Languages the LMM gate writes queries in (default English; `["en", "zh", "ja"]`
+    /// raises recall).
+    pub fn query_languages(mut self, languages: Vec<String>) -> Self {
+        self.languages = languages;
+        self
+    }
+    /// Receive every [`PipelineEvent`] in a callback.
+    pub fn on_event(mut self, f: impl Fn(&PipelineEvent) + Send + Sync + 'static) -> Self {
+        self.events.callback = Some(Arc::new(f));
+        self
+    }
+    /// Receive every [`PipelineEvent`] on a channel.
+    pub fn event_channel(mut self, tx: UnboundedSender<PipelineEvent>) -> Self {
+        self.events.channel = Some(tx);
+        self
+    }
+
+    /// Build the pipeline, saying what is missing when something is.
+    pub fn build(self) -> Result<Pipeline, PipelineError> {
+        let generator = self.generator.clone().ok_or_else(|| {
+            PipelineError::Config(
+                "no image generator: call .generator(Arc::new(OpenAiImages::from_env(..)?))".into(),
+            )
+        })?;
+        let missing = |what: &str| {
+            PipelineError::Config(format!(
+                "no chat model for the {what}: call .lmm(..) (or .{what}_lmm(..)) with an \
+                 OpenAiChat, or give a custom .{what}(..)"
+            ))
+        };
+        let gate_lmm = self.gate_lmm.clone().or_else(|| self.lmm.clone());
+        let judge_lmm = self.judge_lmm.clone().or_else(|| self.lmm.clone());
+        let gate: Option<Arc<dyn Gate>> = match (&self.gate, &gate_lmm) {
+            (Some(g), _) => Some(g.clone()),
+            (None, Some(l)) => Some(Arc::new(
+                LmmGate::new(l.clone()).with_languages(self.languages.clone()),
+            )),
+            (None, None) if self.gate_mode == GateMode::Never => None,
+            (None, None) => return Err(missing("gate")),
+        };
+        let judge: Arc<dyn Judge> = match (&self.judge, &judge_lmm) {
+            (Some(j), _) => j.clone(),
+            (None, Some(l)) => Arc::new(LmmJudge::new(l.clone())),
+            (None, None) => return Err(missing("judge")),
+        };
+        let http = match &self.http {
+            Some(h) => h.clone(),
+            None => HttpClient::builder()
+                .build()
+                .map_err(|e| PipelineError::Config(e.to_string()))?,
+        };
+        let search = self.search.clone().unwrap_or_else(|| {
+            let engines = self
+                .engines
+                .clone()
+                .unwrap_or_else(|| iat2i_retrievers::engines::default_keyless(&http));
+            MultiSearch::new(engines)
+        });
+        let cj_lmm = self
+            .candidate_judge_lmm
+            .clone()
+            .or_else(|| judge_lmm.clone());
+        let candidate_judge = cj_lmm.as_ref().map(|l| LmmCandidateJudge::new(l.clone()));
+        let selector: Arc<dyn Selector> = match (&self.selector, &candidate_judge) {
+            (Some(s), _) => s.clone(),
+            (None, cj) => {
+                let mut s = HierarchicalSelector::new(
+                    http.clone(),
+                    self.selector_config.clone().unwrap_or_default(),
+                );
+                if let Some(cj) = cj {
+                    s = s.with_judge(Arc::new(cj.clone()));
+                }
+                Arc::new(s)
+            }
+        };
+        let models = ModelsRecord {
+            gate: gate_lmm
+                .as_ref()
+                .filter(|_| self.gate.is_none())
+                .map(|l| l.describe()),
+            judge: judge_lmm
+                .as_ref()
+                .filter(|_| self.judge.is_none())
+                .map(|l| l.describe()),
+            candidate_judge: cj_lmm
+                .as_ref()
+                .filter(|_| self.selector.is_none())
+                .map(|l| l.describe()),
+            generator: generator.describe(),
+            engines: search
+                .engines()
+                .iter()
+                .map(|e| e.name().to_string())
+                .collect(),
+        };
+        Ok(Pipeline {
+            gate,
+            judge,
+            generator,
+            search,
+            selector,
+            candidate_judge: candidate_judge.filter(|_| self.selector.is_none()),
+            gate_mode: self.gate_mode,
+            max_rounds: self.max_rounds.unwrap_or(3),
+            search_options: self.search_options,
+            events: self.events,
+            models,
+        })
+    }
+}

@@ -1,0 +1,139 @@
+use std::time::Instant;
+
+use iat2i_selectors::SelectionRequest;
+use tracing::Instrument;
+
+use super::Pipeline;
+use super::state::RunState;
+use crate::error::{StageError, StageName};
+use crate::events::PipelineEvent;
+use crate::gate::Assessment;
+use crate::report::RetrievalRecord;
+
+impl Pipeline {
+    /// Ask the gate about the prompt and record the answer.
+    pub(super) async fn assess(&self, st: &mut RunState) -> Result<Assessment, StageError> {
+        let Some(gate) = &self.gate else {
+            return Err(StageError::Other(
+                "the gate mode needs a gate, and none was configured".into(),
+            ));
+        };
+        self.events.emit(PipelineEvent::GateStarted);
+        let reply = gate
+            .assess(&st.prompt, st.edit_image.is_some())
+            .instrument(tracing::info_span!("iat2i.gate"))
+            .await?;
+        st.report.usage.gate.add(&reply.usage);
+        st.report.assessment = Some(reply.value.clone());
+        st.assessment = Some(reply.value.clone());
+        self.events.emit(PipelineEvent::Assessed {
+            assessment: reply.value.clone(),
+        });
+        Ok(reply.value)
+    }
+
+    /// Queries for a new search: the given ones, else the gate's (asking it if needed).
+    pub(super) async fn queries_for(&self, st: &mut RunState, given: Vec<String>) -> Vec<String> {
+        if !given.is_empty() {
+            return given;
+        }
+        if let Some(a) = &st.assessment
+            && !a.queries.is_empty()
+        {
+            return a.queries.clone();
+        }
+        match self.assess(st).await {
+            Ok(a) if !a.queries.is_empty() => a.queries,
+            Ok(_) => vec![st.prompt.chars().take(120).collect()],
+            Err(e) => {
+                st.record_error(self, StageName::Gate, None, e.to_string());
+                vec![st.prompt.chars().take(120).collect()]
+            }
+        }
+    }
+
+    /// Search `queries`, select a reference and make it current. Never fails the run:
+    /// problems are recorded, and the previous reference (if any) stays.
+    pub(super) async fn retrieve(&self, st: &mut RunState, queries: Vec<String>, reason: String) {
+        let mut record = RetrievalRecord {
+            reason,
+            queries: queries.clone(),
+            ..RetrievalRecord::default()
+        };
+        st.report.queries.extend(queries.iter().cloned());
+        self.events.emit(PipelineEvent::SearchStarted {
+            queries: queries.clone(),
+        });
+        let t = Instant::now();
+        let found = self
+            .search
+            .search(&queries, &self.search_options)
+            .instrument(tracing::info_span!("iat2i.search", queries = queries.len()))
+            .await;
+        record.search_ms = t.elapsed().as_millis() as u64;
+        let failed_runs = found.runs.iter().filter(|r| r.error.is_some()).count();
+        self.events.emit(PipelineEvent::SearchFinished {
+            count: found.candidates.len(),
+            failed_runs,
+        });
+        record.runs = found.runs;
+        record.candidates = found.candidates.clone();
+        if found.candidates.is_empty() {
+            let why = format!(
+                "no candidates from {} engine run(s) ({failed_runs} failed); generating without a new reference",
+                record.runs.len()
+            );
+            st.record_error(self, StageName::Search, None, why.clone());
+            record.error = Some(why);
+            st.report.retrievals.push(record);
+            return;
+        }
+        self.select(st, &mut record, found.candidates).await;
+        st.report.retrievals.push(record);
+    }
+
+    async fn select(
+        &self,
+        st: &mut RunState,
+        record: &mut RetrievalRecord,
+        candidates: Vec<iat2i_retrievers::Candidate>,
+    ) {
+        let request = SelectionRequest {
+            prompt: st.report.request.prompt.clone(),
+            queries: record.queries.clone(),
+            entities: st
+                .assessment
+                .as_ref()
+                .map(|a| a.entities.clone())
+                .unwrap_or_default(),
+            run_id: st.report.run_id.clone(),
+        };
+        self.events.emit(PipelineEvent::SelectionStarted {
+            candidates: candidates.len(),
+        });
+        let t = Instant::now();
+        let result = self
+            .selector
+            .select(&request, candidates)
+            .instrument(tracing::info_span!("iat2i.select"))
+            .await;
+        record.select_ms = t.elapsed().as_millis() as u64;
+        match result {
+            Ok(selection) => {
+                self.events.emit(PipelineEvent::SelectionFinished {
+                    reference: selection.best.candidate.image_url.to_string(),
+                    alternates: selection.alternates.len(),
+                });
+                record.selection = Some(selection.clone());
+                st.selection = Some(selection);
+                st.ref_index = 0;
+                st.use_reference = true;
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                st.record_error(self, StageName::Select, None, msg.clone());
+                record.error = Some(msg);
+            }
+        }
+    }
+}

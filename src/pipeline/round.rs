@@ -1,0 +1,216 @@
+use std::time::Instant;
+
+use tracing::Instrument;
+
+use super::Pipeline;
+use super::state::RunState;
+use crate::error::StageName;
+use crate::events::PipelineEvent;
+use crate::gate::GateMode;
+use crate::generator::{GeneratedImage, GenerationRequest, ReferenceImage, compose_prompt};
+use crate::judge::{Action, ReviewInput, Verdict};
+use crate::report::{ImageRecord, ReferenceRecord, RoundRecord};
+
+impl Pipeline {
+    /// Run round `n`; `Some(reason)` ends the loop.
+    pub(super) async fn round(&self, st: &mut RunState, n: u32) -> Option<String> {
+        let (references, records) = match st.current_reference() {
+            Some(r) => {
+                let label = st.label_for(r);
+                let image = crate::generator::InputImage {
+                    bytes: r.bytes.clone(),
+                    mime: r.mime.clone(),
+                };
+                let record = ReferenceRecord::new(&label, r);
+                (vec![ReferenceImage { image, label }], vec![record])
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        let labels: Vec<String> = references.iter().map(|r| r.label.clone()).collect();
+        let prompt_sent = compose_prompt(&st.prompt, &labels, st.edit_image.is_some());
+        let mut rec = RoundRecord {
+            round: n,
+            prompt: st.prompt.clone(),
+            prompt_sent: prompt_sent.clone(),
+            references: records,
+            ..RoundRecord::default()
+        };
+        self.events.emit(PipelineEvent::RoundStarted {
+            round: n,
+            max_rounds: self.max_rounds,
+            references: references.len(),
+        });
+        let request = GenerationRequest {
+            prompt: prompt_sent,
+            references,
+            edit_image: st.edit_image.clone(),
+        };
+        let span = tracing::info_span!("iat2i.round", round = n);
+        let stop = self
+            .generate_and_judge(st, n, &request, &mut rec)
+            .instrument(span)
+            .await;
+        st.report.rounds.push(rec);
+        stop
+    }
+
+    async fn generate_and_judge(
+        &self,
+        st: &mut RunState,
+        n: u32,
+        request: &GenerationRequest,
+        rec: &mut RoundRecord,
+    ) -> Option<String> {
+        let t = Instant::now();
+        let generated = self
+            .generator
+            .generate(request)
+            .instrument(tracing::info_span!("iat2i.generate"))
+            .await;
+        rec.generate_ms = t.elapsed().as_millis() as u64;
+        let image = match generated {
+            Ok(img) => img,
+            Err(e) => {
+                let msg = e.to_string();
+                st.record_error(self, StageName::Generate, Some(n), msg.clone());
+                rec.error = Some(msg.clone());
+                st.last_error = Some((StageName::Generate, e.into()));
+                return Some(format!("image generation failed in round {n}: {msg}"));
+            }
+        };
+        self.events.emit(PipelineEvent::Generated {
+            round: n,
+            bytes: image.bytes.len(),
+        });
+        st.report.usage.images.add(&image.usage);
+        rec.image = Some(ImageRecord {
+            mime: image.mime.clone(),
+            bytes: image.bytes.len(),
+            width: None,
+            height: None,
+        });
+        rec.revised_prompt = image.revised_prompt.clone();
+        rec.image_usage = Some(image.usage);
+        let verdict = self.judge_round(st, n, request, &image, rec).await;
+        let Some(verdict) = verdict else {
+            st.consider(n, image, None);
+            return Some(format!("the judge failed in round {n}"));
+        };
+        st.consider(n, image, Some(verdict.clone()));
+        self.act(st, n, &verdict, rec).await
+    }
+
+    async fn judge_round(
+        &self,
+        st: &mut RunState,
+        n: u32,
+        request: &GenerationRequest,
+        image: &GeneratedImage,
+        rec: &mut RoundRecord,
+    ) -> Option<Verdict> {
+        let judged = crate::generator::InputImage {
+            bytes: image.bytes.clone(),
+            mime: image.mime.clone(),
+        };
+        let input = ReviewInput {
+            prompt: &st.prompt,
+            image: &judged,
+            references: &request.references,
+            edit_image: st.edit_image.as_ref(),
+            has_alternates: st.use_reference && st.has_alternates(),
+        };
+        let t = Instant::now();
+        let reviewed = self
+            .judge
+            .review(&input)
+            .instrument(tracing::info_span!("iat2i.judge"))
+            .await;
+        rec.judge_ms = t.elapsed().as_millis() as u64;
+        match reviewed {
+            Ok(reply) => {
+                st.report.usage.judge.add(&reply.usage);
+                rec.judge_usage = Some(reply.usage);
+                rec.verdict = Some(reply.value.clone());
+                self.events.emit(PipelineEvent::Judged {
+                    round: n,
+                    verdict: reply.value.clone(),
+                });
+                Some(reply.value)
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                st.record_error(self, StageName::Judge, Some(n), msg.clone());
+                rec.error = Some(msg);
+                None
+            }
+        }
+    }
+
+    /// Carry out the verdict's action for the next round; `Some(reason)` stops.
+    async fn act(
+        &self,
+        st: &mut RunState,
+        n: u32,
+        v: &Verdict,
+        rec: &mut RoundRecord,
+    ) -> Option<String> {
+        if v.aligned {
+            rec.next_step = Some("stop: aligned".into());
+            return Some(format!("aligned in round {n}"));
+        }
+        if v.action == Action::Accept {
+            rec.next_step = Some("stop: the judge accepted the image".into());
+            return Some(format!(
+                "the judge accepted round {n} without full alignment"
+            ));
+        }
+        if n >= self.max_rounds {
+            rec.next_step = Some("stop: no rounds left".into());
+            return None;
+        }
+        let first_retrieval = self.gate_mode == GateMode::GenerateFirst && st.selection.is_none();
+        if first_retrieval && (v.knowledge_gap || matches!(v.action, Action::Research { .. })) {
+            let given = match &v.action {
+                Action::Research { queries } => queries.clone(),
+                _ => Vec::new(),
+            };
+            let queries = self.queries_for(st, given).await;
+            let reason = format!("the judge found a knowledge gap in round {n}");
+            self.retrieve(st, queries, reason).await;
+            if let Action::RefinePrompt { prompt } = &v.action {
+                st.prompt = prompt.clone();
+            }
+            rec.next_step =
+                Some("retrieve a reference (generate-first found a knowledge gap)".into());
+            return None;
+        }
+        rec.next_step = Some(self.apply(st, n, &v.action).await);
+        None
+    }
+
+    async fn apply(&self, st: &mut RunState, n: u32, action: &Action) -> String {
+        match action {
+            Action::Accept => "stop".into(),
+            Action::RefinePrompt { prompt } => {
+                st.prompt = prompt.clone();
+                "refine the prompt".into()
+            }
+            Action::NextReference if st.has_alternates() => {
+                st.ref_index += 1;
+                st.use_reference = true;
+                format!("try alternate reference {}", st.ref_index)
+            }
+            Action::NextReference => "no other reference is available; keep the current one".into(),
+            Action::DropReference => {
+                st.use_reference = false;
+                "generate without the reference".into()
+            }
+            Action::Research { queries } => {
+                let queries = self.queries_for(st, queries.clone()).await;
+                let reason = format!("the judge asked to research after round {n}");
+                self.retrieve(st, queries.clone(), reason).await;
+                format!("search again with {queries:?}")
+            }
+        }
+    }
+}

@@ -1,0 +1,226 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use iat2i_selectors::{Reference, Selection};
+
+use super::{Outcome, Pipeline};
+use crate::error::{PipelineError, StageError, StageName};
+use crate::events::PipelineEvent;
+use crate::gate::Assessment;
+use crate::generator::{GeneratedImage, InputImage};
+use crate::judge::Verdict;
+use crate::report::{ErrorRecord, ImageRecord, Report, RequestRecord};
+
+static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn new_run_id(now: SystemTime) -> String {
+    let nanos = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("run-{nanos:x}-{n}")
+}
+
+/// An image and its verdict, kept while it is the best so far.
+pub(super) struct Kept {
+    pub round: u32,
+    pub image: GeneratedImage,
+    pub verdict: Option<Verdict>,
+}
+
+/// Ordering key: judged beats unjudged, aligned beats unaligned, then the mean score.
+fn rank(verdict: &Option<Verdict>) -> (u8, f32) {
+    match verdict {
+        None => (0, 0.0),
+        Some(v) => (1 + u8::from(v.aligned), v.score()),
+    }
+}
+
+/// The mutable state of one run.
+pub(super) struct RunState {
+    pub started: Instant,
+    pub report: Report,
+    /// The prompt the next round works from (refined prompts replace it).
+    pub prompt: String,
+    pub edit_image: Option<InputImage>,
+    pub assessment: Option<Assessment>,
+    pub selection: Option<Selection>,
+    pub ref_index: usize,
+    pub use_reference: bool,
+    pub best: Option<Kept>,
+    pub stop: Option<String>,
+    pub last_error: Option<(StageName, StageError)>,
+}
+
+impl RunState {
+    pub fn new(p: &Pipeline, prompt: String, edit_image: Option<InputImage>) -> Self {
+        let now = SystemTime::now();
+        let report = Report {
+            run_id: new_run_id(now),
+            started_at_unix: now
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            request: RequestRecord {
+                prompt: prompt.clone(),
+                edit: edit_image.is_some(),
+                edit_image: edit_image.as_ref().map(|i| ImageRecord {
+                    mime: i.mime.clone(),
+                    bytes: i.bytes.len(),
+                    width: None,
+                    height: None,
+                }),
+            },
+            gate_mode: p.gate_mode,
+            max_rounds: p.max_rounds,
+            models: p.models.clone(),
+            ..Report::default()
+        };
+        RunState {
+            started: Instant::now(),
+            report,
+            prompt,
+            edit_image,
+            assessment: None,
+            selection: None,
+            ref_index: 0,
+            use_reference: true,
+            best: None,
+            stop: None,
+            last_error: None,
+        }
+    }
+
+    /// The reference the next round sends, if any.
+    pub fn current_reference(&self) -> Option<&Reference> {
+        if !self.use_reference {
+            return None;
+        }
+        let sel = self.selection.as_ref()?;
+        match self.ref_index {
+            0 => Some(&sel.best),
+            i => sel.alternates.get(i - 1),
+        }
+    }
+
+    /// Whether another reference can be tried.
+    pub fn has_alternates(&self) -> bool {
+        self.selection
+            .as_ref()
+            .is_some_and(|s| self.ref_index < s.alternates.len())
+    }
+
+    /// What the generator is told the reference shows.
+    pub fn label_for(&self, r: &Reference) -> String {
+        match &self.assessment {
+            Some(a) if !a.entities.is_empty() => a.entities.join(" and "),
+            _ => r.candidate.query.clone(),
+        }
+    }
+
+    pub fn record_error(
+        &mut self,
+        p: &Pipeline,
+        stage: StageName,
+        round: Option<u32>,
+        msg: String,
+    ) {
+        tracing::warn!(%stage, ?round, error = %msg, "stage failed");
+        p.events.emit(PipelineEvent::StageFailed {
+            stage,
+            round,
+            error: msg.clone(),
+        });
+        self.report.errors.push(ErrorRecord {
+            stage,
+            round,
+            message: msg,
+        });
+    }
+
+    /// Keep `image` if it beats the best so far.
+    pub fn consider(&mut self, round: u32, image: GeneratedImage, verdict: Option<Verdict>) {
+        let better = match &self.best {
+            None => true,
+            Some(k) => rank(&verdict) > rank(&k.verdict),
+        };
+        if better {
+            self.best = Some(Kept {
+                round,
+                image,
+                verdict,
+            });
+        }
+    }
+
+    fn close(&mut self, p: &Pipeline, stop_reason: String) {
+        self.report.stop_reason = stop_reason.clone();
+        if let Some(cj) = &p.candidate_judge {
+            self.report.usage.candidate_judge = cj.usage();
+        }
+        let u = &mut self.report.usage;
+        let mut total = u.gate;
+        total.add(&u.judge);
+        total.add(&u.candidate_judge);
+        u.lmm_total = total;
+        self.report.total_ms = self.started.elapsed().as_millis() as u64;
+        p.events.emit(PipelineEvent::Finished {
+            stop_reason,
+            best_round: self.report.best_round,
+        });
+    }
+
+    /// End the run with an error (no image was made).
+    pub fn fail(
+        mut self,
+        p: &Pipeline,
+        stage: StageName,
+        err: impl Into<StageError>,
+    ) -> PipelineError {
+        let err = err.into();
+        let msg = err.to_string();
+        if self.report.errors.last().map(|e| &e.message) != Some(&msg) {
+            self.record_error(p, stage, None, msg.clone());
+        }
+        self.close(
+            p,
+            format!("failed at the {stage} stage before any image was made: {msg}"),
+        );
+        PipelineError::stage_failed(stage, err, self.report)
+    }
+
+    /// End the run with the best image, or the last error when there is none.
+    pub fn finish(mut self, p: &Pipeline) -> Result<Outcome, PipelineError> {
+        let Some(best) = self.best.take() else {
+            return Err(match self.last_error.take() {
+                Some((stage, err)) => self.fail(p, stage, err),
+                None => PipelineError::Config("the run made no image and recorded no error".into()),
+            });
+        };
+        self.report.best_round = Some(best.round);
+        self.report.best_score = best.verdict.as_ref().map(Verdict::score);
+        let score = match &best.verdict {
+            Some(v) => format!("mean score {:.1}/10", v.score()),
+            None => "not judged".to_string(),
+        };
+        let stop = self.stop.take().unwrap_or_else(|| {
+            format!(
+                "max_rounds ({}) reached without alignment; best was round {} ({score})",
+                p.max_rounds, best.round
+            )
+        });
+        let stop = if stop.contains("best was round") || stop.starts_with("aligned in round") {
+            stop
+        } else {
+            format!("{stop}; returning round {} ({score})", best.round)
+        };
+        self.close(p, stop);
+        Ok(Outcome {
+            image: best.image,
+            round: best.round,
+            verdict: best.verdict,
+            report: self.report,
+        })
+    }
+}

@@ -1,0 +1,299 @@
+//! The chat client against a wiremock server speaking the chat-completions protocol.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use iat2i::gate::{Gate, KnowledgeGap, LmmGate};
+use iat2i::lmm::{ChatRequest, Lmm, LmmError, Message};
+use iat2i::retrievers::{HttpClient, HttpError};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn gate(server: &MockServer, http: HttpClient) -> LmmGate {
+    LmmGate::new(Arc::new(chat_client(server, http)))
+}
+
+#[tokio::test]
+async fn gate_sends_a_strict_json_schema_and_parses_the_answer() {
+    let server = MockServer::start().await;
+    mount_chat(&server, "assessment", &["gate_needs_reference.json"]).await;
+    let reply = gate(&server, test_http())
+        .with_languages(vec!["en".into(), "zh".into(), "ja".into()])
+        .assess("A Graphorn at dusk", false)
+        .await
+        .unwrap();
+    assert!(reply.value.needs_reference);
+    assert_eq!(reply.value.gap, KnowledgeGap::KnownButRare);
+    assert_eq!(reply.value.entities, vec!["Graphorn"]);
+    assert_eq!(reply.value.queries.len(), 3);
+    assert_eq!(reply.usage.total_tokens, 1163);
+    assert_eq!(reply.usage.calls, 1);
+
+    let reqs = requests_to(&server, "/v1/chat/completions").await;
+    assert_eq!(reqs.len(), 1);
+    let auth = reqs[0]
+        .headers
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert_eq!(auth, format!("Bearer {KEY}"));
+    let body: serde_json::Value = serde_json::from_slice(&reqs[0].body).unwrap();
+    assert_eq!(body["model"], "gpt-4o-mini");
+    let rf = &body["response_format"];
+    assert_eq!(rf["type"], "json_schema");
+    assert_eq!(rf["json_schema"]["strict"], true);
+    let schema = &rf["json_schema"]["schema"];
+    assert_eq!(schema["additionalProperties"], false);
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for f in ["needs_reference", "gap", "queries", "entities", "rationale"] {
+        assert!(required.contains(&f), "{f} not required in {schema}");
+    }
+    assert_eq!(body["messages"][0]["role"], "system");
+    let user = body["messages"][1]["content"].as_str().unwrap();
+    assert!(user.contains("A Graphorn at dusk") && user.contains("en, zh, ja"));
+}
+
+#[tokio::test]
+async fn prose_and_fences_around_json_are_tolerated() {
+    let server = MockServer::start().await;
+    mount_chat(&server, "assessment", &["gate_fenced_prose.json"]).await;
+    let reply = gate(&server, test_http()).assess("x", false).await.unwrap();
+    assert_eq!(reply.value.gap, KnowledgeGap::Unknown);
+    assert_eq!(reply.value.queries, vec!["Hogwarts Legacy protagonist"]);
+    assert_eq!(requests_to(&server, "/v1/chat/completions").await.len(), 1);
+}
+
+#[tokio::test]
+async fn garbage_gets_exactly_one_retry_with_a_reminder_then_a_clear_error() {
+    let server = MockServer::start().await;
+    mount_chat(&server, "assessment", &["chat_garbage.json"]).await;
+    let err = gate(&server, test_http())
+        .assess("x", false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LmmError::NotJson { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("did not answer with the JSON asked for"),
+        "{msg}"
+    );
+    assert!(msg.contains("only answer in prose"), "{msg}");
+    let reqs = chat_requests(&server, "assessment").await;
+    assert_eq!(reqs.len(), 2, "one call and exactly one retry");
+    let retry_msgs = reqs[1]["messages"].as_array().unwrap();
+    assert_eq!(retry_msgs.len(), 4);
+    assert_eq!(retry_msgs[2]["role"], "assistant");
+    let reminder = retry_msgs[3]["content"].as_str().unwrap();
+    assert!(reminder.contains("only one JSON object"), "{reminder}");
+}
+
+#[tokio::test]
+async fn garbage_then_json_succeeds_on_the_retry_and_counts_both_calls() {
+    let server = MockServer::start().await;
+    mount_chat(
+        &server,
+        "assessment",
+        &["chat_garbage.json", "gate_no_reference.json"],
+    )
+    .await;
+    let reply = gate(&server, test_http()).assess("x", false).await.unwrap();
+    assert!(!reply.value.needs_reference);
+    assert_eq!(reply.usage.calls, 2);
+    assert_eq!(reply.usage.total_tokens, 2 * 1163);
+}
+
+#[tokio::test]
+async fn a_refusal_is_retried_once_then_reported() {
+    let server = MockServer::start().await;
+    mount_chat(&server, "assessment", &["chat_refusal.json"]).await;
+    let err = gate(&server, test_http())
+        .assess("x", false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LmmError::Refused { .. }), "{err:?}");
+    assert!(err.to_string().contains("can't help with that"));
+    assert_eq!(chat_requests(&server, "assessment").await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_error_object_inside_a_200_is_recognised_and_not_retried() {
+    let server = MockServer::start().await;
+    mount_chat(&server, "assessment", &["chat_error_in_200.json"]).await;
+    let err = gate(&server, test_http())
+        .assess("x", false)
+        .await
+        .unwrap_err();
+    match &err {
+        LmmError::Api { message, code, .. } => {
+            assert!(message.contains("does not exist"));
+            assert_eq!(code.as_deref(), Some("model_not_found"));
+        }
+        other => panic!("expected Api, got {other:?}"),
+    }
+    assert_eq!(chat_requests(&server, "assessment").await.len(), 1);
+}
+
+#[tokio::test]
+async fn finish_reason_length_is_a_truncation_error() {
+    let server = MockServer::start().await;
+    mount_chat(&server, "assessment", &["chat_length.json"]).await;
+    let err = gate(&server, test_http())
+        .assess("x", false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LmmError::Truncated { .. }), "{err:?}");
+    assert!(err.to_string().contains("max_tokens"));
+}
+
+#[tokio::test]
+async fn empty_choices_are_an_error() {
+    let server = MockServer::start().await;
+    let mut body = fixture_json("gate_no_reference.json");
+    body["choices"] = serde_json::json!([]);
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(&server)
+        .await;
+    let lmm = chat_client(&server, test_http());
+    let err = lmm.chat(&ChatRequest::default()).await.unwrap_err();
+    assert!(matches!(err, LmmError::Empty { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_retried_then_succeeds() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(Sequence::new(vec![
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "0")
+                .set_body_json(serde_json::json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}})),
+            ResponseTemplate::new(200).set_body_json(fixture_json("gate_no_reference.json")),
+        ]))
+        .mount(&server)
+        .await;
+    let reply = gate(&server, test_http())
+        .assess("a red apple", false)
+        .await
+        .unwrap();
+    assert!(!reply.value.needs_reference);
+    assert_eq!(requests_to(&server, "/v1/chat/completions").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_500_forever_fails_after_the_retries_with_the_status_and_a_hint() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("upstream exploded"))
+        .mount(&server)
+        .await;
+    let err = gate(&server, test_http())
+        .assess("x", false)
+        .await
+        .unwrap_err();
+    match &err {
+        LmmError::Http { source, .. } => assert_eq!(source.status().map(|s| s.as_u16()), Some(500)),
+        other => panic!("expected Http, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains("500") && msg.contains("try again later"),
+        "{msg}"
+    );
+    // 1 attempt + max_retries (2) from test_http().
+    assert_eq!(requests_to(&server, "/v1/chat/completions").await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_hanging_server_times_out_with_a_clear_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(fixture_json("gate_no_reference.json"))
+                .set_delay(Duration::from_secs(30)),
+        )
+        .mount(&server)
+        .await;
+    let http = HttpClient::builder()
+        .total_timeout(Duration::from_millis(300))
+        .read_timeout(Duration::from_millis(300))
+        .max_retries(0)
+        .build()
+        .unwrap();
+    let err = gate(&server, http).assess("x", false).await.unwrap_err();
+    match &err {
+        LmmError::Http { source, .. } => {
+            assert!(matches!(source, HttpError::Timeout { .. }), "{source:?}")
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(err.to_string().contains("timed out"), "{err}");
+}
+
+#[tokio::test]
+async fn the_key_never_appears_in_debug_or_errors() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(401).set_body_string(format!(
+            "{{\"error\":{{\"message\":\"Incorrect API key provided: {KEY}\"}}}}"
+        )))
+        .mount(&server)
+        .await;
+    let lmm = chat_client(&server, test_http());
+    assert!(!format!("{lmm:?}").contains(KEY));
+    let err = lmm
+        .chat(&ChatRequest {
+            messages: vec![Message::user("hi")],
+            ..ChatRequest::default()
+        })
+        .await
+        .unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains(KEY), "{shown}");
+    assert!(
+        shown.contains("401") && shown.contains("OPENAI_API_KEY"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn images_go_out_as_base64_data_urls() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture_json("chat_garbage.json")))
+        .mount(&server)
+        .await;
+    let lmm = chat_client(&server, test_http());
+    let png = fixture_bytes("reference_a.png");
+    let resp = lmm
+        .chat(&ChatRequest {
+            messages: vec![Message::user("what is this?").with_image(png.clone(), "image/png")],
+            ..ChatRequest::default()
+        })
+        .await
+        .unwrap();
+    assert!(resp.content.contains("prose"));
+    let body: serde_json::Value =
+        serde_json::from_slice(&requests_to(&server, "/v1/chat/completions").await[0].body)
+            .unwrap();
+    assert!(body.get("response_format").is_none());
+    let parts = body["messages"][0]["content"].as_array().unwrap();
+    assert_eq!(parts[0]["type"], "text");
+    assert_eq!(parts[1]["type"], "image_url");
+    use base64::Engine as _;
+    let expected = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&png)
+    );
+    assert_eq!(parts[1]["image_url"]["url"], expected);
+}
