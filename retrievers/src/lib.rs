@@ -34,5 +34,5 @@ mod search;
 pub use candidate::{Candidate, License};
 pub use error::SearchError;
 pub use http::{HttpClient, HttpClientBuilder, HttpError, HttpResponse, SsrfPolicy, Trust};
-pub use multi::{EngineRun, MultiSearch, MultiSearchResult};
+pub use multi::{EngineRun, MultiSearch, MultiSearchResult, normalize_url};
 pub use search::{ImageSearch, SearchQuery};
