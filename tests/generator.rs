@@ -1,0 +1,237 @@
+//! The OpenAI Images client against wiremock: request shapes and response handling.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use iat2i::generator::{
+    GenerationRequest, Generator, ImageError, InputImage, OpenAiImages, ReferenceImage,
+};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn reference(name: &str, label: &str) -> ReferenceImage {
+    ReferenceImage {
+        image: InputImage {
+            bytes: fixture_bytes(name),
+            mime: "image/png".into(),
+        },
+        label: label.into(),
+    }
+}
+
+#[tokio::test]
+async fn without_references_it_posts_json_to_generations_without_response_format() {
+    let server = MockServer::start().await;
+    mount_images(&server, "generations", &["images_red.json"]).await;
+    let img = images_client(&server)
+        .generate(&GenerationRequest {
+            prompt: "a red apple".into(),
+            references: vec![],
+            edit_image: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(img.mime, "image/png");
+    assert_eq!(
+        img.bytes.as_ref(),
+        fixture_image("images_red.json").as_slice()
+    );
+    assert_eq!(img.usage.input_tokens, 50);
+    assert_eq!(img.usage.output_tokens, 4160);
+    assert_eq!(img.usage.total_tokens, 4210);
+    assert_eq!(img.usage.input_tokens_details.unwrap().image_tokens, 10);
+    assert_eq!(img.usage.images, 1);
+
+    let reqs = requests_to(&server, "/v1/images/generations").await;
+    assert_eq!(reqs.len(), 1);
+    let auth = reqs[0]
+        .headers
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert_eq!(auth, format!("Bearer {KEY}"));
+    let body: serde_json::Value = serde_json::from_slice(&reqs[0].body).unwrap();
+    assert_eq!(body["model"], "gpt-image-1");
+    assert_eq!(body["prompt"], "a red apple");
+    assert_eq!(body["n"], 1);
+    assert!(
+        body.get("response_format").is_none(),
+        "gpt-image-1 rejects response_format"
+    );
+}
+
+#[tokio::test]
+async fn with_references_it_posts_multipart_to_edits_user_image_first() {
+    let server = MockServer::start().await;
+    mount_images(&server, "edits", &["images_green.json"]).await;
+    let input = fixture_bytes("input.png");
+    let img = images_client(&server)
+        .with_quality(Some("high".into()))
+        .generate(&GenerationRequest {
+            prompt: "Add a Graphorn. Reference image 2 shows a Graphorn".into(),
+            references: vec![
+                reference("reference_a.png", "a Graphorn"),
+                reference("reference_b.png", "a Graphorn"),
+            ],
+            edit_image: Some(InputImage::sniff(input.clone())),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        img.bytes.as_ref(),
+        fixture_image("images_green.json").as_slice()
+    );
+    assert_eq!(img.usage.input_tokens, 180);
+
+    let reqs = requests_to(&server, "/v1/images/edits").await;
+    assert_eq!(reqs.len(), 1);
+    let ct = reqs[0]
+        .headers
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(ct.starts_with("multipart/form-data"), "{ct}");
+    let body = &reqs[0].body;
+    let names = part_names(body);
+    assert_eq!(
+        names.iter().filter(|n| *n == "image[]").count(),
+        3,
+        "{names:?}"
+    );
+    for n in ["model", "prompt", "n", "size", "quality"] {
+        assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
+    }
+    assert!(!names.iter().any(|x| x == "response_format"));
+    assert_eq!(part_text(body, "model").unwrap(), "gpt-image-1");
+    assert_eq!(part_text(body, "quality").unwrap(), "high");
+    assert!(
+        part_text(body, "prompt")
+            .unwrap()
+            .contains("Reference image 2 shows a Graphorn")
+    );
+    let user_at = find(body, &input).expect("user image bytes present");
+    let ref_a = find(body, &fixture_bytes("reference_a.png")).expect("reference A bytes present");
+    let ref_b = find(body, &fixture_bytes("reference_b.png")).expect("reference B bytes present");
+    assert!(
+        user_at < ref_a && ref_a < ref_b,
+        "user image first, then references in order"
+    );
+    assert!(String::from_utf8_lossy(body).contains("Content-Type: image/png"));
+}
+
+#[tokio::test]
+async fn at_most_sixteen_images_are_sent() {
+    let server = MockServer::start().await;
+    mount_images(&server, "edits", &["images_green.json"]).await;
+    let refs: Vec<ReferenceImage> = (0..20).map(|_| reference("reference_a.png", "x")).collect();
+    images_client(&server)
+        .generate(&GenerationRequest {
+            prompt: "p".into(),
+            references: refs,
+            edit_image: None,
+        })
+        .await
+        .unwrap();
+    let body = &requests_to(&server, "/v1/images/edits").await[0].body;
+    assert_eq!(
+        part_names(body).iter().filter(|n| *n == "image[]").count(),
+        16
+    );
+}
+
+#[tokio::test]
+async fn dalle_style_servers_get_response_format_and_url_answers_are_fetched() {
+    let server = MockServer::start().await;
+    let png = fixture_bytes("reference_b.png");
+    Mock::given(method("GET"))
+        .and(path("/files/out.png"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_bytes(png.to_vec())
+                .insert_header("content-type", "image/png"),
+        )
+        .mount(&server)
+        .await;
+    let answer = serde_json::json!({
+        "created": 1713833628,
+        "data": [{"url": format!("{}/files/out.png", server.uri()), "revised_prompt": "a cat, photo"}]
+    });
+    Mock::given(method("POST"))
+        .and(path("/v1/images/generations"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
+        .mount(&server)
+        .await;
+    let generator = OpenAiImages::new(test_http(), &base(&server), "dall-e-3").unwrap();
+    let img = generator
+        .generate(&GenerationRequest {
+            prompt: "a cat".into(),
+            references: vec![],
+            edit_image: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(img.bytes, Bytes::from(png.to_vec()));
+    assert_eq!(img.revised_prompt.as_deref(), Some("a cat, photo"));
+    let body: serde_json::Value =
+        serde_json::from_slice(&requests_to(&server, "/v1/images/generations").await[0].body)
+            .unwrap();
+    assert_eq!(body["response_format"], "b64_json");
+    assert!(
+        requests_to(&server, "/v1/images/generations").await[0]
+            .headers
+            .get("authorization")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn an_error_answer_is_reported_without_the_key() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(fixture_json("images_error_401.json")),
+        )
+        .mount(&server)
+        .await;
+    let generator = images_client(&server);
+    assert!(!format!("{generator:?}").contains(KEY));
+    let err = generator
+        .generate(&GenerationRequest {
+            prompt: "p".into(),
+            references: vec![],
+            edit_image: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ImageError::Http { .. }), "{err:?}");
+    let shown = format!("{err} {err:?}");
+    assert!(shown.contains("401") && !shown.contains(KEY), "{shown}");
+    // 401 is not retried.
+    assert_eq!(
+        requests_to(&server, "/v1/images/generations").await.len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_answer_without_an_image_is_a_clear_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"created": 1, "data": []})),
+        )
+        .mount(&server)
+        .await;
+    let err = images_client(&server)
+        .generate(&GenerationRequest {
+            prompt: "p".into(),
+            references: vec![],
+            edit_image: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ImageError::NoImage { .. }), "{err:?}");
+}
