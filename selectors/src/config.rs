@@ -1,0 +1,389 @@
+//! Settings of the hierarchical selector, with builder-style setters.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::embed::Embedder;
+use crate::store::VectorStore;
+
+/// Where the CLIP model comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClipModelSource {
+    /// fastembed's `ClipVitB32` (vision `Qdrant/clip-ViT-B-32-vision` and text
+    /// `Qdrant/clip-ViT-B-32-text`), downloaded from the Hugging Face hub on first use into
+    /// `cache_dir` (fastembed's default cache when `None`). Needs the crate's `download` feature.
+    Default {
+        /// Where fastembed keeps downloaded models.
+        cache_dir: Option<PathBuf>,
+    },
+    /// A local model directory, for offline use:
+    ///
+    /// ```text
+    /// <dir>/vision/model.onnx             pixel_values [N,3,224,224] -> image_embeds [N,D]
+    /// <dir>/vision/preprocessor_config.json
+    /// <dir>/text/model.onnx               input_ids, attention_mask [N,S] -> text_embeds [N,D]
+    /// <dir>/text/tokenizer.json, tokenizer_config.json, special_tokens_map.json, config.json
+    /// ```
+    ///
+    /// Tokenizer and preprocessor files are looked up in the sub-directory, then in `dir`
+    /// itself, then in `tokenizer_dir` when given.
+    LocalDir {
+        /// The model directory.
+        dir: PathBuf,
+        /// A further directory holding tokenizer and preprocessor files.
+        tokenizer_dir: Option<PathBuf>,
+    },
+}
+
+impl Default for ClipModelSource {
+    fn default() -> Self {
+        ClipModelSource::Default { cache_dir: None }
+    }
+}
+
+/// Metadata checks applied before anything is downloaded.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PrefilterConfig {
+    /// Smallest acceptable width and height of the full-size image, when the engine reports
+    /// them (default 128).
+    pub min_side: u32,
+    /// Largest acceptable ratio of the longer side to the shorter (default 4.0).
+    pub max_aspect_ratio: f32,
+    /// MIME types accepted when the engine reports one (default: jpeg, png, webp, gif, bmp, tiff).
+    pub allowed_mimes: Vec<String>,
+    /// Domains (and their sub-domains) never used.
+    pub blocked_domains: Vec<String>,
+    /// Domains (and their sub-domains) whose images get a ranking bonus.
+    pub preferred_domains: Vec<String>,
+    /// Keep only Creative Commons or public-domain images (for users who publish).
+    pub require_open_license: bool,
+    /// Drop candidates whose title/caption relevance is below this (0..=1; default 0: keep
+    /// all, because many engines give no caption).
+    pub min_lexical: f32,
+    /// Keep at most this many candidates, best fused score first (default 100).
+    pub max_candidates: usize,
+}
+
+impl Default for PrefilterConfig {
+    fn default() -> Self {
+        PrefilterConfig {
+            min_side: 128,
+            max_aspect_ratio: 4.0,
+            allowed_mimes: ["jpeg", "jpg", "png", "webp", "gif", "bmp", "tiff"]
+                .iter()
+                .map(|s| format!("image/{s}"))
+                .collect(),
+            blocked_domains: Vec::new(),
+            preferred_domains: Vec::new(),
+            require_open_license: false,
+            min_lexical: 0.0,
+            max_candidates: 100,
+        }
+    }
+}
+
+/// Download and decode limits.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct FetchConfig {
+    /// Downloads in flight at once (default 16).
+    pub concurrency: usize,
+    /// Time allowed for one image, download and decode (default 15 s).
+    pub timeout: Duration,
+    /// Largest image body accepted, in bytes (default 8 MiB).
+    pub max_bytes: usize,
+    /// Largest width or height a decoder may allocate (default 8192).
+    pub max_dimension: u32,
+    /// Most memory one decoder may allocate, in bytes (default 128 MiB).
+    pub max_alloc: u64,
+    /// Smallest decoded width and height kept (default 32).
+    pub min_decoded_side: u32,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        FetchConfig {
+            concurrency: 16,
+            timeout: Duration::from_secs(15),
+            max_bytes: 8 * 1024 * 1024,
+            max_dimension: 8192,
+            max_alloc: 128 * 1024 * 1024,
+            min_decoded_side: 32,
+        }
+    }
+}
+
+/// Weights of the combined ranking score.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RankWeights {
+    /// Weight of CLIP similarity to the prompt (default 0.6).
+    pub prompt: f32,
+    /// Weight of the best CLIP similarity to a query (default 0.3).
+    pub query: f32,
+    /// Weight of the lexical title relevance (default 0.1).
+    pub lexical: f32,
+    /// Bonus for a preferred domain (default 0.05).
+    pub preferred_domain: f32,
+}
+
+impl Default for RankWeights {
+    fn default() -> Self {
+        RankWeights {
+            prompt: 0.6,
+            query: 0.3,
+            lexical: 0.1,
+            preferred_domain: 0.05,
+        }
+    }
+}
+
+/// Which vector store ranks the candidates.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub enum StoreChoice {
+    /// The embedded default: qdrant-edge on disk under the cache directory.
+    #[default]
+    Edge,
+    /// Exact in-memory brute force (no persistence).
+    Memory,
+    /// A Qdrant server from `QDRANT_URL` / `QDRANT_API_KEY` (feature `qdrant-server`).
+    QdrantFromEnv,
+    /// A store instance the caller built.
+    Instance(Arc<dyn VectorStore>),
+}
+
+impl std::fmt::Debug for StoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreChoice::Edge => f.write_str("Edge"),
+            StoreChoice::Memory => f.write_str("Memory"),
+            StoreChoice::QdrantFromEnv => f.write_str("QdrantFromEnv"),
+            StoreChoice::Instance(s) => write!(f, "Instance({})", s.name()),
+        }
+    }
+}
+
+/// Settings of the hierarchical selector.
+///
+/// ```
+/// use iat2i_selectors::SelectorConfig;
+/// let config = SelectorConfig::default()
+///     .model_dir("fixtures/models/tiny-clip")
+///     .cache_dir("/tmp/iat2i-cache")
+///     .top_k(5);
+/// # let _ = config;
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct SelectorConfig {
+    /// Where the CLIP model comes from (ignored when `embedder` is set).
+    pub model: ClipModelSource,
+    /// ONNX Runtime intra-op threads (default: all cores).
+    pub intra_threads: Option<usize>,
+    /// An embedder instance to use instead of loading `model`.
+    pub embedder: Option<Arc<dyn Embedder>>,
+    /// Cache directory; the edge store lives in `<cache_dir>/qdrant-edge`
+    /// (default: `$XDG_CACHE_HOME/iat2i` or `~/.cache/iat2i`, else the temp directory).
+    pub cache_dir: Option<PathBuf>,
+    /// The vector store.
+    pub store: StoreChoice,
+    /// Qdrant collection name used by the server store (default `iat2i_candidates`).
+    pub collection: String,
+    /// Keep this run's points in the store after selecting (default false: delete them).
+    pub retain_points: bool,
+    /// Metadata prefilter.
+    pub prefilter: PrefilterConfig,
+    /// Download and decode limits.
+    pub fetch: FetchConfig,
+    /// Largest Hamming distance between perceptual hashes (64 bits) that still counts as the
+    /// same picture (default 10).
+    pub dedup_threshold: u32,
+    /// Images per embedding batch (default 16).
+    pub embed_batch: usize,
+    /// Ranking weights.
+    pub weights: RankWeights,
+    /// How many distinct candidates the diversity stage keeps (default 5): the best and its
+    /// alternates.
+    pub top_k: usize,
+    /// MMR trade-off between relevance (1.0) and novelty (0.0) (default 0.7).
+    pub mmr_lambda: f32,
+    /// How many candidates the judge sees (default 4).
+    pub judge_top_k: usize,
+}
+
+impl Default for SelectorConfig {
+    fn default() -> Self {
+        SelectorConfig {
+            model: ClipModelSource::default(),
+            intra_threads: None,
+            embedder: None,
+            cache_dir: None,
+            store: StoreChoice::default(),
+            collection: "iat2i_candidates".into(),
+            retain_points: false,
+            prefilter: PrefilterConfig::default(),
+            fetch: FetchConfig::default(),
+            dedup_threshold: 10,
+            embed_batch: 16,
+            weights: RankWeights::default(),
+            top_k: 5,
+            mmr_lambda: 0.7,
+            judge_top_k: 4,
+        }
+    }
+}
+
+impl std::fmt::Debug for SelectorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SelectorConfig")
+            .field("model", &self.model)
+            .field("embedder", &self.embedder.is_some())
+            .field("cache_dir", &self.cache_dir)
+            .field("store", &self.store)
+            .field("prefilter", &self.prefilter)
+            .field("fetch", &self.fetch)
+            .field("dedup_threshold", &self.dedup_threshold)
+            .field("top_k", &self.top_k)
+            .field("mmr_lambda", &self.mmr_lambda)
+            .field("judge_top_k", &self.judge_top_k)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SelectorConfig {
+    /// Use the CLIP model in a local directory (see [`ClipModelSource::LocalDir`]).
+    pub fn model_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        let tokenizer_dir = match self.model {
+            ClipModelSource::LocalDir { tokenizer_dir, .. } => tokenizer_dir,
+            ClipModelSource::Default { .. } => None,
+        };
+        self.model = ClipModelSource::LocalDir {
+            dir: dir.into(),
+            tokenizer_dir,
+        };
+        self
+    }
+    /// Look for tokenizer and preprocessor files in `dir` too (only with [`Self::model_dir`]).
+    pub fn tokenizer_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        if let ClipModelSource::LocalDir { tokenizer_dir, .. } = &mut self.model {
+            *tokenizer_dir = Some(dir.into());
+        }
+        self
+    }
+    /// Set the model source.
+    pub fn model(mut self, model: ClipModelSource) -> Self {
+        self.model = model;
+        self
+    }
+    /// Cap ONNX Runtime's intra-op threads.
+    pub fn intra_threads(mut self, n: usize) -> Self {
+        self.intra_threads = Some(n);
+        self
+    }
+    /// Use this embedder instead of loading a CLIP model.
+    pub fn embedder(mut self, embedder: Arc<dyn Embedder>) -> Self {
+        self.embedder = Some(embedder);
+        self
+    }
+    /// Set the cache directory.
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+    /// Choose the vector store.
+    pub fn store(mut self, store: StoreChoice) -> Self {
+        self.store = store;
+        self
+    }
+    /// Use this vector store instance.
+    pub fn store_instance(mut self, store: Arc<dyn VectorStore>) -> Self {
+        self.store = StoreChoice::Instance(store);
+        self
+    }
+    /// Keep the run's points in the store afterwards.
+    pub fn retain_points(mut self, retain: bool) -> Self {
+        self.retain_points = retain;
+        self
+    }
+    /// Set the prefilter.
+    pub fn prefilter(mut self, prefilter: PrefilterConfig) -> Self {
+        self.prefilter = prefilter;
+        self
+    }
+    /// Set download and decode limits.
+    pub fn fetch(mut self, fetch: FetchConfig) -> Self {
+        self.fetch = fetch;
+        self
+    }
+    /// Downloads in flight at once.
+    pub fn fetch_concurrency(mut self, n: usize) -> Self {
+        self.fetch.concurrency = n.max(1);
+        self
+    }
+    /// Time allowed per image.
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch.timeout = timeout;
+        self
+    }
+    /// Largest image body accepted, in bytes.
+    pub fn max_image_bytes(mut self, n: usize) -> Self {
+        self.fetch.max_bytes = n;
+        self
+    }
+    /// Largest decoded width or height.
+    pub fn max_image_dimension(mut self, n: u32) -> Self {
+        self.fetch.max_dimension = n;
+        self
+    }
+    /// Perceptual-hash distance that still counts as a duplicate.
+    pub fn dedup_threshold(mut self, bits: u32) -> Self {
+        self.dedup_threshold = bits;
+        self
+    }
+    /// Images per embedding batch.
+    pub fn embed_batch(mut self, n: usize) -> Self {
+        self.embed_batch = n.max(1);
+        self
+    }
+    /// Ranking weights.
+    pub fn weights(mut self, weights: RankWeights) -> Self {
+        self.weights = weights;
+        self
+    }
+    /// Distinct candidates kept by the diversity stage.
+    pub fn top_k(mut self, k: usize) -> Self {
+        self.top_k = k.max(1);
+        self
+    }
+    /// MMR relevance/novelty trade-off.
+    pub fn mmr_lambda(mut self, lambda: f32) -> Self {
+        self.mmr_lambda = lambda.clamp(0.0, 1.0);
+        self
+    }
+    /// Candidates shown to the judge.
+    pub fn judge_top_k(mut self, k: usize) -> Self {
+        self.judge_top_k = k.max(1);
+        self
+    }
+    /// The Qdrant collection name for the server store.
+    pub fn collection(mut self, name: impl Into<String>) -> Self {
+        self.collection = name.into();
+        self
+    }
+
+    /// The cache directory actually used.
+    pub fn resolved_cache_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.cache_dir {
+            return dir.clone();
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir);
+        base.join("iat2i")
+    }
+}

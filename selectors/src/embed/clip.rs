@@ -1,0 +1,293 @@
+//! CLIP ViT-B/32 image and text encoders through fastembed, loaded on first use.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use fastembed::{
+    ImageEmbedding, ImageInitOptionsUserDefined, ImagePreprocessor, InitOptionsUserDefined,
+    TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel, UserDefinedImageEmbeddingModel,
+};
+use image::DynamicImage;
+
+use super::Embedder;
+use crate::SelectError;
+use crate::config::ClipModelSource;
+
+/// What to do when ONNX Runtime cannot be found.
+const ORT_HELP: &str = "fastembed needs the ONNX Runtime shared library: install it with \
+`pip install onnxruntime==1.31.1` (the library is site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1) \
+or run `bash scripts/setup-ort.sh`, which prints its path, and set ORT_DYLIB_PATH to that file";
+
+struct Models {
+    image: Mutex<ImageEmbedding>,
+    text: Mutex<TextEmbedding>,
+    preprocessor: ImagePreprocessor,
+}
+
+/// CLIP's paired image and text encoders on fastembed (ONNX Runtime, CPU).
+///
+/// Nothing is loaded until the first embedding call; loading and inference run on
+/// blocking threads, never on the async runtime.
+pub struct ClipEmbedder {
+    source: ClipModelSource,
+    intra_threads: Option<usize>,
+    batch: usize,
+    models: tokio::sync::OnceCell<Arc<Models>>,
+}
+
+impl std::fmt::Debug for ClipEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClipEmbedder")
+            .field("source", &self.source)
+            .field("loaded", &self.models.initialized())
+            .finish()
+    }
+}
+
+impl ClipEmbedder {
+    /// An embedder for `source` (nothing is loaded yet).
+    pub fn new(source: ClipModelSource) -> Self {
+        ClipEmbedder {
+            source,
+            intra_threads: None,
+            batch: 32,
+            models: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// An embedder for the model in `dir` (see [`ClipModelSource::LocalDir`]).
+    pub fn from_dir(dir: impl Into<PathBuf>) -> Self {
+        Self::new(ClipModelSource::LocalDir {
+            dir: dir.into(),
+            tokenizer_dir: None,
+        })
+    }
+
+    /// Cap ONNX Runtime's intra-op threads.
+    pub fn with_intra_threads(mut self, n: usize) -> Self {
+        self.intra_threads = Some(n.max(1));
+        self
+    }
+
+    /// Images or texts per inference call (default 32).
+    pub fn with_batch_size(mut self, n: usize) -> Self {
+        self.batch = n.max(1);
+        self
+    }
+
+    /// Load both encoders now (they load on first use otherwise).
+    pub async fn load(&self) -> Result<(), SelectError> {
+        self.models().await.map(|_| ())
+    }
+
+    async fn models(&self) -> Result<Arc<Models>, SelectError> {
+        let source = self.source.clone();
+        let threads = self.intra_threads;
+        self.models
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || load(&source, threads))
+                    .await
+                    .map_err(|e| {
+                        SelectError::Embedding(format!(
+                            "loading the CLIP model crashed: {e}; {ORT_HELP}"
+                        ))
+                    })?
+                    .map(Arc::new)
+            })
+            .await
+            .cloned()
+    }
+}
+
+#[async_trait]
+impl Embedder for ClipEmbedder {
+    async fn embed_images(&self, images: Vec<DynamicImage>) -> Result<Vec<Vec<f32>>, SelectError> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let models = self.models().await?;
+        let batch = self.batch;
+        blocking(move || {
+            let mut out = Vec::with_capacity(images.len());
+            let mut images = images.into_iter().peekable();
+            while images.peek().is_some() {
+                let arrays = images
+                    .by_ref()
+                    .take(batch)
+                    .map(|img| models.preprocessor.preprocess(img))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| SelectError::Embedding(format!("preprocessing an image: {e}")))?;
+                let mut model = models.image.lock().map_err(|_| poisoned())?;
+                let vectors = model
+                    .embed_preprocessed(arrays)
+                    .map_err(|e| SelectError::Embedding(format!("image encoder: {e}")))?;
+                out.extend(vectors);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, SelectError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let models = self.models().await?;
+        let batch = self.batch;
+        blocking(move || {
+            let mut model = models.text.lock().map_err(|_| poisoned())?;
+            model
+                .embed(&texts, Some(batch))
+                .map_err(|e| SelectError::Embedding(format!("text encoder: {e}")))
+        })
+        .await
+    }
+}
+
+fn poisoned() -> SelectError {
+    SelectError::Embedding("an earlier embedding call crashed; rebuild the selector".into())
+}
+
+async fn blocking<T, F>(f: F) -> Result<T, SelectError>
+where
+    F: FnOnce() -> Result<T, SelectError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SelectError::Embedding(format!("embedding crashed: {e}")))?
+}
+
+/// Fail early, with instructions, when ONNX Runtime cannot be found.
+pub(crate) fn check_onnx_runtime() -> Result<(), SelectError> {
+    match std::env::var_os("ORT_DYLIB_PATH") {
+        None => Err(SelectError::Embedding(format!(
+            "ORT_DYLIB_PATH is not set; {ORT_HELP}"
+        ))),
+        Some(p) if !Path::new(&p).is_file() => Err(SelectError::Embedding(format!(
+            "ORT_DYLIB_PATH={} is not a file; {ORT_HELP}",
+            Path::new(&p).display()
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+fn load(source: &ClipModelSource, threads: Option<usize>) -> Result<Models, SelectError> {
+    check_onnx_runtime()?;
+    match source {
+        ClipModelSource::LocalDir { dir, tokenizer_dir } => {
+            load_local(dir, tokenizer_dir.as_deref(), threads)
+        }
+        ClipModelSource::Default { cache_dir } => load_default(cache_dir.as_deref(), threads),
+    }
+}
+
+fn load_local(
+    dir: &Path,
+    extra: Option<&Path>,
+    threads: Option<usize>,
+) -> Result<Models, SelectError> {
+    let vision = dir.join("vision");
+    let text = dir.join("text");
+    let find = |sub: &Path, name: &str| read_first(name, &[Some(sub), Some(dir), extra]);
+    let preprocessor_file = find(&vision, "preprocessor_config.json")?;
+    let image_model =
+        UserDefinedImageEmbeddingModel::new(read(&vision.join("model.onnx"))?, preprocessor_file);
+    let mut image_opts = ImageInitOptionsUserDefined::new();
+    let mut text_opts = InitOptionsUserDefined::new();
+    if let Some(n) = threads {
+        image_opts = image_opts.with_intra_threads(n);
+        text_opts = text_opts.with_intra_threads(n);
+    }
+    let image = ImageEmbedding::try_new_from_user_defined(image_model, image_opts)
+        .map_err(|e| load_error("vision encoder", &vision, e))?;
+    let tokenizer_files = TokenizerFiles {
+        tokenizer_file: find(&text, "tokenizer.json")?,
+        config_file: find(&text, "config.json")?,
+        special_tokens_map_file: find(&text, "special_tokens_map.json")?,
+        tokenizer_config_file: find(&text, "tokenizer_config.json")?,
+    };
+    let text_model =
+        UserDefinedEmbeddingModel::new(read(&text.join("model.onnx"))?, tokenizer_files);
+    let text_embedding = TextEmbedding::try_new_from_user_defined(text_model, text_opts)
+        .map_err(|e| load_error("text encoder", &text, e))?;
+    Ok(Models {
+        preprocessor: image.preprocessor(),
+        image: Mutex::new(image),
+        text: Mutex::new(text_embedding),
+    })
+}
+
+fn load_error(what: &str, dir: &Path, e: fastembed::Error) -> SelectError {
+    SelectError::Embedding(format!(
+        "loading the CLIP {what} from {}: {e} (is it a CLIP-architecture ONNX model?)",
+        dir.display()
+    ))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, SelectError> {
+    std::fs::read(path).map_err(|e| {
+        SelectError::Embedding(format!(
+            "cannot read {}: {e} (a local CLIP model directory holds vision/model.onnx, \
+             vision/preprocessor_config.json, text/model.onnx and the text/ tokenizer files)",
+            path.display()
+        ))
+    })
+}
+
+fn read_first(name: &str, dirs: &[Option<&Path>]) -> Result<Vec<u8>, SelectError> {
+    let candidates: Vec<PathBuf> = dirs.iter().flatten().map(|d| d.join(name)).collect();
+    for path in &candidates {
+        if path.is_file() {
+            return read(path);
+        }
+    }
+    let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    Err(SelectError::Embedding(format!(
+        "{name} not found (looked in {}); set a tokenizer directory holding the CLIP tokenizer \
+         and preprocessor files",
+        looked.join(", ")
+    )))
+}
+
+#[cfg(feature = "download")]
+fn load_default(cache_dir: Option<&Path>, threads: Option<usize>) -> Result<Models, SelectError> {
+    use fastembed::{EmbeddingModel, ImageEmbeddingModel, ImageInitOptions, TextInitOptions};
+    let mut image_opts = ImageInitOptions::new(ImageEmbeddingModel::ClipVitB32);
+    let mut text_opts = TextInitOptions::new(EmbeddingModel::ClipVitB32);
+    if let Some(dir) = cache_dir {
+        image_opts = image_opts.with_cache_dir(dir.to_path_buf());
+        text_opts = text_opts.with_cache_dir(dir.to_path_buf());
+    }
+    if let Some(n) = threads {
+        image_opts = image_opts.with_intra_threads(n);
+        text_opts = text_opts.with_intra_threads(n);
+    }
+    let download = |what: &str, e: fastembed::Error| {
+        SelectError::Embedding(format!(
+            "downloading or loading CLIP ViT-B/32 {what} from the Hugging Face hub: {e} \
+             (offline? use a local model directory instead)"
+        ))
+    };
+    let image = ImageEmbedding::try_new(image_opts).map_err(|e| download("vision", e))?;
+    let text = TextEmbedding::try_new(text_opts).map_err(|e| download("text", e))?;
+    Ok(Models {
+        preprocessor: image.preprocessor(),
+        image: Mutex::new(image),
+        text: Mutex::new(text),
+    })
+}
+
+#[cfg(not(feature = "download"))]
+fn load_default(_cache_dir: Option<&Path>, _threads: Option<usize>) -> Result<Models, SelectError> {
+    Err(SelectError::Embedding(
+        "the default CLIP model (fastembed ClipVitB32) is downloaded on first use, but this build \
+         has no download support: enable the feature with \
+         `iat2i-selectors = { version = \"0.1\", features = [\"download\"] }` (or `--features \
+         iat2i-selectors/download`), or point the selector at a local model directory with \
+         SelectorConfig::model_dir (vision/model.onnx, text/model.onnx and the tokenizer and \
+         preprocessor files)"
+            .into(),
+    ))
+}

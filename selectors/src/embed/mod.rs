@@ -1,0 +1,45 @@
+//! Stage 4a: embeddings. The [`Embedder`] trait, and [`ClipEmbedder`] on fastembed.
+
+mod clip;
+
+use async_trait::async_trait;
+use image::DynamicImage;
+
+use crate::SelectError;
+
+pub use clip::ClipEmbedder;
+
+/// Turns images and texts into vectors of one shared space (CLIP), L2-normalised.
+#[async_trait]
+pub trait Embedder: Send + Sync {
+    /// Embed `images` (one vector each, in order).
+    async fn embed_images(&self, images: Vec<DynamicImage>) -> Result<Vec<Vec<f32>>, SelectError>;
+    /// Embed `texts` (one vector each, in order).
+    async fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, SelectError>;
+}
+
+/// Cosine similarity of two vectors (0 when either is zero or their lengths differ).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    if a.len() != b.len() {
+        return 0.0;
+    }
+    let (mut dot, mut na, mut nb) = (0.0f32, 0.0f32, 0.0f32);
+    for (x, y) in a.iter().zip(b) {
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    if na == 0.0 || nb == 0.0 {
+        return 0.0;
+    }
+    dot / (na.sqrt() * nb.sqrt())
+}
+
+/// `v` scaled to unit length (unchanged when it is zero).
+pub fn normalize(mut v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+    v
+}

@@ -1,0 +1,297 @@
+//! Stage 2: download and decode, through the shared HTTP client and its SSRF policy.
+//!
+//! Every image is sniffed from its bytes (never trusted from the URL or headers), decoded
+//! with [`image::Limits`] so that a header claiming a huge canvas is refused before any
+//! allocation, turned upright by its EXIF orientation, and shrunk to what CLIP needs.
+
+use std::io::Cursor;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use iat2i_retrievers::http::redact;
+use iat2i_retrievers::{HttpClient, Trust};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
+use image_hasher::{HashAlg, HasherConfig, ImageHash};
+use url::Url;
+
+use crate::config::FetchConfig;
+use crate::prefilter::Prefiltered;
+
+/// Shortest side of the image kept for embedding (CLIP looks at 224x224).
+const EMBED_SIDE: u32 = 224;
+
+/// A downloaded and decoded candidate.
+pub(crate) struct Fetched {
+    /// Position in the prefilter's order.
+    pub index: usize,
+    pub item: Prefiltered,
+    pub image: PreparedImage,
+}
+
+/// What decoding one image body yields.
+pub struct PreparedImage {
+    /// The bytes to hand on: the original when it is PNG, JPEG or WebP, else a PNG re-encoding.
+    pub bytes: Bytes,
+    /// MIME type of `bytes`.
+    pub mime: String,
+    /// Upright width of the image.
+    pub width: u32,
+    /// Upright height of the image.
+    pub height: u32,
+    /// The upright image on a white background, shrunk so its shortest side is at most 224.
+    pub embed_image: DynamicImage,
+    /// Perceptual hash of the upright image.
+    pub hash: ImageHash,
+}
+
+impl std::fmt::Debug for PreparedImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedImage")
+            .field("bytes", &self.bytes.len())
+            .field("mime", &self.mime)
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Download and decode every item, `cfg.concurrency` at a time, yielding results as they
+/// complete (not in input order). Errors are the reason to drop the candidate.
+pub(crate) fn fetch_all(
+    http: HttpClient,
+    items: Vec<Prefiltered>,
+    cfg: FetchConfig,
+) -> impl Stream<Item = Result<Fetched, (Prefiltered, String)>> {
+    let concurrency = cfg.concurrency.max(1);
+    futures::stream::iter(items.into_iter().enumerate())
+        .map(move |(index, item)| {
+            let http = http.clone();
+            let cfg = cfg.clone();
+            async move {
+                match fetch_one(&http, &item, &cfg).await {
+                    Ok(image) => Ok(Fetched { index, item, image }),
+                    Err(reason) => Err((item, reason)),
+                }
+            }
+        })
+        .buffer_unordered(concurrency)
+}
+
+async fn fetch_one(
+    http: &HttpClient,
+    item: &Prefiltered,
+    cfg: &FetchConfig,
+) -> Result<PreparedImage, String> {
+    let started = Instant::now();
+    let c = &item.candidate;
+    let first = c.preview_url().clone();
+    let attempt = tokio::time::timeout(cfg.timeout, download_and_decode(http, &first, cfg)).await;
+    let err = match attempt {
+        Ok(Ok(img)) => return Ok(img),
+        Ok(Err(e)) => e,
+        Err(_) => format!("timed out after {:?} ({})", cfg.timeout, redact(&first)),
+    };
+    // The thumbnail failed: fall back to the original within the time left.
+    let left = cfg.timeout.saturating_sub(started.elapsed());
+    if c.thumbnail_url.is_none() || left.is_zero() {
+        return Err(err);
+    }
+    let original = c.image_url.clone();
+    match tokio::time::timeout(left, download_and_decode(http, &original, cfg)).await {
+        Ok(Ok(img)) => Ok(img),
+        Ok(Err(e)) => Err(format!("thumbnail: {err}; original: {e}")),
+        Err(_) => Err(format!("thumbnail: {err}; original: timed out")),
+    }
+}
+
+async fn download_and_decode(
+    http: &HttpClient,
+    url: &Url,
+    cfg: &FetchConfig,
+) -> Result<PreparedImage, String> {
+    let resp = http
+        .get(url, Trust::Untrusted)
+        .await
+        .map_err(|e| e.to_string())?;
+    if resp.body.len() > cfg.max_bytes {
+        return Err(format!(
+            "{} is {} bytes, over the {} byte cap",
+            redact(url),
+            resp.body.len(),
+            cfg.max_bytes
+        ));
+    }
+    let content_type = resp.content_type();
+    let body = resp.body;
+    let cfg = cfg.clone();
+    let redacted = redact(url);
+    tokio::task::spawn_blocking(move || prepare_image(body, content_type.as_deref(), &cfg))
+        .await
+        .map_err(|e| format!("decoding {redacted} crashed: {e}"))?
+        .map_err(|e| format!("{redacted}: {e}"))
+}
+
+/// Sniff, decode (within `cfg`'s limits), orient, hash and shrink one image body.
+pub fn prepare_image(
+    body: Bytes,
+    content_type: Option<&str>,
+    cfg: &FetchConfig,
+) -> Result<PreparedImage, String> {
+    let format = sniff(&body, content_type)?;
+    let mut image = decode(&body, format, cfg)?;
+    let (width, height) = (image.width(), image.height());
+    if width < cfg.min_decoded_side || height < cfg.min_decoded_side {
+        return Err(format!(
+            "too small after decoding: {width}x{height} (minimum side {})",
+            cfg.min_decoded_side
+        ));
+    }
+    let (bytes, mime) = match format {
+        ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::WebP => {
+            (body, format.to_mime_type().to_string())
+        }
+        _ => (encode_png(&image)?, "image/png".to_string()),
+    };
+    image = shrink(image);
+    let image = flatten_on_white(image);
+    let hash = hasher().hash_image(&image);
+    Ok(PreparedImage {
+        bytes,
+        mime,
+        width,
+        height,
+        embed_image: image,
+        hash,
+    })
+}
+
+fn sniff(body: &[u8], content_type: Option<&str>) -> Result<ImageFormat, String> {
+    if body.is_empty() {
+        return Err("empty body".into());
+    }
+    match image::guess_format(body) {
+        Ok(
+            f @ (ImageFormat::Png
+            | ImageFormat::Jpeg
+            | ImageFormat::WebP
+            | ImageFormat::Gif
+            | ImageFormat::Bmp
+            | ImageFormat::Tiff),
+        ) => Ok(f),
+        Ok(other) => Err(format!("unsupported image format {other:?}")),
+        Err(_) => {
+            let head = String::from_utf8_lossy(&body[..body.len().min(256)]).to_ascii_lowercase();
+            let ct = content_type.unwrap_or("no content type");
+            if head.trim_start().starts_with('<') || ct.contains("html") {
+                Err(format!("not an image: the server sent an HTML page ({ct})"))
+            } else {
+                Err(format!("not a recognised image format ({ct})"))
+            }
+        }
+    }
+}
+
+fn decode(body: &[u8], format: ImageFormat, cfg: &FetchConfig) -> Result<DynamicImage, String> {
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(cfg.max_dimension);
+    limits.max_image_height = Some(cfg.max_dimension);
+    limits.max_alloc = Some(cfg.max_alloc);
+    let mut reader = ImageReader::with_format(Cursor::new(body), format);
+    reader.limits(limits);
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| format!("refused {format:?}: {e}"))?;
+    let orientation = decoder.orientation().ok();
+    let mut image =
+        DynamicImage::from_decoder(decoder).map_err(|e| format!("broken {format:?}: {e}"))?;
+    if let Some(o) = orientation {
+        image.apply_orientation(o);
+    }
+    Ok(image)
+}
+
+fn encode_png(image: &DynamicImage) -> Result<Bytes, String> {
+    let mut out = Cursor::new(Vec::new());
+    let to_encode = match image {
+        DynamicImage::ImageRgba32F(_) | DynamicImage::ImageRgb32F(_) => {
+            DynamicImage::ImageRgba16(image.to_rgba16())
+        }
+        other => other.clone(),
+    };
+    to_encode
+        .write_to(&mut out, ImageFormat::Png)
+        .map_err(|e| format!("re-encoding to PNG failed: {e}"))?;
+    Ok(Bytes::from(out.into_inner()))
+}
+
+/// Shrink so that the shortest side is at most [`EMBED_SIDE`] (CLIP's input), cheaply.
+fn shrink(image: DynamicImage) -> DynamicImage {
+    let (w, h) = (image.width(), image.height());
+    let short = w.min(h);
+    if short <= EMBED_SIDE {
+        return image;
+    }
+    let scale = EMBED_SIDE as f64 / short as f64;
+    let nw = ((w as f64 * scale).round() as u32).max(1);
+    let nh = ((h as f64 * scale).round() as u32).max(1);
+    image.resize_exact(nw, nh, image::imageops::FilterType::Triangle)
+}
+
+/// Composite transparent pixels over white, so that CLIP and the hash see what a viewer sees.
+fn flatten_on_white(image: DynamicImage) -> DynamicImage {
+    if !image.color().has_alpha() {
+        return DynamicImage::ImageRgb8(image.to_rgb8());
+    }
+    let rgba = image.to_rgba8();
+    let (w, h) = rgba.dimensions();
+    let mut rgb = image::RgbImage::new(w, h);
+    for (dst, src) in rgb.pixels_mut().zip(rgba.pixels()) {
+        let a = u16::from(src.0[3]);
+        for ch in 0..3 {
+            let v = (u16::from(src.0[ch]) * a + 255 * (255 - a)) / 255;
+            dst.0[ch] = v.min(255) as u8;
+        }
+    }
+    DynamicImage::ImageRgb8(rgb)
+}
+
+fn hasher() -> image_hasher::Hasher {
+    HasherConfig::new()
+        .hash_size(8, 8)
+        .hash_alg(HashAlg::Gradient)
+        .to_hasher()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(w: u32, h: u32) -> Vec<u8> {
+        let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 90]));
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn sniffs_content_not_names() {
+        let cfg = FetchConfig::default();
+        let p = prepare_image(Bytes::from(png(600, 400)), Some("text/plain"), &cfg).unwrap();
+        assert_eq!(
+            (p.mime.as_str(), p.width, p.height),
+            ("image/png", 600, 400)
+        );
+        assert_eq!(p.embed_image.height(), 224, "shortest side shrunk to 224");
+        let html = Bytes::from_static(b"<!doctype html><html>nope</html>");
+        let err = prepare_image(html, Some("text/html"), &cfg).unwrap_err();
+        assert!(err.contains("HTML page"), "{err}");
+    }
+
+    #[test]
+    fn small_images_are_refused_after_decoding() {
+        let cfg = FetchConfig::default();
+        let err = prepare_image(Bytes::from(png(20, 200)), None, &cfg).unwrap_err();
+        assert!(err.contains("too small after decoding: 20x200"), "{err}");
+    }
+}
