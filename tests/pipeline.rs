@@ -123,7 +123,7 @@ async fn a_prompt_needing_a_reference_is_aligned_in_round_one() {
             "格拉菲恩 神奇动物"
         ]
     );
-    let sel = selector.requests.lock().unwrap();
+    let sel = selector.requests.lock().unwrap().clone();
     assert_eq!(sel.len(), 1);
     assert_eq!(sel[0].entities, ["Graphorn"]);
     assert_eq!(sel[0].prompt, "A Graphorn at dusk");

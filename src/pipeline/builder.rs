@@ -168,27 +168,10 @@ impl PipelineBuilder {
                 "no image generator: call .generator(Arc::new(OpenAiImages::from_env(..)?))".into(),
             )
         })?;
-        let missing = |what: &str| {
-            PipelineError::Config(format!(
-                "no chat model for the {what}: call .lmm(..) (or .{what}_lmm(..)) with an \
-                 OpenAiChat, or give a custom .{what}(..)"
-            ))
-        };
         let gate_lmm = self.gate_lmm.clone().or_else(|| self.lmm.clone());
         let judge_lmm = self.judge_lmm.clone().or_else(|| self.lmm.clone());
-        let gate: Option<Arc<dyn Gate>> = match (&self.gate, &gate_lmm) {
-            (Some(g), _) => Some(g.clone()),
-            (None, Some(l)) => Some(Arc::new(
-                LmmGate::new(l.clone()).with_languages(self.languages.clone()),
-            )),
-            (None, None) if self.gate_mode == GateMode::Never => None,
-            (None, None) => return Err(missing("gate")),
-        };
-        let judge: Arc<dyn Judge> = match (&self.judge, &judge_lmm) {
-            (Some(j), _) => j.clone(),
-            (None, Some(l)) => Arc::new(LmmJudge::new(l.clone())),
-            (None, None) => return Err(missing("judge")),
-        };
+        let gate = self.resolve_gate(&gate_lmm)?;
+        let judge = self.resolve_judge(&judge_lmm)?;
         let http = match &self.http {
             Some(h) => h.clone(),
             None => HttpClient::builder()
@@ -206,33 +189,19 @@ impl PipelineBuilder {
             .candidate_judge_lmm
             .clone()
             .or_else(|| judge_lmm.clone());
-        let candidate_judge = cj_lmm.as_ref().map(|l| LmmCandidateJudge::new(l.clone()));
-        let selector: Arc<dyn Selector> = match (&self.selector, &candidate_judge) {
-            (Some(s), _) => s.clone(),
-            (None, cj) => {
-                let mut s = HierarchicalSelector::new(
-                    http.clone(),
-                    self.selector_config.clone().unwrap_or_default(),
-                );
-                if let Some(cj) = cj {
-                    s = s.with_judge(Arc::new(cj.clone()));
-                }
-                Arc::new(s)
-            }
+        let candidate_judge = match &self.selector {
+            Some(_) => None,
+            None => cj_lmm.as_ref().map(|l| LmmCandidateJudge::new(l.clone())),
         };
+        let selector = self.resolve_selector(http, &candidate_judge);
         let models = ModelsRecord {
             gate: gate_lmm
-                .as_ref()
                 .filter(|_| self.gate.is_none())
                 .map(|l| l.describe()),
             judge: judge_lmm
-                .as_ref()
                 .filter(|_| self.judge.is_none())
                 .map(|l| l.describe()),
-            candidate_judge: cj_lmm
-                .as_ref()
-                .filter(|_| self.selector.is_none())
-                .map(|l| l.describe()),
+            candidate_judge: candidate_judge.as_ref().and(cj_lmm).map(|l| l.describe()),
             generator: generator.describe(),
             engines: search
                 .engines()
@@ -246,7 +215,7 @@ impl PipelineBuilder {
             generator,
             search,
             selector,
-            candidate_judge: candidate_judge.filter(|_| self.selector.is_none()),
+            candidate_judge,
             gate_mode: self.gate_mode,
             max_rounds: self.max_rounds.unwrap_or(3),
             search_options: self.search_options,
@@ -254,4 +223,49 @@ impl PipelineBuilder {
             models,
         })
     }
+
+    fn resolve_gate(
+        &self,
+        lmm: &Option<Arc<dyn Lmm>>,
+    ) -> Result<Option<Arc<dyn Gate>>, PipelineError> {
+        Ok(match (&self.gate, lmm) {
+            (Some(g), _) => Some(g.clone()),
+            (None, Some(l)) => Some(Arc::new(
+                LmmGate::new(l.clone()).with_languages(self.languages.clone()),
+            )),
+            (None, None) if self.gate_mode == GateMode::Never => None,
+            (None, None) => return Err(missing("gate")),
+        })
+    }
+
+    fn resolve_judge(&self, lmm: &Option<Arc<dyn Lmm>>) -> Result<Arc<dyn Judge>, PipelineError> {
+        match (&self.judge, lmm) {
+            (Some(j), _) => Ok(j.clone()),
+            (None, Some(l)) => Ok(Arc::new(LmmJudge::new(l.clone()))),
+            (None, None) => Err(missing("judge")),
+        }
+    }
+
+    fn resolve_selector(
+        &self,
+        http: HttpClient,
+        candidate_judge: &Option<LmmCandidateJudge>,
+    ) -> Arc<dyn Selector> {
+        if let Some(s) = &self.selector {
+            return s.clone();
+        }
+        let mut s =
+            HierarchicalSelector::new(http, self.selector_config.clone().unwrap_or_default());
+        if let Some(cj) = candidate_judge {
+            s = s.with_judge(Arc::new(cj.clone()));
+        }
+        Arc::new(s)
+    }
+}
+
+fn missing(what: &str) -> PipelineError {
+    PipelineError::Config(format!(
+        "no chat model for the {what}: call .lmm(..) (or .{what}_lmm(..)) with an \
+         OpenAiChat, or give a custom .{what}(..)"
+    ))
 }

@@ -1,0 +1,308 @@
+//! Generate one image for a prompt, searching the web for a reference image when the
+//! prompt names something an image model is unlikely to know.
+//!
+//! ```text
+//! export OPENAI_API_KEY=sk-...
+//! cargo run --example generate -- "A Graphorn at dusk" --out graphorn.png
+//! ```
+//!
+//! Writes the image (PNG) and a JSON report of every decision, query, candidate, prompt
+//! sent, verdict and token count.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use iat2i::lmm::{OPENAI_DEFAULT_BASE, model_http_client};
+use iat2i::prelude::*;
+use iat2i::{Lmm, PipelineBuilder};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Internet-augmented text-to-image: decide whether the prompt needs a reference
+/// image, search the web for one, pick the best, generate with it, and let a vision
+/// model judge the result, retrying until it matches the prompt.
+///
+/// Needs an OpenAI-compatible chat endpoint (for deciding and judging) and an OpenAI
+/// Images-compatible endpoint (for generating). With OpenAI, set OPENAI_API_KEY and
+/// nothing else. For a local keyless server, give --base-url (and --image-base-url).
+#[derive(Parser, Debug)]
+#[command(name = "generate", version, about, long_about, after_help = EXAMPLES)]
+struct Args {
+    /// What to draw, e.g. "A photo of a Graphorn at dusk".
+    prompt: String,
+
+    /// Chat model for the knowledge gate and the judges (must accept images).
+    #[arg(long, default_value = "gpt-4o-mini")]
+    model: String,
+    /// Image model.
+    #[arg(long, default_value = "gpt-image-1")]
+    image_model: String,
+    /// Chat model for the knowledge gate only (default: --model).
+    #[arg(long)]
+    gate_model: Option<String>,
+    /// Chat model for the judges only (default: --model).
+    #[arg(long)]
+    judge_model: Option<String>,
+
+    /// Base URL of the chat endpoint, ending in /v1 (OpenAI, Ollama, vLLM, OpenRouter ...).
+    #[arg(long, env = "OPENAI_BASE_URL", hide_env_values = true, default_value = OPENAI_DEFAULT_BASE)]
+    base_url: String,
+    /// Base URL of the image endpoint (default: --base-url).
+    #[arg(long)]
+    image_base_url: Option<String>,
+
+    /// Most generate-and-judge rounds.
+    #[arg(long, default_value_t = 3)]
+    max_rounds: u32,
+    /// When to search for a reference: from-prompt (ask the chat model first),
+    /// generate-first (only if the first image shows a knowledge gap), always, never.
+    #[arg(long, default_value = "from-prompt")]
+    gate_mode: GateMode,
+    /// Languages to write search queries in, comma-separated (e.g. en,zh,ja).
+    #[arg(long, value_delimiter = ',', default_value = "en")]
+    languages: Vec<String>,
+    /// Search engines to use, comma-separated (bing, duckduckgo, wikimedia, openverse).
+    #[arg(long, value_delimiter = ',')]
+    engines: Vec<String>,
+    /// Directory with a local CLIP model (ONNX) for ranking references.
+    #[arg(long)]
+    model_dir: Option<PathBuf>,
+
+    /// Edit this image (PNG, JPEG or WebP) instead of generating from scratch.
+    #[arg(long, value_name = "IMAGE")]
+    edit: Option<PathBuf>,
+    /// Image size to ask for (1024x1024, 1536x1024, 1024x1536, auto).
+    #[arg(long)]
+    size: Option<String>,
+    /// Image quality to ask for (low, medium, high, auto).
+    #[arg(long)]
+    quality: Option<String>,
+    /// Seconds allowed for one chat call (image calls get 2.5 times as long).
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+
+    /// Where to write the image.
+    #[arg(long, default_value = "image.png")]
+    out: PathBuf,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "report.json")]
+    report: PathBuf,
+    /// No progress display.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+const EXAMPLES: &str = "Examples:
+  OPENAI_API_KEY=sk-... generate \"A Graphorn at dusk\" --out graphorn.png
+  generate \"A red apple\" --gate-mode never --base-url http://localhost:8000/v1 --model qwen2.5-vl
+  generate \"Put a Shoebill next to the dog\" --edit dog.png --out edited.png
+
+Environment:
+  OPENAI_API_KEY   API key for the chat and image endpoints (never printed)
+  OPENAI_BASE_URL  default for --base-url
+  ORT_DYLIB_PATH   ONNX Runtime library used by the CLIP ranking (make setup installs it)
+  RUST_LOG         log filter, e.g. iat2i=debug";
+
+const NO_ENDPOINT: &str = "generate: no model endpoint is configured.
+
+Set one of:
+  export OPENAI_API_KEY=sk-...                 to use OpenAI (https://api.openai.com/v1)
+  --base-url http://localhost:11434/v1         to use a keyless OpenAI-compatible server
+                                               (or set OPENAI_BASE_URL); add
+  --image-base-url URL                         if images come from another server";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    init_tracing();
+    let key = Secret::from_env("OPENAI_API_KEY");
+    let default_base = args.base_url.trim_end_matches('/') == OPENAI_DEFAULT_BASE;
+    if key.is_none() && default_base && args.image_base_url.is_none() {
+        eprintln!("{NO_ENDPOINT}");
+        return ExitCode::from(2);
+    }
+    match run(args, key).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("generate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn chat(args: &Args, key: &Option<Secret>, model: &str) -> Result<Arc<dyn Lmm>> {
+    let http = model_http_client(Duration::from_secs(args.timeout))?;
+    let mut c = OpenAiChat::new(http, &args.base_url, model)?;
+    if let Some(k) = key {
+        c = c.with_api_key(k.clone());
+    }
+    Ok(Arc::new(c))
+}
+
+fn builder(args: &Args, key: &Option<Secret>, progress: &ProgressBar) -> Result<PipelineBuilder> {
+    let image_http = model_http_client(Duration::from_secs(args.timeout * 5 / 2))?;
+    let image_base = args.image_base_url.as_deref().unwrap_or(&args.base_url);
+    let mut images = OpenAiImages::new(image_http, image_base, &args.image_model)?;
+    if let Some(k) = key {
+        images = images.with_api_key(k.clone());
+    }
+    if args.size.is_some() {
+        images = images.with_size(args.size.clone());
+    }
+    if args.quality.is_some() {
+        images = images.with_quality(args.quality.clone());
+    }
+    let mut b = Pipeline::builder()
+        .lmm(chat(args, key, &args.model)?)
+        .generator(Arc::new(images))
+        .gate_mode(args.gate_mode)
+        .max_rounds(args.max_rounds)
+        .query_languages(args.languages.clone())
+        .on_event(progress_callback(progress.clone()));
+    if let Some(m) = &args.gate_model {
+        b = b.gate_lmm(chat(args, key, m)?);
+    }
+    if let Some(m) = &args.judge_model {
+        let judge = chat(args, key, m)?;
+        b = b.judge_lmm(judge.clone()).candidate_judge_lmm(judge);
+    }
+    if let Some(dir) = &args.model_dir {
+        b = b.selector_config(SelectorConfig::default().model_dir(dir));
+    }
+    if !args.engines.is_empty() {
+        b = b.engines(engines(&args.engines)?);
+    }
+    Ok(b)
+}
+
+fn engines(names: &[String]) -> Result<Vec<Arc<dyn ImageSearch>>> {
+    let http = HttpClient::builder().build()?;
+    let all = iat2i::retrievers::engines::default_keyless(&http);
+    let known: Vec<String> = all.iter().map(|e| e.name().to_string()).collect();
+    let chosen: Vec<Arc<dyn ImageSearch>> = all
+        .into_iter()
+        .filter(|e| {
+            names
+                .iter()
+                .any(|n| n.trim().eq_ignore_ascii_case(e.name()))
+        })
+        .collect();
+    if chosen.len() != names.len() {
+        anyhow::bail!(
+            "unknown engine in {names:?}; choose from {}",
+            known.join(", ")
+        );
+    }
+    Ok(chosen)
+}
+
+fn progress_callback(pb: ProgressBar) -> impl Fn(&PipelineEvent) + Send + Sync + 'static {
+    move |event| match event {
+        PipelineEvent::GateStarted => pb.set_message("asking whether the prompt needs a reference"),
+        PipelineEvent::Assessed { assessment } => pb.println(format!(
+            "gate: needs reference = {} ({:?}); queries {:?}",
+            assessment.needs_reference, assessment.gap, assessment.queries
+        )),
+        PipelineEvent::SearchStarted { queries } => {
+            pb.set_message(format!("searching {queries:?}"))
+        }
+        PipelineEvent::SearchFinished { count, .. } => {
+            pb.println(format!("search: {count} candidates"))
+        }
+        PipelineEvent::SelectionStarted { candidates } => {
+            pb.set_message(format!("ranking {candidates} candidates"))
+        }
+        PipelineEvent::SelectionFinished { reference, .. } => {
+            pb.println(format!("reference: {reference}"))
+        }
+        PipelineEvent::RoundStarted {
+            round,
+            max_rounds,
+            references,
+        } => pb.set_message(format!(
+            "round {round}/{max_rounds}: generating with {references} reference(s)"
+        )),
+        PipelineEvent::Generated { round, .. } => pb.set_message(format!("round {round}: judging")),
+        PipelineEvent::Judged { round, verdict } => pb.println(format!(
+            "round {round}: aligned = {}, score {:.1}/10: {}",
+            verdict.aligned,
+            verdict.score(),
+            verdict.feedback
+        )),
+        PipelineEvent::StageFailed { stage, error, .. } => {
+            pb.println(format!("{stage} failed: {error}"))
+        }
+        _ => {}
+    }
+}
+
+async fn run(args: Args, key: Option<Secret>) -> Result<ExitCode> {
+    let progress = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
+    progress.set_style(ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")?);
+    progress.enable_steady_tick(Duration::from_millis(120));
+    let pipeline = builder(&args, &key, &progress)?.build()?;
+    let mut request = Request::new(args.prompt.clone());
+    if let Some(path) = &args.edit {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        request = request.with_edit_image(bytes);
+    }
+    let result = pipeline.run(request).await;
+    progress.finish_and_clear();
+    match result {
+        Ok(outcome) => {
+            write_png(&args.out, &outcome.image)?;
+            write_report(&args.report, &outcome.report)?;
+            println!("image:  {}", args.out.display());
+            println!("report: {}", args.report.display());
+            println!("{}", outcome.report.stop_reason);
+            let u = &outcome.report.usage;
+            println!(
+                "usage: {} chat tokens in {} calls; {} image tokens for {} image(s)",
+                u.lmm_total.total_tokens, u.lmm_total.calls, u.images.total_tokens, u.images.images
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if let Some(report) = e.report() {
+                write_report(&args.report, report)?;
+                eprintln!("partial report: {}", args.report.display());
+            }
+            eprintln!("generate: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn write_png(path: &Path, image: &GeneratedImage) -> Result<()> {
+    let bytes = if image.mime == "image/png" {
+        image.bytes.to_vec()
+    } else {
+        let decoded =
+            image::load_from_memory(&image.bytes).context("decoding the generated image")?;
+        let mut out = std::io::Cursor::new(Vec::new());
+        decoded.write_to(&mut out, image::ImageFormat::Png)?;
+        out.into_inner()
+    };
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+fn write_report(path: &Path, report: &Report) -> Result<()> {
+    let json = serde_json::to_vec_pretty(report)?;
+    std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))
+}

@@ -1,0 +1,160 @@
+//! The `generate` example binary, run against wiremock through OPENAI_BASE_URL.
+//!
+//! `cargo test` builds the examples into target/<profile>/examples/ before running tests.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use common::*;
+use wiremock::MockServer;
+
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let bin = profile_dir
+        .join("examples")
+        .join(format!("generate{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test` (which builds the examples) or `cargo build --example generate`",
+        bin.display()
+    );
+    bin
+}
+
+fn command() -> Command {
+    let mut c = Command::new(binary());
+    c.env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env("RUST_LOG", "warn");
+    c
+}
+
+fn shown(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test]
+async fn generates_an_image_and_a_report_through_openai_base_url() {
+    let server = MockServer::start().await;
+    mount_chat(&server, "verdict", &["verdict_aligned.json"]).await;
+    mount_images(&server, "generations", &["images_red.json"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (png, report) = (dir.path().join("out.png"), dir.path().join("report.json"));
+    let out = command()
+        .env("OPENAI_BASE_URL", base(&server))
+        .env("OPENAI_API_KEY", KEY)
+        .args(["--gate-mode", "never", "--max-rounds", "2", "--quiet"])
+        .arg("--out")
+        .arg(&png)
+        .arg("--report")
+        .arg(&report)
+        .arg("A red apple on a wooden table")
+        .output()
+        .unwrap();
+    let text = shown(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("aligned in round 1"), "{text}");
+    assert!(!text.contains(KEY), "the key leaked: {text}");
+    assert_eq!(
+        std::fs::read(&png).unwrap(),
+        fixture_image("images_red.json")
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["stop_reason"], "aligned in round 1");
+    assert_eq!(r["gate_mode"], "never");
+    assert_eq!(r["request"]["prompt"], "A red apple on a wooden table");
+    assert!(
+        r["models"]["generator"]
+            .as_str()
+            .unwrap()
+            .starts_with("gpt-image-1 at http://127.0.0.1")
+    );
+    assert!(!std::fs::read_to_string(&report).unwrap().contains(KEY));
+
+    let gens = requests_to(&server, "/v1/images/generations").await;
+    assert_eq!(gens.len(), 1);
+    let auth = gens[0]
+        .headers
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert_eq!(auth, format!("Bearer {KEY}"), "OPENAI_API_KEY is sent");
+    assert!(
+        requests_to(&server, "/v1/chat/completions").await.len() == 1,
+        "judge only"
+    );
+}
+
+#[tokio::test]
+async fn edits_an_image_with_a_keyless_local_server() {
+    let server = MockServer::start().await;
+    mount_chat(&server, "verdict", &["verdict_aligned.json"]).await;
+    mount_images(&server, "edits", &["images_green.json"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = command()
+        .current_dir(dir.path())
+        .args([
+            "--gate-mode",
+            "never",
+            "--quiet",
+            "--base-url",
+            &base(&server),
+        ])
+        .arg("--edit")
+        .arg(fixture_path("input.png"))
+        .arg("Make the background blue")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", shown(&out));
+    assert_eq!(
+        std::fs::read(dir.path().join("image.png")).unwrap(),
+        fixture_image("images_green.json")
+    );
+    assert!(dir.path().join("report.json").exists());
+    let edits = requests_to(&server, "/v1/images/edits").await;
+    assert_eq!(edits.len(), 1);
+    assert!(edits[0].headers.get("authorization").is_none());
+    let names = part_names(&edits[0].body);
+    assert_eq!(names.iter().filter(|n| *n == "image[]").count(), 1);
+    assert!(find(&edits[0].body, &fixture_bytes("input.png")).is_some());
+}
+
+#[test]
+fn without_a_key_or_endpoint_it_says_what_to_set() {
+    let out = command().arg("A red apple").output().unwrap();
+    let text = shown(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("OPENAI_API_KEY"), "{text}");
+    assert!(text.contains("--base-url"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_exits_non_zero_with_the_stage_named() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = command()
+        .current_dir(dir.path())
+        .env("OPENAI_API_KEY", KEY)
+        .args(["--gate-mode", "never", "--quiet", "--timeout", "5"])
+        .args(["--base-url", &base(&server), "A red apple"])
+        .output()
+        .unwrap();
+    let text = shown(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("image generation failed"), "{text}");
+    assert!(text.contains("404"), "{text}");
+    assert!(!text.contains(KEY) && !text.contains("panicked"), "{text}");
+    assert!(
+        dir.path().join("report.json").exists(),
+        "the partial report is written"
+    );
+}
