@@ -139,6 +139,10 @@ pub fn prepare_image(
     cfg: &FetchConfig,
 ) -> Result<PreparedImage, String> {
     let format = sniff(&body, content_type)?;
+    if format == ImageFormat::Jpeg && !has_jpeg_end(&body) {
+        // Decoders grey-fill a cut-off JPEG rather than fail; a partial picture is no reference.
+        return Err("broken Jpeg: truncated (no end-of-image marker)".into());
+    }
     let mut image = decode(&body, format, cfg)?;
     let (width, height) = (image.width(), image.height());
     if width < cfg.min_decoded_side || height < cfg.min_decoded_side {
@@ -190,6 +194,12 @@ fn sniff(body: &[u8], content_type: Option<&str>) -> Result<ImageFormat, String>
             }
         }
     }
+}
+
+/// True when a JPEG end-of-image marker appears near the end (trailing padding is allowed).
+fn has_jpeg_end(body: &[u8]) -> bool {
+    let tail = &body[body.len().saturating_sub(4096)..];
+    tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 fn decode(body: &[u8], format: ImageFormat, cfg: &FetchConfig) -> Result<DynamicImage, String> {
