@@ -1,0 +1,139 @@
+//! DuckDuckGo images: vqd token, i.js JSON, paging and failures.
+
+mod common;
+
+use common::{base, http, serve};
+use iat2i_retrievers::engines::DuckDuckGo;
+use iat2i_retrievers::{ImageSearch, SearchError, SearchQuery};
+use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const VQD: &str = "4-211448291213463788920587734893421577813";
+
+async fn token_page(server: &MockServer, fixture: &str) {
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .and(query_param("q", "xenopus laevis"))
+        .and(query_param("iax", "images"))
+        .and(query_param("ia", "images"))
+        .respond_with(serve(fixture))
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn reads_the_token_then_pages_through_results() {
+    let server = MockServer::start().await;
+    token_page(&server, "duckduckgo/search_page.html").await;
+    let referer = format!("{}/", server.uri());
+    Mock::given(path("/i.js"))
+        .and(query_param("o", "json"))
+        .and(query_param("q", "xenopus laevis"))
+        .and(query_param("vqd", VQD))
+        .and(query_param("p", "1"))
+        .and(query_param_is_missing("s"))
+        .and(header("referer", referer.as_str()))
+        .respond_with(serve("duckduckgo/i_page1.json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/i.js"))
+        .and(query_param("s", "100"))
+        .and(query_param("vqd", VQD))
+        .and(header("referer", referer.as_str()))
+        .respond_with(serve("duckduckgo/i_page2.json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let ddg = DuckDuckGo::new(http()).with_base_url(base(&server));
+    let found = ddg
+        .search("xenopus laevis", &SearchQuery::default())
+        .await
+        .unwrap();
+    let urls: Vec<&str> = found.iter().map(|c| c.image_url.as_str()).collect();
+    assert_eq!(
+        urls,
+        [
+            "https://upload.wikimedia.org/wikipedia/commons/4/4f/Xenopus_laevis_%28cropped%29.jpg",
+            "http://www.amphibians.example/img.php?id=31&size=large&fbclid=IwAR0",
+            "http://static.example.com/frog.png",
+            "https://live.staticflickr.com/65535/1234_abcd_b.jpg",
+        ]
+    );
+    assert_eq!((found[0].width, found[0].height), (Some(1600), Some(1067)));
+    // Dimensions sent as strings still count.
+    assert_eq!((found[1].width, found[1].height), (Some(1200), Some(900)));
+    assert_eq!(found[1].title.as_deref(), Some("Xénope lisse — 非洲爪蟾"));
+    assert_eq!(
+        found[0].thumbnail_url.as_ref().unwrap().as_str(),
+        "https://tse1.mm.bing.net/th?id=OIP.Qx9ZkF1d0zWn8vX2oH3sAgHaE8&pid=Api"
+    );
+    assert_eq!(found[3].rank, 3);
+    assert!(found.iter().all(|c| c.engine == "duckduckgo"));
+}
+
+#[tokio::test]
+async fn empty_results_are_empty() {
+    let server = MockServer::start().await;
+    token_page(&server, "duckduckgo/search_page.html").await;
+    Mock::given(path("/i.js"))
+        .respond_with(serve("duckduckgo/i_empty.json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let ddg = DuckDuckGo::new(http()).with_base_url(base(&server));
+    assert!(
+        ddg.search("xenopus laevis", &SearchQuery::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_bot_check_instead_of_the_page_is_blocked() {
+    let server = MockServer::start().await;
+    token_page(&server, "duckduckgo/bot_check.html").await;
+    let ddg = DuckDuckGo::new(http()).with_base_url(base(&server));
+    let err = ddg
+        .search("xenopus laevis", &SearchQuery::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SearchError::Blocked { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_page_without_token_is_a_parse_error() {
+    let server = MockServer::start().await;
+    token_page(&server, "bing/changed_layout.html").await;
+    let ddg = DuckDuckGo::new(http()).with_base_url(base(&server));
+    let err = ddg
+        .search("xenopus laevis", &SearchQuery::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("vqd"), "{err}");
+}
+
+#[tokio::test]
+async fn a_rejected_token_is_blocked_and_bad_json_is_explained() {
+    let cases: [(ResponseTemplate, &str); 3] = [
+        (ResponseTemplate::new(403), "rejected the vqd token"),
+        (serve("openverse/truncated.json"), "truncated JSON"),
+        (serve("common/garbage.bin"), "binary data"),
+    ];
+    for (resp, expected) in cases {
+        let server = MockServer::start().await;
+        token_page(&server, "duckduckgo/search_page.html").await;
+        Mock::given(path("/i.js"))
+            .respond_with(resp)
+            .mount(&server)
+            .await;
+        let ddg = DuckDuckGo::new(http()).with_base_url(base(&server));
+        let err = ddg
+            .search("xenopus laevis", &SearchQuery::default())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(expected), "{expected}: {err}");
+    }
+}
