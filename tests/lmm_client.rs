@@ -297,3 +297,67 @@ async fn images_go_out_as_base64_data_urls() {
     );
     assert_eq!(parts[1]["image_url"]["url"], expected);
 }
+
+fn judge_options() -> Vec<iat2i::selectors::JudgeCandidate> {
+    ["reference_a.png", "reference_b.png"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| iat2i::selectors::JudgeCandidate {
+            candidate: iat2i::retrievers::Candidate::new(
+                url::Url::parse(&format!("https://upload.example.org/{i}.png")).unwrap(),
+                "stub",
+                "Graphorn",
+            ),
+            image: fixture_bytes(name),
+            mime: "image/png".into(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_candidate_judge_sees_the_thumbnails_and_returns_its_pick() {
+    use iat2i::selectors::{CandidateJudge, SelectionRequest};
+    let server = MockServer::start().await;
+    mount_chat(&server, "pick", &["chat_pick.json"]).await;
+    let judge = iat2i::LmmCandidateJudge::new(Arc::new(chat_client(&server, test_http())));
+    let request = SelectionRequest {
+        prompt: "A Graphorn at dusk".into(),
+        queries: vec!["Graphorn".into()],
+        entities: vec!["Graphorn".into()],
+        ..SelectionRequest::default()
+    };
+    let pick = judge.pick(&request, &judge_options()).await.unwrap();
+    assert_eq!(pick.index, 1);
+    assert!(pick.reason.contains("whole creature"));
+    assert_eq!(judge.usage().total_tokens, 1163);
+    let body = &chat_requests(&server, "pick").await[0];
+    let images = body["messages"][1]["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["type"] == "image_url")
+        .count();
+    assert_eq!(images, 2);
+}
+
+#[tokio::test]
+async fn the_candidate_judge_rejects_an_index_out_of_range() {
+    use iat2i::selectors::{CandidateJudge, SelectError, SelectionRequest};
+    let server = MockServer::start().await;
+    let mut body = fixture_json("chat_pick.json");
+    body["choices"][0]["message"]["content"] =
+        serde_json::json!("{\"index\": 7, \"reason\": \"x\"}");
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(&server)
+        .await;
+    let judge = iat2i::LmmCandidateJudge::new(Arc::new(chat_client(&server, test_http())));
+    let err = judge
+        .pick(&SelectionRequest::default(), &judge_options())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SelectError::Judge(m) if m.contains("only 2 were shown")),
+        "{err:?}"
+    );
+}

@@ -629,3 +629,51 @@ async fn the_builder_says_what_is_missing() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn always_mode_retrieves_even_when_the_gate_sees_no_gap() {
+    let server = MockServer::start().await;
+    mount_chat(&server, "assessment", &["gate_no_reference.json"]).await;
+    mount_chat(&server, "verdict", &["verdict_aligned.json"]).await;
+    mount_images(&server, "edits", &["images_green.json"]).await;
+    let search = StubSearch::default();
+    let p = pipeline(
+        &server,
+        search.clone(),
+        StubSelector::default(),
+        GateMode::Always,
+        3,
+    )
+    .build()
+    .unwrap();
+    let out = p.run(Request::new("A red apple")).await.unwrap();
+    // The gate wrote no queries, so the prompt itself is searched.
+    assert_eq!(*search.queries.lock().unwrap(), ["A red apple"]);
+    assert_eq!(
+        chat_requests(&server, "assessment").await.len(),
+        1,
+        "the gate is asked once"
+    );
+    assert_eq!(out.report.retrievals.len(), 1);
+    assert_eq!(out.report.rounds[0].references.len(), 1);
+    assert_eq!(requests_to(&server, "/v1/images/edits").await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_default_builder_uses_the_keyless_engines_and_an_lmm_candidate_judge() {
+    let server = MockServer::start().await;
+    let p = Pipeline::builder()
+        .lmm(Arc::new(chat_client(&server, test_http())))
+        .generator(Arc::new(images_client(&server)))
+        .build()
+        .unwrap();
+    let shown = format!("{p:?}");
+    assert!(!shown.contains(KEY));
+    for engine in ["bing", "duckduckgo", "wikimedia", "openverse"] {
+        assert!(shown.contains(engine), "{engine} missing: {shown}");
+    }
+    assert!(
+        shown.contains("candidate_judge: Some(\"gpt-4o-mini at"),
+        "{shown}"
+    );
+}

@@ -134,7 +134,7 @@ impl Pipeline {
                 Err(e) => return Err(st.fail(self, StageName::Gate, e)),
             };
             if self.gate_mode == GateMode::Always || assessment.needs_reference {
-                let queries = assessment.queries.clone();
+                let queries = self.queries_for(&mut st, assessment.queries).await;
                 self.retrieve(&mut st, queries, "gate".into()).await;
             }
         }

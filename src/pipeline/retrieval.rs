@@ -32,23 +32,27 @@ impl Pipeline {
         Ok(reply.value)
     }
 
-    /// Queries for a new search: the given ones, else the gate's (asking it if needed).
+    /// Queries for a new search: the given ones, else the gate's (asking it if it has
+    /// not been asked), else its entities, else the prompt itself.
     pub(super) async fn queries_for(&self, st: &mut RunState, given: Vec<String>) -> Vec<String> {
         if !given.is_empty() {
             return given;
         }
-        if let Some(a) = &st.assessment
-            && !a.queries.is_empty()
-        {
-            return a.queries.clone();
-        }
-        match self.assess(st).await {
-            Ok(a) if !a.queries.is_empty() => a.queries,
-            Ok(_) => vec![st.prompt.chars().take(120).collect()],
-            Err(e) => {
-                st.record_error(self, StageName::Gate, None, e.to_string());
-                vec![st.prompt.chars().take(120).collect()]
-            }
+        let assessment = match &st.assessment {
+            Some(a) => Some(a.clone()),
+            None if self.gate.is_some() => match self.assess(st).await {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    st.record_error(self, StageName::Gate, None, e.to_string());
+                    None
+                }
+            },
+            None => None,
+        };
+        match assessment {
+            Some(a) if !a.queries.is_empty() => a.queries,
+            Some(a) if !a.entities.is_empty() => a.entities.into_iter().take(4).collect(),
+            _ => vec![st.prompt.chars().take(120).collect()],
         }
     }
 
