@@ -116,14 +116,17 @@ impl ImageSearch for Openverse {
                 }
                 Err(e) => return Err(e),
             };
-            let got = found.len();
+            let before = out.len();
             for mut c in found {
                 if out.len() < opts.limit && !out.iter().any(|o| o.image_url == c.image_url) {
                     c.rank = out.len() as u32;
                     out.push(c);
                 }
             }
-            if out.len() >= opts.limit || got == 0 || page_count.is_none_or(|n| page as u64 >= n) {
+            if out.len() >= opts.limit
+                || out.len() == before
+                || page_count.is_none_or(|n| page as u64 >= n)
+            {
                 break;
             }
         }

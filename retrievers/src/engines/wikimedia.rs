@@ -131,6 +131,7 @@ impl ImageSearch for WikimediaCommons {
                 }
                 Err(e) => return Err(e),
             };
+            let before = out.len();
             for mut c in found {
                 if out.len() < opts.limit && !out.iter().any(|o| o.image_url == c.image_url) {
                     c.rank = out.len() as u32;
@@ -138,7 +139,9 @@ impl ImageSearch for WikimediaCommons {
                 }
             }
             match next {
-                Some(n) if out.len() < opts.limit && !n.is_empty() => cont = n,
+                Some(n) if out.len() < opts.limit && out.len() > before && !n.is_empty() => {
+                    cont = n
+                }
                 _ => break,
             }
         }
