@@ -119,26 +119,30 @@ impl MultiSearch {
             }
         }
         let deadline = self.deadline;
-        let mut jobs: Vec<Job> = futures::stream::iter(pairs)
-            .map(|(order, engine, query)| {
-                let opts = opts.clone();
+        // The per-job futures are built in a plain loop, not in a `StreamExt::map`
+        // closure: a closure there makes the compiler unable to prove this future `Send`
+        // ("FnOnce is not general enough"), which would stop callers from spawning it.
+        let mut pending = Vec::with_capacity(pairs.len());
+        for (order, engine, query) in pairs {
+            let opts = opts.clone();
+            pending.push(async move {
                 let name = engine.name().to_string();
                 let q = query.clone();
                 let task = tokio::spawn(run_one(engine, query, opts, deadline, order));
-                async move {
-                    task.await.unwrap_or_else(|e| Job {
-                        order,
-                        run: EngineRun {
-                            engine: name,
-                            query: q,
-                            count: 0,
-                            error: Some(format!("the search task failed: {e}")),
-                            elapsed_ms: 0,
-                        },
-                        found: Vec::new(),
-                    })
-                }
-            })
+                task.await.unwrap_or_else(|e| Job {
+                    order,
+                    run: EngineRun {
+                        engine: name,
+                        query: q,
+                        count: 0,
+                        error: Some(format!("the search task failed: {e}")),
+                        elapsed_ms: 0,
+                    },
+                    found: Vec::new(),
+                })
+            });
+        }
+        let mut jobs: Vec<Job> = futures::stream::iter(pending)
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
