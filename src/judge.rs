@@ -150,7 +150,7 @@ impl WireVerdict {
 /// What a judge looks at.
 #[derive(Debug, Clone, Copy)]
 pub struct ReviewInput<'a> {
-    /// The prompt the image should satisfy (the user's, or the refined one).
+    /// The prompt the image should satisfy (the pipeline passes the user's own prompt).
     pub prompt: &'a str,
     /// The generated image.
     pub image: &'a InputImage,

@@ -677,3 +677,28 @@ async fn the_default_builder_uses_the_keyless_engines_and_an_lmm_candidate_judge
         "{shown}"
     );
 }
+
+#[test]
+fn a_run_can_be_spawned_on_a_multithreaded_runtime() {
+    fn assert_send<T: Send + 'static>(_: &T) {}
+    fn assert_sync<T: Send + Sync>() {}
+    assert_sync::<Pipeline>();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let server = MockServer::start().await;
+        let p = Arc::new(
+            pipeline(
+                &server,
+                StubSearch::default(),
+                StubSelector::default(),
+                GateMode::Never,
+                1,
+            )
+            .build()
+            .unwrap(),
+        );
+        let fut = async move { p.run(Request::new("x")).await };
+        assert_send(&fut);
+        drop(fut);
+    });
+}

@@ -112,8 +112,9 @@ impl Pipeline {
             bytes: image.bytes.clone(),
             mime: image.mime.clone(),
         };
+        // The judge holds every round to the user's own prompt, not to a rewording.
         let input = ReviewInput {
-            prompt: &st.prompt,
+            prompt: &st.report.request.prompt,
             image: &judged,
             references: &request.references,
             edit_image: st.edit_image.as_ref(),
