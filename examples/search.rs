@@ -169,6 +169,13 @@ fn build(args: &Args, http: &HttpClient, engine: Engine) -> Result<Arc<dyn Image
             }
             Arc::new(e)
         }
+        other => build_configured(args, h, other)?,
+    })
+}
+
+/// The engines that need something from the user: an instance, a key or a folder.
+fn build_configured(args: &Args, h: HttpClient, engine: Engine) -> Result<Arc<dyn ImageSearch>> {
+    Ok(match engine {
         Engine::Searxng => {
             let url = args.searxng_url.clone().context(
                 "--engine searxng needs --searxng-url (or SEARXNG_URL), e.g. http://localhost:8888",
@@ -196,6 +203,7 @@ fn build(args: &Args, http: &HttpClient, engine: Engine) -> Result<Arc<dyn Image
             }
             Arc::new(LocalFolder::new(dir))
         }
+        _ => bail!("{engine:?} needs no configuration"),
     })
 }
 
