@@ -252,3 +252,14 @@ async fn no_engines_or_no_queries_give_an_empty_result() {
         .await;
     assert!(r.candidates.is_empty() && r.runs.is_empty());
 }
+
+#[tokio::test]
+async fn the_search_future_is_send_so_callers_can_spawn_it() {
+    let multi = MultiSearch::new(vec![fake("a", vec!["https://x.org/1.jpg"], Mode::Answer)]);
+    let handle = tokio::spawn(async move {
+        multi
+            .search(&["q".to_string()], &SearchQuery::default())
+            .await
+    });
+    assert_eq!(handle.await.unwrap().candidates.len(), 1);
+}
