@@ -119,8 +119,9 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     init_tracing();
     let key = Secret::from_env("OPENAI_API_KEY");
-    let default_base = args.base_url.trim_end_matches('/') == OPENAI_DEFAULT_BASE;
-    if key.is_none() && default_base && args.image_base_url.is_none() {
+    let is_openai = |url: &str| url.trim().trim_end_matches('/') == OPENAI_DEFAULT_BASE;
+    let image_base = args.image_base_url.as_deref().unwrap_or(&args.base_url);
+    if key.is_none() && (is_openai(&args.base_url) || is_openai(image_base)) {
         eprintln!("{NO_ENDPOINT}");
         return ExitCode::from(2);
     }

@@ -10,23 +10,41 @@ use std::process::{Command, Output};
 use common::*;
 use wiremock::MockServer;
 
+/// The example binary, built (or found up to date) by cargo itself: `cargo test
+/// --all-targets` compiles examples as test harnesses, so the plain binary may be
+/// missing or stale. Cargo's lock is free while tests run, and the library is already
+/// built, so this only links the example.
 fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let bin = profile_dir
-        .join("examples")
-        .join(format!("generate{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test` (which builds the examples) or `cargo build --example generate`",
-        bin.display()
-    );
-    bin
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["build", "--offline", "-p", "iat2i", "--example", "generate"])
+            .args(["--message-format", "json-render-diagnostics"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "building the example failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "generate")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported no executable for the generate example")
+    })
+    .clone()
 }
 
+/// The example with no OpenAI settings inherited, run in a scratch directory (it writes
+/// image.png and report.json there unless told otherwise).
 fn command() -> Command {
     let mut c = Command::new(binary());
-    c.env_remove("OPENAI_API_KEY")
+    c.current_dir(std::env::temp_dir())
+        .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
         .env("RUST_LOG", "warn");
     c
@@ -157,4 +175,14 @@ async fn a_failing_endpoint_exits_non_zero_with_the_stage_named() {
         dir.path().join("report.json").exists(),
         "the partial report is written"
     );
+}
+
+#[test]
+fn a_local_image_server_alone_still_needs_a_key_for_openai_chat() {
+    let out = command()
+        .args(["--image-base-url", "http://127.0.0.1:9/v1", "A red apple"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", shown(&out));
+    assert!(shown(&out).contains("OPENAI_API_KEY"));
 }
