@@ -153,6 +153,19 @@ pub struct ImageRecord {
     pub height: Option<u32>,
 }
 
+impl ImageRecord {
+    /// Summarise encoded image bytes (size read from the header).
+    pub fn of(mime: &str, bytes: &[u8]) -> Self {
+        let dims = crate::generator::dimensions(bytes);
+        ImageRecord {
+            mime: mime.to_string(),
+            bytes: bytes.len(),
+            width: dims.map(|d| d.0),
+            height: dims.map(|d| d.1),
+        }
+    }
+}
+
 /// One generation round.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RoundRecord {

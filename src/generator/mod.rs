@@ -32,6 +32,15 @@ pub fn sniff_mime(bytes: &[u8]) -> Option<&'static str> {
     image::guess_format(bytes).ok().map(|f| f.to_mime_type())
 }
 
+/// Width and height of encoded image bytes, read from the header without decoding.
+pub fn dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+    image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?
+        .into_dimensions()
+        .ok()
+}
+
 /// A reference image and what it is for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReferenceImage {

@@ -83,12 +83,7 @@ impl Pipeline {
             bytes: image.bytes.len(),
         });
         st.report.usage.images.add(&image.usage);
-        rec.image = Some(ImageRecord {
-            mime: image.mime.clone(),
-            bytes: image.bytes.len(),
-            width: None,
-            height: None,
-        });
+        rec.image = Some(ImageRecord::of(&image.mime, &image.bytes));
         rec.revised_prompt = image.revised_prompt.clone();
         rec.image_usage = Some(image.usage);
         let verdict = self.judge_round(st, n, request, &image, rec).await;

@@ -65,12 +65,9 @@ impl RunState {
             request: RequestRecord {
                 prompt: prompt.clone(),
                 edit: edit_image.is_some(),
-                edit_image: edit_image.as_ref().map(|i| ImageRecord {
-                    mime: i.mime.clone(),
-                    bytes: i.bytes.len(),
-                    width: None,
-                    height: None,
-                }),
+                edit_image: edit_image
+                    .as_ref()
+                    .map(|i| ImageRecord::of(&i.mime, &i.bytes)),
             },
             gate_mode: p.gate_mode,
             max_rounds: p.max_rounds,
