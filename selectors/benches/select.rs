@@ -1,0 +1,232 @@
+//! Selection benchmark: 100 candidates served by a local HTTP server with 50-300 ms latency
+//! each, the full-size (ViT-B/32) random-weight CLIP model, a real qdrant-edge store.
+//!
+//! Prints wall time, each stage's time, peak memory (VmHWM), and the ratio of the selection's
+//! wall time to (embedding the same images with fastembed directly + the slowest single
+//! download). Target: ratio <= 1.3.
+//!
+//! ```text
+//! /tmp/clipvenv/bin/python fixtures/models/make_clip_onnx.py full   # once
+//! make bench        # = ORT_DYLIB_PATH=... cargo bench -p iat2i-selectors
+//! ```
+
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fastembed::{ImageEmbedding, ImageInitOptionsUserDefined, UserDefinedImageEmbeddingModel};
+use iat2i_retrievers::{Candidate, HttpClient, Trust};
+use iat2i_selectors::image::{DynamicImage, ImageFormat, Rgb, RgbImage};
+use iat2i_selectors::{
+    ClipEmbedder, ClipModelSource, Embedder, HierarchicalSelector, SelectionRequest, Selector,
+    SelectorConfig,
+};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A distinct 480x360 JPEG per seed: random coloured rectangles on a random background.
+fn picture(seed: u32) -> Vec<u8> {
+    let mut state = u64::from(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move |m: u32| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % u64::from(m.max(1))) as u32
+    };
+    let (w, h) = (480, 360);
+    let bg = Rgb([next(256) as u8, next(256) as u8, next(256) as u8]);
+    let mut img = RgbImage::from_pixel(w, h, bg);
+    for _ in 0..12 {
+        let (x0, y0) = (next(w), next(h));
+        let (x1, y1) = ((x0 + 40 + next(200)).min(w), (y0 + 40 + next(150)).min(h));
+        let c = Rgb([next(256) as u8, next(256) as u8, next(256) as u8]);
+        for y in y0..y1 {
+            for x in x0..x1 {
+                img.put_pixel(x, y, c);
+            }
+        }
+    }
+    let mut out = Cursor::new(Vec::new());
+    let _ = DynamicImage::ImageRgb8(img).write_to(&mut out, ImageFormat::Jpeg);
+    out.into_inner()
+}
+
+/// Latency of image `i`: spread over 50..=300 ms.
+fn latency(i: u32) -> Duration {
+    Duration::from_millis(50 + u64::from(i * 37 % 251))
+}
+
+fn peak_memory_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+async fn serve(n: u32) -> Res<(MockServer, Vec<Vec<u8>>)> {
+    let server = MockServer::start().await;
+    let mut bodies = Vec::new();
+    for i in 0..n {
+        let body = picture(i);
+        Mock::given(method("GET"))
+            .and(path(format!("/img/{i}.jpg")))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_raw(body.clone(), "image/jpeg")
+                    .set_delay(latency(i)),
+            )
+            .mount(&server)
+            .await;
+        bodies.push(body);
+    }
+    Ok((server, bodies))
+}
+
+fn candidates(base: &str, n: u32) -> Res<Vec<Candidate>> {
+    (0..n)
+        .map(|i| {
+            let url = format!("{base}/img/{i}.jpg").parse()?;
+            Ok(Candidate::new(url, "bench", "red fox"))
+        })
+        .collect()
+}
+
+async fn select_once(
+    selector: &HierarchicalSelector,
+    base: &str,
+    n: u32,
+    run: &str,
+) -> Res<(Duration, iat2i_selectors::Selection)> {
+    let request = SelectionRequest {
+        prompt: "a red fox standing in fresh snow at dusk".into(),
+        queries: vec!["red fox".into(), "fox in snow".into()],
+        entities: vec!["red fox".into()],
+        run_id: run.into(),
+    };
+    let started = Instant::now();
+    let sel = selector.select(&request, candidates(base, n)?).await?;
+    Ok((started.elapsed(), sel))
+}
+
+fn direct_embedding(
+    model: &std::path::Path,
+    tokenizer: &std::path::Path,
+    bodies: &[Vec<u8>],
+) -> Res<Duration> {
+    let onnx = std::fs::read(model.join("vision/model.onnx"))?;
+    let pre = std::fs::read(tokenizer.join("preprocessor_config.json"))?;
+    let mut emb = ImageEmbedding::try_new_from_user_defined(
+        UserDefinedImageEmbeddingModel::new(onnx, pre),
+        ImageInitOptionsUserDefined::new(),
+    )?;
+    let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+    let _ = emb.embed_bytes(&refs[..4], None)?; // warm-up
+    let started = Instant::now();
+    let v = emb.embed_bytes(&refs, None)?;
+    let took = started.elapsed();
+    assert_eq!(v.len(), bodies.len());
+    Ok(took)
+}
+
+async fn slowest_download(http: &HttpClient, base: &str, n: u32) -> Res<Duration> {
+    let slowest = (0..n).max_by_key(|&i| latency(i)).unwrap_or(0);
+    let url = format!("{base}/img/{slowest}.jpg").parse()?;
+    let started = Instant::now();
+    http.get(&url, Trust::Untrusted).await?;
+    Ok(started.elapsed())
+}
+
+fn main() -> Res<()> {
+    let model = root().join("fixtures/models/full");
+    let tokenizer = root().join("../shared/models/clip-vit-b32-tokenizer");
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        println!("skipped: set ORT_DYLIB_PATH (run `make bench`, or `bash scripts/setup-ort.sh`)");
+        return Ok(());
+    }
+    if !model.join("vision/model.onnx").is_file() || !tokenizer.join("tokenizer.json").is_file() {
+        println!(
+            "skipped: needs {} (python3 fixtures/models/make_clip_onnx.py full) and the CLIP \
+             tokenizer in {}",
+            model.display(),
+            tokenizer.display()
+        );
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(model, tokenizer))
+}
+
+async fn run(model: PathBuf, tokenizer: PathBuf) -> Res<()> {
+    const N: u32 = 100;
+    let (server, bodies) = serve(N).await?;
+    let base = server.uri();
+    let http = HttpClient::builder()
+        .allow_host("127.0.0.1")
+        .per_host_per_second(0) // one local host stands in for a hundred web hosts
+        .build()?;
+    let cache = tempfile::tempdir()?;
+    let embedder = Arc::new(ClipEmbedder::new(ClipModelSource::LocalDir {
+        dir: model.clone(),
+        tokenizer_dir: Some(tokenizer.clone()),
+    }));
+    let load = Instant::now();
+    embedder.load().await?;
+    let load = load.elapsed();
+    let config = SelectorConfig::default()
+        .embedder(embedder.clone() as Arc<dyn Embedder>)
+        .cache_dir(cache.path());
+    let selector = HierarchicalSelector::new(http.clone(), config);
+
+    let (small, _) = select_once(&selector, &base, N / 2, "bench-warmup-50").await?;
+    let mem_50 = peak_memory_mib();
+    let (wall, sel) = select_once(&selector, &base, N, "bench-100").await?;
+    let mem_100 = peak_memory_mib();
+    let direct = tokio::task::spawn_blocking(move || {
+        direct_embedding(&model, &tokenizer, &bodies).map_err(|e| e.to_string())
+    })
+    .await??;
+    let slowest = slowest_download(&http, &base, N).await?;
+    let ratio = wall.as_secs_f64() / (direct + slowest).as_secs_f64();
+
+    println!("\nselection of {N} candidates (full-size CLIP ViT-B/32 test model, qdrant-edge)");
+    println!("| measure | value |\n|---|---|");
+    println!("| model load (once) | {:.0} ms |", load.as_secs_f64() * 1e3);
+    println!(
+        "| selection wall time, 50 candidates (warm-up) | {:.0} ms |",
+        small.as_secs_f64() * 1e3
+    );
+    println!(
+        "| selection wall time, {N} candidates | {:.0} ms |",
+        wall.as_secs_f64() * 1e3
+    );
+    for s in &sel.stages {
+        println!(
+            "| stage {:?} ({} -> {}) | {} ms |",
+            s.stage, s.input, s.output, s.elapsed_ms
+        );
+    }
+    println!(
+        "| fastembed embed_bytes of the same {N} images | {:.0} ms |",
+        direct.as_secs_f64() * 1e3
+    );
+    println!(
+        "| slowest single download | {:.0} ms |",
+        slowest.as_secs_f64() * 1e3
+    );
+    println!("| ratio wall / (embed + slowest download) | {ratio:.2} (target <= 1.30) |");
+    println!("| peak RSS (VmHWM) after the 50-candidate run | {mem_50:.0} MiB |");
+    println!("| peak RSS (VmHWM) after the {N}-candidate run | {mem_100:.0} MiB |");
+    println!("| dropped | {} |", sel.dropped.len());
+    Ok(())
+}
