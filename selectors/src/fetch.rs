@@ -129,7 +129,6 @@ async fn download_and_decode(
     tokio::task::spawn_blocking(move || prepare_image(body, content_type.as_deref(), &cfg))
         .await
         .map_err(|e| format!("decoding {redacted} crashed: {e}"))?
-        .map_err(|e| format!("{redacted}: {e}"))
 }
 
 /// Sniff, decode (within `cfg`'s limits), orient, hash and shrink one image body.

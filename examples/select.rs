@@ -1,0 +1,278 @@
+//! Select the best reference image for a prompt: search the web (or read candidate URLs from
+//! a file), run the hierarchical selection (prefilter, fetch, dedup, CLIP ranking in
+//! qdrant-edge, diversity), print the ranked table and the drops, and write the chosen image.
+//!
+//! ```text
+//! ORT_DYLIB_PATH=$(bash scripts/setup-ort.sh) cargo run --example select -- \
+//!     "a Xenopus laevis frog on a lily pad" --query "Xenopus laevis" --out frog.jpg
+//! cargo run --example select -- "my prompt" --urls candidates.txt --model-dir ./clip
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use iat2i::retrievers::engines::default_keyless;
+use iat2i::retrievers::{Candidate, HttpClient, MultiSearch, SearchQuery};
+use iat2i::selectors::{
+    HierarchicalSelector, PrefilterConfig, SelectError, Selection, SelectionRequest, Selector,
+    SelectorConfig, StoreChoice,
+};
+use url::Url;
+
+const EXAMPLES: &str = "\
+Examples:
+  select \"a Xenopus laevis frog on a lily pad\" --query \"Xenopus laevis\" --out frog.jpg
+  select \"the Graphorn from Hogwarts Legacy\" --urls urls.txt --model-dir fixtures/models/tiny-clip
+  select \"red fox in snow\" --open-licence --top-k 3 --json
+
+ONNX Runtime: set ORT_DYLIB_PATH to libonnxruntime.so (`bash scripts/setup-ort.sh` installs
+onnxruntime==1.31.1 and prints the path). Without --model-dir the CLIP ViT-B/32 model is
+downloaded on first use, which needs the `download` feature of iat2i-selectors.";
+
+/// Pick the reference image that best shows what a prompt needs.
+///
+/// Candidates come from the keyless web image engines (Bing, DuckDuckGo, Wikimedia
+/// Commons, Openverse) searched with --query (default: the prompt), or from --urls, a file
+/// with one image URL per line. They are filtered on metadata, downloaded and decoded under
+/// strict limits, de-duplicated by perceptual hash, ranked by CLIP similarity to the prompt
+/// and the queries in a vector store, and diversified; the best one is written to --out.
+#[derive(Parser, Debug)]
+#[command(name = "select", version, about, long_about, after_help = EXAMPLES)]
+struct Args {
+    /// The image prompt the reference is for.
+    prompt: String,
+
+    /// A search query; repeat for several (default: the prompt itself).
+    #[arg(long = "query")]
+    queries: Vec<String>,
+
+    /// Read candidate image URLs from this file (one per line, `#` comments) instead of searching.
+    #[arg(long)]
+    urls: Option<PathBuf>,
+
+    /// Local CLIP model directory (vision/model.onnx, text/model.onnx, tokenizer and
+    /// preprocessor files). Default: download fastembed's ClipVitB32.
+    #[arg(long, env = "IAT2I_CLIP_DIR")]
+    model_dir: Option<PathBuf>,
+
+    /// Extra directory holding the CLIP tokenizer and preprocessor files.
+    #[arg(long)]
+    tokenizer_dir: Option<PathBuf>,
+
+    /// Cache directory (the qdrant-edge store lives in <cache>/qdrant-edge).
+    #[arg(long, env = "IAT2I_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Use the Qdrant server named by QDRANT_URL (and QDRANT_API_KEY) instead of qdrant-edge.
+    #[arg(long)]
+    qdrant_server: bool,
+
+    /// How many distinct candidates to keep (the best and its alternates).
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+
+    /// Most results per engine and query when searching.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+
+    /// Keep only Creative Commons or public-domain images.
+    #[arg(long)]
+    open_licence: bool,
+
+    /// Seconds allowed per image download.
+    #[arg(long, default_value_t = 15)]
+    timeout: u64,
+
+    /// Write the chosen image here (the extension is replaced to match its type).
+    #[arg(long, default_value = "reference")]
+    out: PathBuf,
+
+    /// Let downloads reach this host even when it is private or local (a mirror, a test
+    /// server); repeat for several.
+    #[arg(long = "allow-host")]
+    allow_hosts: Vec<String>,
+
+    /// Print the selection as JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
+    let mut builder = HttpClient::builder();
+    for host in &args.allow_hosts {
+        builder = builder.allow_host(host);
+    }
+    let http = builder.build().context("building the HTTP client")?;
+    let queries = if args.queries.is_empty() {
+        vec![args.prompt.clone()]
+    } else {
+        args.queries.clone()
+    };
+    let candidates = match &args.urls {
+        Some(file) => read_urls(file, &queries[0])?,
+        None => search(&http, &queries, args.limit).await,
+    };
+    if candidates.is_empty() {
+        bail!("no candidates: the search found nothing (try other --query terms or --urls)");
+    }
+    eprintln!("{} candidates; selecting...", candidates.len());
+    let selector = HierarchicalSelector::new(http, config(&args));
+    let request = SelectionRequest {
+        prompt: args.prompt.clone(),
+        queries,
+        entities: Vec::new(),
+        run_id: format!("select-{}", std::process::id()),
+    };
+    let selection = match selector.select(&request, candidates).await {
+        Ok(s) => s,
+        Err(SelectError::NoCandidates { dropped }) => {
+            print_drops(&dropped);
+            bail!("every candidate was dropped (reasons above)");
+        }
+        Err(e) => return Err(e).context("selection failed"),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&selection)?);
+    } else {
+        print_selection(&selection);
+    }
+    let out = write_reference(&selection, &args.out)?;
+    eprintln!("wrote {} ({})", out.display(), selection.best.mime);
+    Ok(())
+}
+
+fn config(args: &Args) -> SelectorConfig {
+    let mut prefilter = PrefilterConfig::default();
+    prefilter.require_open_license = args.open_licence;
+    let mut config = SelectorConfig::default()
+        .top_k(args.top_k)
+        .prefilter(prefilter)
+        .fetch_timeout(Duration::from_secs(args.timeout));
+    if let Some(dir) = &args.model_dir {
+        config = config.model_dir(dir);
+        if let Some(t) = &args.tokenizer_dir {
+            config = config.tokenizer_dir(t);
+        }
+    }
+    if let Some(cache) = &args.cache_dir {
+        config = config.cache_dir(cache);
+    }
+    if args.qdrant_server {
+        config = config.store(StoreChoice::QdrantFromEnv);
+    }
+    config
+}
+
+async fn search(http: &HttpClient, queries: &[String], limit: usize) -> Vec<Candidate> {
+    let multi = MultiSearch::new(default_keyless(http));
+    let found = multi
+        .search(queries, &SearchQuery::default().with_limit(limit))
+        .await;
+    for run in &found.runs {
+        eprintln!("search: {run:?}");
+    }
+    found.candidates
+}
+
+fn read_urls(file: &PathBuf, query: &str) -> Result<Vec<Candidate>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading candidate URLs from {}", file.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let url = Url::parse(line)
+            .with_context(|| format!("{}:{}: not a URL: {line}", file.display(), n + 1))?;
+        let mut c = Candidate::new(url, "file", query);
+        c.rank = out.len() as u32;
+        c.fused_score = 1.0 / (1.0 + out.len() as f64);
+        out.push(c);
+    }
+    Ok(out)
+}
+
+fn fmt(v: Option<f32>) -> String {
+    v.map_or_else(|| "-".into(), |x| format!("{x:.3}"))
+}
+
+fn print_selection(sel: &Selection) {
+    println!("\n# ranked (best first)");
+    println!("| # | combined | clip prompt | clip query | lexical | mmr | size | engine | url |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (i, r) in sel.ranked.iter().enumerate() {
+        let s = &r.scores;
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {}x{} | {} | {} |",
+            i + 1,
+            fmt(s.combined),
+            fmt(s.clip_prompt),
+            fmt(s.clip_query),
+            fmt(s.lexical),
+            fmt(s.mmr),
+            r.width,
+            r.height,
+            r.candidate.engine,
+            r.candidate.image_url
+        );
+    }
+    println!("\n# stages");
+    for s in &sel.stages {
+        println!(
+            "{:?}: {} -> {} in {} ms",
+            s.stage, s.input, s.output, s.elapsed_ms
+        );
+    }
+    print_drops(&sel.dropped);
+    println!("\nbest: {}", sel.best.candidate.image_url);
+    if let Some(page) = &sel.best.candidate.source_page {
+        println!("page: {page}");
+    }
+    if let Some(l) = &sel.best.candidate.license {
+        println!("licence: {}", l.code);
+    }
+    if let Some(reason) = &sel.judge_reason {
+        println!("judge: {reason}");
+    }
+}
+
+fn print_drops(dropped: &[iat2i::selectors::Dropped]) {
+    if dropped.is_empty() {
+        return;
+    }
+    println!("\n# dropped ({})", dropped.len());
+    for d in dropped {
+        println!("- [{:?}] {}: {}", d.stage, d.candidate.image_url, d.reason);
+    }
+}
+
+fn write_reference(sel: &Selection, out: &std::path::Path) -> Result<PathBuf> {
+    let ext = match sel.best.mime.as_str() {
+        "image/jpeg" => "jpg",
+        "image/webp" => "webp",
+        _ => "png",
+    };
+    let path = out.with_extension(ext);
+    std::fs::write(&path, &sel.best.bytes)
+        .with_context(|| format!("writing the reference to {}", path.display()))?;
+    Ok(path)
+}
