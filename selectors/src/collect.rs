@@ -48,7 +48,60 @@ struct Waiting {
     slot: Option<Vec<f32>>,
 }
 
-/// Download, decode and embed `items`, and embed `texts`, overlapping all of it.
+/// Decoded images waiting for (or in) an embedding batch are capped at this many batches, so
+/// memory does not grow with the number of candidates when embedding is the bottleneck.
+const QUEUED_BATCHES: usize = 4;
+
+#[derive(Default)]
+struct State {
+    waiting: Vec<Waiting>,
+    queue: Vec<(usize, DynamicImage)>,
+    dropped: Vec<Dropped>,
+}
+
+impl State {
+    fn arrived(&mut self, next: Option<Result<Fetched, (Prefiltered, String)>>) -> bool {
+        match next {
+            Some(Ok(mut fetched)) => {
+                let blank = DynamicImage::new_rgb8(0, 0);
+                let image = std::mem::replace(&mut fetched.image.embed_image, blank);
+                self.queue.push((self.waiting.len(), image));
+                self.waiting.push(Waiting {
+                    fetched,
+                    slot: None,
+                });
+                true
+            }
+            Some(Err((item, reason))) => {
+                self.dropped.push(Dropped {
+                    candidate: item.candidate,
+                    stage: Stage::Fetch,
+                    reason,
+                });
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn next_batch(&mut self, embedder: &Arc<dyn Embedder>, batch: usize) -> EmbedFuture {
+        let take = self.queue.len().min(batch);
+        let (slots, images): (Vec<usize>, Vec<DynamicImage>) = self.queue.drain(..take).unzip();
+        let e = embedder.clone();
+        Box::pin(async move { (slots, e.embed_images(images).await) })
+    }
+
+    fn embedded(&mut self, slots: Vec<usize>, vectors: Vec<Vec<f32>>) {
+        for (slot, v) in slots.into_iter().zip(vectors) {
+            if let Some(w) = self.waiting.get_mut(slot) {
+                w.slot = Some(v);
+            }
+        }
+    }
+}
+
+/// Download, decode and embed `items`, and embed `texts`, overlapping all of it: images are
+/// embedded in batches as they arrive, while the next downloads proceed.
 pub(crate) async fn fetch_and_embed(
     http: HttpClient,
     items: Vec<Prefiltered>,
@@ -58,53 +111,32 @@ pub(crate) async fn fetch_and_embed(
     batch: usize,
 ) -> Result<Collected, SelectError> {
     let started = std::time::Instant::now();
+    let batch = batch.max(1);
     let mut stream = Box::pin(fetch_all(http, items, fetch));
-    let mut fetch_done = false;
-    let mut fetch_ms = 0;
-    let mut waiting: Vec<Waiting> = Vec::new();
-    let mut queue: Vec<(usize, DynamicImage)> = Vec::new();
-    let mut dropped = Vec::new();
+    let (mut fetch_done, mut fetch_ms) = (false, 0);
+    let mut state = State::default();
     let mut embedding: Option<EmbedFuture> = None;
     let e = embedder.clone();
     let mut text: Option<TextFuture> = Some(Box::pin(async move { e.embed_texts(texts).await }));
     let mut text_vectors = None;
     loop {
-        if embedding.is_none() && !queue.is_empty() {
-            let take = queue.len().min(batch.max(1));
-            let (slots, images): (Vec<usize>, Vec<DynamicImage>) = queue.drain(..take).unzip();
-            let e = embedder.clone();
-            embedding = Some(Box::pin(
-                async move { (slots, e.embed_images(images).await) },
-            ));
+        if embedding.is_none() && !state.queue.is_empty() {
+            embedding = Some(state.next_batch(&embedder, batch));
         }
         if fetch_done && embedding.is_none() && text.is_none() {
             break;
         }
+        let room = state.queue.len() < QUEUED_BATCHES * batch;
         tokio::select! {
-            next = stream.next(), if !fetch_done => match next {
-                Some(Ok(mut fetched)) => {
-                    let image = std::mem::replace(&mut fetched.image.embed_image, DynamicImage::new_rgb8(0, 0));
-                    queue.push((waiting.len(), image));
-                    waiting.push(Waiting { fetched, slot: None });
-                }
-                Some(Err((item, reason))) => dropped.push(Dropped {
-                    candidate: item.candidate,
-                    stage: Stage::Fetch,
-                    reason,
-                }),
-                None => {
+            next = stream.next(), if !fetch_done && room => {
+                if !state.arrived(next) {
                     fetch_done = true;
                     fetch_ms = started.elapsed().as_millis() as u64;
                 }
             },
             Some((slots, result)) = OptionFuture::from(embedding.as_mut()), if embedding.is_some() => {
                 embedding = None;
-                let vectors = result?;
-                for (slot, v) in slots.into_iter().zip(vectors) {
-                    if let Some(w) = waiting.get_mut(slot) {
-                        w.slot = Some(v);
-                    }
-                }
+                state.embedded(slots, result?);
             },
             Some(result) = OptionFuture::from(text.as_mut()), if text.is_some() => {
                 text = None;
@@ -113,7 +145,8 @@ pub(crate) async fn fetch_and_embed(
             else => break,
         }
     }
-    let survivors = finish(waiting, &mut dropped);
+    let mut dropped = state.dropped;
+    let survivors = finish(state.waiting, &mut dropped);
     Ok(Collected {
         survivors,
         dropped,

@@ -19,27 +19,8 @@ pub(crate) async fn finish(
     mut run: Run,
 ) -> Result<Selection, SelectError> {
     let cfg = selector.config();
-    // Best first.
-    let mut order: Vec<usize> = (0..survivors.len()).collect();
-    let combined = |i: usize| scores.get(i).and_then(|s| s.combined).unwrap_or(f32::MIN);
-    order.sort_by(|&a, &b| combined(b).total_cmp(&combined(a)));
-
     let started = Instant::now();
-    let relevance: Vec<f32> = order.iter().map(|&i| combined(i)).collect();
-    let vectors: Vec<&[f32]> = order
-        .iter()
-        .filter_map(|&i| survivors.get(i).map(|s| s.vector.as_slice()))
-        .collect();
-    let picks: Vec<usize> = mmr(&relevance, &vectors, cfg.top_k, cfg.mmr_lambda)
-        .into_iter()
-        .filter_map(|(pos, score)| {
-            let i = *order.get(pos)?;
-            if let Some(s) = scores.get_mut(i) {
-                s.mmr = Some(score);
-            }
-            Some(i)
-        })
-        .collect();
+    let (order, picks) = diversify(&survivors, &mut scores, cfg.top_k, cfg.mmr_lambda);
     run.stage(Stage::Diversity, survivors.len(), picks.len(), ms(started));
 
     let started = Instant::now();
@@ -52,17 +33,7 @@ pub(crate) async fn finish(
         run.stage(Stage::Judge, shown, 1, ms(started));
     }
 
-    let reference = |i: usize| -> Option<Reference> {
-        let s = survivors.get(i)?;
-        Some(Reference {
-            bytes: s.bytes.clone(),
-            mime: s.mime.clone(),
-            width: s.width,
-            height: s.height,
-            candidate: s.item.candidate.clone(),
-            scores: scores.get(i).cloned().unwrap_or_default(),
-        })
-    };
+    let reference = |i: usize| reference(&survivors, &scores, i);
     let Some(best) = picks.get(chosen).and_then(|&i| reference(i)) else {
         return Err(run.fail());
     };
@@ -92,6 +63,46 @@ pub(crate) async fn finish(
         stages: run.stages,
         judge_reason,
     })
+}
+
+fn reference(survivors: &[Survivor], scores: &[StageScores], i: usize) -> Option<Reference> {
+    let s = survivors.get(i)?;
+    Some(Reference {
+        bytes: s.bytes.clone(),
+        mime: s.mime.clone(),
+        width: s.width,
+        height: s.height,
+        candidate: s.item.candidate.clone(),
+        scores: scores.get(i).cloned().unwrap_or_default(),
+    })
+}
+
+/// All survivors best first, and the MMR picks (indices into `survivors`), recording MMR scores.
+fn diversify(
+    survivors: &[Survivor],
+    scores: &mut [StageScores],
+    top_k: usize,
+    lambda: f32,
+) -> (Vec<usize>, Vec<usize>) {
+    let combined = |i: usize| scores.get(i).and_then(|s| s.combined).unwrap_or(f32::MIN);
+    let mut order: Vec<usize> = (0..survivors.len()).collect();
+    order.sort_by(|&a, &b| combined(b).total_cmp(&combined(a)));
+    let relevance: Vec<f32> = order.iter().map(|&i| combined(i)).collect();
+    let vectors: Vec<&[f32]> = order
+        .iter()
+        .filter_map(|&i| survivors.get(i).map(|s| s.vector.as_slice()))
+        .collect();
+    let picks = mmr(&relevance, &vectors, top_k, lambda)
+        .into_iter()
+        .filter_map(|(pos, score)| {
+            let i = *order.get(pos)?;
+            if let Some(s) = scores.get_mut(i) {
+                s.mmr = Some(score);
+            }
+            Some(i)
+        })
+        .collect();
+    (order, picks)
 }
 
 fn ms(since: Instant) -> u64 {
