@@ -204,6 +204,8 @@ impl HierarchicalSelector {
             texts: text_vectors,
             fetch_ms,
         } = collected;
+        // Embedding that outlasted the downloads is part of the ranking stage's time.
+        let embed_tail = ms(fetch_started).saturating_sub(fetch_ms);
         let fetched = survivors.len() + dropped.iter().filter(|d| d.stage != Stage::Fetch).count();
         run.dropped.extend(dropped);
         run.stage(Stage::Fetch, n, fetched, fetch_ms);
@@ -213,7 +215,6 @@ impl HierarchicalSelector {
         }
         let rank_started = Instant::now();
         let scored = self.rank_stage(request, &survivors, &text_vectors).await?;
-        let embed_tail = fetch_started.elapsed().as_millis() as u64 - fetch_ms;
         run.stage(
             Stage::Rank,
             survivors.len(),
