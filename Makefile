@@ -23,8 +23,7 @@ clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 test: setup fmt clippy
-	ORT_DYLIB_PATH=$(ORT_LIB) cargo test --workspace --all-targets
-	ORT_DYLIB_PATH=$(ORT_LIB) cargo test --workspace --doc
+	ORT_DYLIB_PATH=$(ORT_LIB) cargo test --workspace
 
 bench: setup
 	ORT_DYLIB_PATH=$(ORT_LIB) cargo bench -p iat2i-selectors

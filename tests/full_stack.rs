@@ -1,0 +1,242 @@
+//! The whole stack with no stubs: the gate, judge and generator speak OpenAI's protocol
+//! to one wiremock server; the real Openverse engine searches another, which also serves
+//! the images; the default `HierarchicalSelector` (tiny CLIP test model, a real
+//! qdrant-edge store in a temp dir, the LMM candidate judge) picks the reference.
+//!
+//! Needs ONNX Runtime (`ORT_DYLIB_PATH`, set by `make test`); skips with a message without it.
+
+mod common;
+
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use common::*;
+use iat2i::prelude::*;
+use iat2i::retrievers::engines::Openverse;
+use iat2i::selectors::SelectorConfig;
+use serde_json::json;
+use url::Url;
+use wiremock::matchers::{method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn ort_available() -> bool {
+    match std::env::var_os("ORT_DYLIB_PATH") {
+        Some(p) if PathBuf::from(&p).is_file() => true,
+        _ => {
+            eprintln!(
+                "skipped: ORT_DYLIB_PATH is unset (run `make test`, which installs ONNX Runtime)"
+            );
+            false
+        }
+    }
+}
+
+/// A seeded picture, so each served image looks (and hashes, and embeds) differently.
+fn picture(seed: u32, w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        let s = seed as f32;
+        let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+        let a = ((fx * (2.0 + s)).sin() * (fy * (1.0 + 0.7 * s)).cos()) * 110.0;
+        let b = ((fx + fy) * (1.5 + 0.9 * s)).cos() * 90.0;
+        image::Rgb([
+            (128.0 + a).clamp(0.0, 255.0) as u8,
+            (128.0 + b).clamp(0.0, 255.0) as u8,
+            (128.0 - a * 0.5).clamp(0.0, 255.0) as u8,
+        ])
+    });
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// One Openverse result, shaped like `GET /v1/images/` answers.
+fn result(web: &str, id: &str, title: &str, w: u32, h: u32) -> serde_json::Value {
+    json!({
+        "id": id,
+        "title": title,
+        "foreign_landing_url": format!("https://www.flickr.com/photos/someone/{id}"),
+        "url": format!("{web}/full/{id}.png"),
+        "creator": "A. Naturalist",
+        "creator_url": "https://www.flickr.com/photos/someone",
+        "license": "by-sa",
+        "license_version": "2.0",
+        "license_url": "https://creativecommons.org/licenses/by-sa/2.0/",
+        "provider": "flickr",
+        "source": "flickr",
+        "category": null,
+        "filesize": null,
+        "filetype": "png",
+        "tags": [{"name": "graphorn", "accuracy": null}],
+        "attribution": format!("\"{title}\" by A. Naturalist is licensed under CC BY-SA 2.0."),
+        "fields_matched": ["title"],
+        "mature": false,
+        "height": h,
+        "width": w,
+        "thumbnail": format!("{web}/thumb/{id}.png"),
+        "detail_url": format!("{web}/v1/images/{id}/"),
+        "related_url": format!("{web}/v1/images/{id}/related/"),
+        "unstable__sensitivity": []
+    })
+}
+
+/// Mounts the Openverse API and the images it points at; returns each id's thumbnail bytes.
+async fn mount_web(web: &MockServer) -> Vec<(String, Vec<u8>)> {
+    let base = web.uri();
+    let ids = ["graphorn-a", "graphorn-b", "graphorn-c"];
+    let mut results: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| result(&base, id, &format!("Graphorn photo {i}"), 800, 600))
+        .collect();
+    // A result whose image is an HTML error page: dropped by the selector, never fatal.
+    results.push(result(&base, "broken", "Graphorn (broken)", 800, 600));
+    let body = json!({
+        "result_count": results.len(), "page_count": 1, "page_size": 20, "page": 1,
+        "results": results, "warnings": []
+    });
+    Mock::given(method("GET"))
+        .and(path("/v1/images/"))
+        .and(query_param("page", "1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(web)
+        .await;
+    let mut served = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let bytes = picture(i as u32 + 1, 320, 240);
+        for dir in ["thumb", "full"] {
+            Mock::given(method("GET"))
+                .and(path(format!("/{dir}/{id}.png")))
+                .respond_with(ResponseTemplate::new(200).set_body_raw(bytes.clone(), "image/png"))
+                .mount(web)
+                .await;
+        }
+        served.push((id.to_string(), bytes));
+    }
+    for dir in ["thumb", "full"] {
+        Mock::given(method("GET"))
+            .and(path(format!("/{dir}/broken.png")))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_raw(&b"<html>gone</html>"[..], "text/html"),
+            )
+            .mount(web)
+            .await;
+    }
+    served
+}
+
+#[tokio::test]
+async fn a_rare_entity_is_searched_selected_with_clip_and_used_as_reference() {
+    if !ort_available() {
+        return;
+    }
+    let (api, web) = (MockServer::start().await, MockServer::start().await);
+    let served = mount_web(&web).await;
+    mount_chat(&api, "assessment", &["gate_needs_reference.json"]).await;
+    mount_chat(&api, "pick", &["chat_pick.json"]).await;
+    mount_chat(&api, "verdict", &["verdict_aligned.json"]).await;
+    mount_images(&api, "edits", &["images_red.json"]).await;
+
+    let cache = tempfile::tempdir().unwrap();
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/tiny-clip");
+    let http = test_http();
+    let openverse = Openverse::new(http.clone()).with_base_url(Url::parse(&web.uri()).unwrap());
+    let pipeline = Pipeline::builder()
+        .http(http)
+        .lmm(Arc::new(chat_client(&api, test_http())))
+        .generator(Arc::new(images_client(&api)))
+        .engines(vec![Arc::new(openverse)])
+        .selector_config(
+            SelectorConfig::default()
+                .model_dir(&model)
+                .cache_dir(cache.path()),
+        )
+        .build()
+        .unwrap();
+
+    let out = pipeline
+        .run(Request::new(
+            "A Graphorn grazing on a misty hillside at dusk",
+        ))
+        .await
+        .unwrap();
+
+    // Searched with the gate's queries on the real engine.
+    let searched: Vec<String> = web
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/v1/images/")
+        .filter_map(|r| {
+            r.url
+                .query_pairs()
+                .find(|(k, _)| k == "q")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect();
+    assert!(
+        searched.iter().any(|q| q == "Graphorn Fantastic Beasts"),
+        "{searched:?}"
+    );
+
+    // Selected for real: three survivors ranked with CLIP scores, the broken one dropped.
+    let report = &out.report;
+    assert_eq!(out.round, 1, "{}", report.stop_reason);
+    let selection = report.retrievals[0]
+        .selection
+        .as_ref()
+        .expect("a selection");
+    assert_eq!(selection.ranked.len(), 3, "{:?}", selection.dropped);
+    assert!(
+        selection
+            .ranked
+            .iter()
+            .all(|r| r.scores.clip_prompt.is_some())
+    );
+    assert!(
+        selection
+            .dropped
+            .iter()
+            .any(|d| d.candidate.image_url.path().contains("broken"))
+    );
+    assert!(
+        selection.judge_reason.is_some(),
+        "the LMM candidate judge ran"
+    );
+    let best = &selection.best.candidate;
+    assert_eq!(
+        best.license.as_ref().map(|l| l.code.as_str()),
+        Some("by-sa")
+    );
+
+    // The chosen reference's bytes went to the edits endpoint, as an image[] part.
+    let best_id = best
+        .image_url
+        .path()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .trim_end_matches(".png");
+    let best_bytes = &served.iter().find(|(id, _)| id == best_id).unwrap().1;
+    let edits: Vec<_> = api
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/v1/images/edits")
+        .collect();
+    assert_eq!(edits.len(), 1);
+    let body = &edits[0].body;
+    assert!(
+        body.windows(best_bytes.len())
+            .any(|w| w == best_bytes.as_slice())
+    );
+    assert!(String::from_utf8_lossy(body).contains("name=\"image[]\""));
+
+    // The report is JSON a user can audit and carries no secret.
+    let text = serde_json::to_string(report).unwrap();
+    assert!(text.contains("graphorn-a") && !text.contains(KEY));
+    // The run's points were removed from the store; the store itself stays on disk.
+    assert!(cache.path().read_dir().unwrap().next().is_some());
+}
