@@ -1,6 +1,7 @@
 # Everything a fresh machine needs, in two commands:
 #   make demo PROMPT="..."   installs ONNX Runtime, builds, runs the generate example
 #   make test                installs ONNX Runtime, runs fmt, clippy and the whole test suite
+#   make bench               the selection benchmark (generates the full-size test model once)
 SHELL := /bin/bash
 ORT_LIB := $(CURDIR)/.tools/onnxruntime/onnxruntime/capi/libonnxruntime.so.1.31.1
 PROMPT ?= A photo of the Hogwarts Legacy protagonist riding a Graphorn at dusk
@@ -25,5 +26,14 @@ clippy:
 test: setup fmt clippy
 	ORT_DYLIB_PATH=$(ORT_LIB) cargo test --workspace
 
-bench: setup
+FULL_MODEL := $(CURDIR)/fixtures/models/full/vision/model.onnx
+PYVENV := $(CURDIR)/.tools/venv
+
+$(FULL_MODEL):
+	python3 -m venv $(PYVENV)
+	$(PYVENV)/bin/pip install --quiet --disable-pip-version-check numpy onnx
+	$(PYVENV)/bin/python fixtures/models/make_clip_onnx.py full
+
+# Selection benchmark (release build, full-size random-weight CLIP, generated on first run).
+bench: setup $(FULL_MODEL)
 	ORT_DYLIB_PATH=$(ORT_LIB) cargo bench -p iat2i-selectors
