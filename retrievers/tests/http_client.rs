@@ -308,3 +308,91 @@ async fn connection_refused_is_retried_then_reported() {
     assert!(matches!(err, HttpError::Transport { .. }), "{err}");
     assert!(!err.to_string().contains("ABCDEFGH"), "{err}");
 }
+
+#[tokio::test]
+async fn a_per_request_cap_refuses_a_declared_body_and_accepts_a_smaller_one() {
+    let server = MockServer::start().await;
+    Mock::given(path("/big"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![7u8; 100_000]))
+        .mount(&server)
+        .await;
+    Mock::given(path("/small"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![7u8; 5_000]))
+        .mount(&server)
+        .await;
+    let http = quick().build().unwrap();
+    let err = http
+        .get_limited(&url(&server, "/big"), Trust::Trusted, 10_000)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, HttpError::TooLarge { limit: 10_000, .. }),
+        "{err}"
+    );
+    let ok = http
+        .get_limited(&url(&server, "/small"), Trust::Trusted, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(ok.body.len(), 5_000);
+    // The same client, without a per-request cap, still takes the large body.
+    let whole = http
+        .get(&url(&server, "/big"), Trust::Trusted)
+        .await
+        .unwrap();
+    assert_eq!(whole.body.len(), 100_000);
+}
+
+#[tokio::test]
+async fn the_client_cap_still_bounds_a_looser_per_request_cap() {
+    let server = MockServer::start().await;
+    Mock::given(path("/big"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![7u8; 100_000]))
+        .mount(&server)
+        .await;
+    let http = quick().max_response_bytes(10_000).build().unwrap();
+    let err = http
+        .get_limited(&url(&server, "/big"), Trust::Trusted, 1_000_000)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, HttpError::TooLarge { limit: 10_000, .. }),
+        "{err}"
+    );
+}
+
+/// An endless chunked body (no Content-Length) under a 64 KiB per-request cap: the
+/// client stops at 64 KiB, not at the client-wide 32 MiB, and hangs up, so the server
+/// gets to write little more than what the socket buffers hold.
+#[tokio::test]
+async fn a_per_request_cap_stops_an_endless_body_while_streaming() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 2048];
+        let _ = sock.read(&mut buf).await;
+        let head =
+            "HTTP/1.1 200 OK\r\ncontent-type: image/jpeg\r\ntransfer-encoding: chunked\r\n\r\n";
+        sock.write_all(head.as_bytes()).await.unwrap();
+        let chunk = format!("{:x}\r\n{}\r\n", 4096, "a".repeat(4096));
+        let mut written = 0usize;
+        while sock.write_all(chunk.as_bytes()).await.is_ok() {
+            written += 4096;
+        }
+        written
+    });
+    let http = quick().build().unwrap();
+    assert_eq!(http.max_response_bytes(), 32 * 1024 * 1024);
+    let u = Url::parse(&format!("http://{addr}/endless")).unwrap();
+    let err = http
+        .execute_limited(Trust::Trusted, 64 * 1024, |c| c.get(u.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, HttpError::TooLarge { limit: 65_536, .. }),
+        "{err}"
+    );
+    drop(http);
+    let written = server.await.unwrap();
+    assert!(written < 16 * 1024 * 1024, "server wrote {written} bytes");
+}

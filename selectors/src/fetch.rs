@@ -110,18 +110,11 @@ async fn download_and_decode(
     url: &Url,
     cfg: &FetchConfig,
 ) -> Result<PreparedImage, String> {
+    // The cap is enforced while streaming: an oversized image is never read whole.
     let resp = http
-        .get(url, Trust::Untrusted)
+        .get_limited(url, Trust::Untrusted, cfg.max_bytes)
         .await
         .map_err(|e| e.to_string())?;
-    if resp.body.len() > cfg.max_bytes {
-        return Err(format!(
-            "{} is {} bytes, over the {} byte cap",
-            redact(url),
-            resp.body.len(),
-            cfg.max_bytes
-        ));
-    }
     let content_type = resp.content_type();
     let body = resp.body;
     let cfg = cfg.clone();
@@ -295,6 +288,36 @@ mod tests {
         let html = Bytes::from_static(b"<!doctype html><html>nope</html>");
         let err = prepare_image(html, Some("text/html"), &cfg).unwrap_err();
         assert!(err.contains("HTML page"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_image_cap_applies_to_the_download() {
+        use wiremock::matchers::path;
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        let body = png(600, 400);
+        Mock::given(path("/frog.png"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(body.clone(), "image/png"))
+            .mount(&server)
+            .await;
+        let http = HttpClient::builder()
+            .allow_host("127.0.0.1")
+            .per_host_per_second(0)
+            .build()
+            .unwrap();
+        let url = Url::parse(&format!("{}/frog.png", server.uri())).unwrap();
+        let mut cfg = FetchConfig {
+            max_bytes: body.len() - 1,
+            ..FetchConfig::default()
+        };
+        let err = download_and_decode(&http, &url, &cfg).await.unwrap_err();
+        assert!(
+            err.contains(&format!("more than {} bytes", body.len() - 1)),
+            "{err}"
+        );
+        cfg.max_bytes = body.len();
+        let ok = download_and_decode(&http, &url, &cfg).await.unwrap();
+        assert_eq!((ok.width, ok.height), (600, 400));
     }
 
     #[test]

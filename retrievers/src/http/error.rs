@@ -40,8 +40,10 @@ pub enum HttpError {
         /// How long we waited.
         after: Duration,
     },
-    /// The body was larger than the configured cap.
-    #[error("{url} sent more than {limit} bytes (raise max_response_bytes if this is expected)")]
+    /// The body was larger than the cap (the client's, or a tighter one for the request).
+    #[error(
+        "{url} sent more than {limit} bytes, over the size cap (raise max_response_bytes, or the per-request cap such as max_image_bytes, if this is expected)"
+    )]
     TooLarge {
         /// The URL, without query string.
         url: String,

@@ -11,7 +11,9 @@
 //!
 //! Both get a per-attempt timeout plus connect and read timeouts, retries with jittered
 //! exponential backoff on 429, 5xx and connection errors (honouring `Retry-After`), a
-//! per-host rate limit and a cap on the response size enforced while streaming.
+//! per-host rate limit and a cap on the response size enforced while streaming
+//! (client-wide, and tighter for one request with [`HttpClient::get_limited`] or
+//! [`HttpClient::execute_limited`]).
 
 mod body;
 mod error;
@@ -276,6 +278,21 @@ impl HttpClient {
         self.execute(trust, move |c| c.get(u.clone())).await
     }
 
+    /// [`HttpClient::get`] with a tighter body cap for this one request: a body over
+    /// `max_bytes` fails with [`HttpError::TooLarge`] as soon as it is declared or
+    /// streamed past the cap, so it is never read whole. The client-wide cap still
+    /// applies: the smaller of the two wins.
+    pub async fn get_limited(
+        &self,
+        url: &Url,
+        trust: Trust,
+        max_bytes: usize,
+    ) -> Result<HttpResponse, HttpError> {
+        let u = url.clone();
+        self.execute_limited(trust, max_bytes, move |c| c.get(u.clone()))
+            .await
+    }
+
     /// Send the request `make` builds, rebuilding it for each retry (so multipart and
     /// streaming bodies work), and read the body within the size cap.
     ///
@@ -287,13 +304,28 @@ impl HttpClient {
     where
         F: Fn(&reqwest::Client) -> RequestBuilder + Send + Sync,
     {
+        self.execute_limited(trust, usize::MAX, make).await
+    }
+
+    /// [`HttpClient::execute`] with a body cap of `max_bytes` for this one request
+    /// (the smaller of it and the client-wide cap applies), enforced while streaming.
+    pub async fn execute_limited<F>(
+        &self,
+        trust: Trust,
+        max_bytes: usize,
+        make: F,
+    ) -> Result<HttpResponse, HttpError>
+    where
+        F: Fn(&reqwest::Client) -> RequestBuilder + Send + Sync,
+    {
         let cfg = &self.inner.cfg;
+        let cap = max_bytes.min(cfg.max_response_bytes);
         let backoff = ExponentialBuilder::default()
             .with_min_delay(cfg.min_backoff)
             .with_max_delay(cfg.max_backoff)
             .with_max_times(cfg.max_retries as usize)
             .with_jitter();
-        (|| self.attempt(trust, &make))
+        (|| self.attempt(trust, cap, &make))
             .retry(backoff)
             .when(|f: &Failure| f.retry)
             .adjust(|f: &Failure, next: Option<Duration>| {
@@ -306,7 +338,7 @@ impl HttpClient {
             .map_err(|f| f.error)
     }
 
-    async fn attempt<F>(&self, trust: Trust, make: &F) -> Result<HttpResponse, Failure>
+    async fn attempt<F>(&self, trust: Trust, cap: usize, make: &F) -> Result<HttpResponse, Failure>
     where
         F: Fn(&reqwest::Client) -> RequestBuilder + Send + Sync,
     {
@@ -338,7 +370,7 @@ impl HttpClient {
             if !status.is_success() {
                 return Err(self.status_failure(&mut resp).await);
             }
-            let body = read_capped(&mut resp, cfg.max_response_bytes, cfg.total_timeout).await?;
+            let body = read_capped(&mut resp, cap, cfg.total_timeout).await?;
             Ok(HttpResponse {
                 status,
                 headers: resp.headers().clone(),
