@@ -98,12 +98,7 @@ async fn generates_an_image_and_a_report_through_openai_base_url() {
 
     let gens = requests_to(&server, "/v1/images/generations").await;
     assert_eq!(gens.len(), 1);
-    let auth = gens[0]
-        .headers
-        .get("authorization")
-        .unwrap()
-        .to_str()
-        .unwrap();
+    let auth = header(&gens[0], "authorization");
     assert_eq!(auth, format!("Bearer {KEY}"), "OPENAI_API_KEY is sent");
     assert!(
         requests_to(&server, "/v1/chat/completions").await.len() == 1,
@@ -140,9 +135,8 @@ async fn edits_an_image_with_a_keyless_local_server() {
     let edits = requests_to(&server, "/v1/images/edits").await;
     assert_eq!(edits.len(), 1);
     assert!(edits[0].headers.get("authorization").is_none());
-    let names = part_names(&edits[0].body);
-    assert_eq!(names.iter().filter(|n| *n == "image[]").count(), 1);
-    assert!(find(&edits[0].body, &fixture_bytes("input.png")).is_some());
+    let form = Form::parse(&edits[0]);
+    assert_eq!(form.image_bytes(), [&fixture_bytes("input.png")[..]]);
 }
 
 #[test]

@@ -10,6 +10,15 @@ use iat2i::generator::{
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+/// A request with a prompt and nothing else.
+fn text_only(prompt: &str) -> GenerationRequest {
+    GenerationRequest {
+        prompt: prompt.into(),
+        references: vec![],
+        edit_image: None,
+    }
+}
+
 fn reference(name: &str, label: &str) -> ReferenceImage {
     ReferenceImage {
         image: InputImage {
@@ -25,18 +34,11 @@ async fn without_references_it_posts_json_to_generations_without_response_format
     let server = MockServer::start().await;
     mount_images(&server, "generations", &["images_red.json"]).await;
     let img = images_client(&server)
-        .generate(&GenerationRequest {
-            prompt: "a red apple".into(),
-            references: vec![],
-            edit_image: None,
-        })
+        .generate(&text_only("a red apple"))
         .await
         .unwrap();
     assert_eq!(img.mime, "image/png");
-    assert_eq!(
-        img.bytes.as_ref(),
-        fixture_image("images_red.json").as_slice()
-    );
+    assert_image_is(&img, "images_red.json");
     assert_eq!(img.usage.input_tokens, 50);
     assert_eq!(img.usage.output_tokens, 4160);
     assert_eq!(img.usage.total_tokens, 4210);
@@ -45,14 +47,8 @@ async fn without_references_it_posts_json_to_generations_without_response_format
 
     let reqs = requests_to(&server, "/v1/images/generations").await;
     assert_eq!(reqs.len(), 1);
-    let auth = reqs[0]
-        .headers
-        .get("authorization")
-        .unwrap()
-        .to_str()
-        .unwrap();
-    assert_eq!(auth, format!("Bearer {KEY}"));
-    let body: serde_json::Value = serde_json::from_slice(&reqs[0].body).unwrap();
+    assert_eq!(header(&reqs[0], "authorization"), format!("Bearer {KEY}"));
+    let body = json_body(&reqs[0]);
     assert_eq!(body["model"], "gpt-image-1");
     assert_eq!(body["prompt"], "a red apple");
     assert_eq!(body["n"], 1);
@@ -79,47 +75,36 @@ async fn with_references_it_posts_multipart_to_edits_user_image_first() {
         })
         .await
         .unwrap();
-    assert_eq!(
-        img.bytes.as_ref(),
-        fixture_image("images_green.json").as_slice()
-    );
+    assert_image_is(&img, "images_green.json");
     assert_eq!(img.usage.input_tokens, 180);
 
     let reqs = requests_to(&server, "/v1/images/edits").await;
     assert_eq!(reqs.len(), 1);
-    let ct = reqs[0]
-        .headers
-        .get("content-type")
-        .unwrap()
-        .to_str()
-        .unwrap();
+    let ct = header(&reqs[0], "content-type");
     assert!(ct.starts_with("multipart/form-data"), "{ct}");
-    let body = &reqs[0].body;
-    let names = part_names(body);
+    let form = Form::parse(&reqs[0]);
+    let names = form.names();
+    for n in ["model", "prompt", "n", "size", "quality"] {
+        assert!(form.has(n), "{n} missing from {names:?}");
+    }
+    assert!(!form.has("response_format"));
+    assert_eq!(form.text("model"), "gpt-image-1");
+    assert_eq!(form.text("quality"), "high");
+    let prompt = form.text("prompt");
+    assert!(prompt.contains("Reference image 2 shows a Graphorn"));
+    // The user's image first, then the references in order, each sent as a PNG.
+    let (a, b) = (
+        fixture_bytes("reference_a.png"),
+        fixture_bytes("reference_b.png"),
+    );
     assert_eq!(
-        names.iter().filter(|n| *n == "image[]").count(),
-        3,
+        form.image_bytes(),
+        [&input[..], &a[..], &b[..]],
         "{names:?}"
     );
-    for n in ["model", "prompt", "n", "size", "quality"] {
-        assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
+    for part in form.images() {
+        assert_eq!(part.content_type.as_deref(), Some("image/png"));
     }
-    assert!(!names.iter().any(|x| x == "response_format"));
-    assert_eq!(part_text(body, "model").unwrap(), "gpt-image-1");
-    assert_eq!(part_text(body, "quality").unwrap(), "high");
-    assert!(
-        part_text(body, "prompt")
-            .unwrap()
-            .contains("Reference image 2 shows a Graphorn")
-    );
-    let user_at = find(body, &input).expect("user image bytes present");
-    let ref_a = find(body, &fixture_bytes("reference_a.png")).expect("reference A bytes present");
-    let ref_b = find(body, &fixture_bytes("reference_b.png")).expect("reference B bytes present");
-    assert!(
-        user_at < ref_a && ref_a < ref_b,
-        "user image first, then references in order"
-    );
-    assert!(String::from_utf8_lossy(body).contains("Content-Type: image/png"));
 }
 
 #[tokio::test]
@@ -135,11 +120,8 @@ async fn at_most_sixteen_images_are_sent() {
         })
         .await
         .unwrap();
-    let body = &requests_to(&server, "/v1/images/edits").await[0].body;
-    assert_eq!(
-        part_names(body).iter().filter(|n| *n == "image[]").count(),
-        16
-    );
+    let form = Form::parse(&requests_to(&server, "/v1/images/edits").await[0]);
+    assert_eq!(form.images().len(), 16);
 }
 
 #[tokio::test]
@@ -165,26 +147,12 @@ async fn dalle_style_servers_get_response_format_and_url_answers_are_fetched() {
         .mount(&server)
         .await;
     let generator = OpenAiImages::new(test_http(), &base(&server), "dall-e-3").unwrap();
-    let img = generator
-        .generate(&GenerationRequest {
-            prompt: "a cat".into(),
-            references: vec![],
-            edit_image: None,
-        })
-        .await
-        .unwrap();
+    let img = generator.generate(&text_only("a cat")).await.unwrap();
     assert_eq!(img.bytes, Bytes::from(png.to_vec()));
     assert_eq!(img.revised_prompt.as_deref(), Some("a cat, photo"));
-    let body: serde_json::Value =
-        serde_json::from_slice(&requests_to(&server, "/v1/images/generations").await[0].body)
-            .unwrap();
-    assert_eq!(body["response_format"], "b64_json");
-    assert!(
-        requests_to(&server, "/v1/images/generations").await[0]
-            .headers
-            .get("authorization")
-            .is_none()
-    );
+    let sent = &requests_to(&server, "/v1/images/generations").await[0];
+    assert_eq!(json_body(sent)["response_format"], "b64_json");
+    assert!(sent.headers.get("authorization").is_none());
 }
 
 #[tokio::test]
@@ -198,14 +166,7 @@ async fn an_error_answer_is_reported_without_the_key() {
         .await;
     let generator = images_client(&server);
     assert!(!format!("{generator:?}").contains(KEY));
-    let err = generator
-        .generate(&GenerationRequest {
-            prompt: "p".into(),
-            references: vec![],
-            edit_image: None,
-        })
-        .await
-        .unwrap_err();
+    let err = generator.generate(&text_only("p")).await.unwrap_err();
     assert!(matches!(err, ImageError::Http { .. }), "{err:?}");
     let shown = format!("{err} {err:?}");
     assert!(shown.contains("401") && !shown.contains(KEY), "{shown}");
@@ -226,11 +187,7 @@ async fn an_answer_without_an_image_is_a_clear_error() {
         .mount(&server)
         .await;
     let err = images_client(&server)
-        .generate(&GenerationRequest {
-            prompt: "p".into(),
-            references: vec![],
-            edit_image: None,
-        })
+        .generate(&text_only("p"))
         .await
         .unwrap_err();
     assert!(matches!(err, ImageError::NoImage { .. }), "{err:?}");

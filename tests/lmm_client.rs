@@ -16,6 +16,12 @@ fn gate(server: &MockServer, http: HttpClient) -> LmmGate {
     LmmGate::new(Arc::new(chat_client(server, http)))
 }
 
+/// The gate's error for prompt "x".
+async fn assess_err(server: &MockServer) -> LmmError {
+    let reply = gate(server, test_http()).assess("x", false).await;
+    reply.unwrap_err()
+}
+
 #[tokio::test]
 async fn gate_sends_a_strict_json_schema_and_parses_the_answer() {
     let server = MockServer::start().await;
@@ -34,14 +40,8 @@ async fn gate_sends_a_strict_json_schema_and_parses_the_answer() {
 
     let reqs = requests_to(&server, "/v1/chat/completions").await;
     assert_eq!(reqs.len(), 1);
-    let auth = reqs[0]
-        .headers
-        .get("authorization")
-        .unwrap()
-        .to_str()
-        .unwrap();
-    assert_eq!(auth, format!("Bearer {KEY}"));
-    let body: serde_json::Value = serde_json::from_slice(&reqs[0].body).unwrap();
+    assert_eq!(header(&reqs[0], "authorization"), format!("Bearer {KEY}"));
+    let body = json_body(&reqs[0]);
     assert_eq!(body["model"], "gpt-4o-mini");
     let rf = &body["response_format"];
     assert_eq!(rf["type"], "json_schema");
@@ -76,10 +76,7 @@ async fn prose_and_fences_around_json_are_tolerated() {
 async fn garbage_gets_exactly_one_retry_with_a_reminder_then_a_clear_error() {
     let server = MockServer::start().await;
     mount_chat(&server, "assessment", &["chat_garbage.json"]).await;
-    let err = gate(&server, test_http())
-        .assess("x", false)
-        .await
-        .unwrap_err();
+    let err = assess_err(&server).await;
     assert!(matches!(err, LmmError::NotJson { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
@@ -115,10 +112,7 @@ async fn garbage_then_json_succeeds_on_the_retry_and_counts_both_calls() {
 async fn a_refusal_is_retried_once_then_reported() {
     let server = MockServer::start().await;
     mount_chat(&server, "assessment", &["chat_refusal.json"]).await;
-    let err = gate(&server, test_http())
-        .assess("x", false)
-        .await
-        .unwrap_err();
+    let err = assess_err(&server).await;
     assert!(matches!(err, LmmError::Refused { .. }), "{err:?}");
     assert!(err.to_string().contains("can't help with that"));
     assert_eq!(chat_requests(&server, "assessment").await.len(), 2);
@@ -128,10 +122,7 @@ async fn a_refusal_is_retried_once_then_reported() {
 async fn an_error_object_inside_a_200_is_recognised_and_not_retried() {
     let server = MockServer::start().await;
     mount_chat(&server, "assessment", &["chat_error_in_200.json"]).await;
-    let err = gate(&server, test_http())
-        .assess("x", false)
-        .await
-        .unwrap_err();
+    let err = assess_err(&server).await;
     match &err {
         LmmError::Api { message, code, .. } => {
             assert!(message.contains("does not exist"));
@@ -146,10 +137,7 @@ async fn an_error_object_inside_a_200_is_recognised_and_not_retried() {
 async fn finish_reason_length_is_a_truncation_error() {
     let server = MockServer::start().await;
     mount_chat(&server, "assessment", &["chat_length.json"]).await;
-    let err = gate(&server, test_http())
-        .assess("x", false)
-        .await
-        .unwrap_err();
+    let err = assess_err(&server).await;
     assert!(matches!(err, LmmError::Truncated { .. }), "{err:?}");
     assert!(err.to_string().contains("max_tokens"));
 }
@@ -196,10 +184,7 @@ async fn a_500_forever_fails_after_the_retries_with_the_status_and_a_hint() {
         .respond_with(ResponseTemplate::new(500).set_body_string("upstream exploded"))
         .mount(&server)
         .await;
-    let err = gate(&server, test_http())
-        .assess("x", false)
-        .await
-        .unwrap_err();
+    let err = assess_err(&server).await;
     match &err {
         LmmError::Http { source, .. } => assert_eq!(source.status().map(|s| s.as_u16()), Some(500)),
         other => panic!("expected Http, got {other:?}"),
@@ -283,9 +268,7 @@ async fn images_go_out_as_base64_data_urls() {
         .await
         .unwrap();
     assert!(resp.content.contains("prose"));
-    let body: serde_json::Value =
-        serde_json::from_slice(&requests_to(&server, "/v1/chat/completions").await[0].body)
-            .unwrap();
+    let body = json_body(&requests_to(&server, "/v1/chat/completions").await[0]);
     assert!(body.get("response_format").is_none());
     let parts = body["messages"][0]["content"].as_array().unwrap();
     assert_eq!(parts[0]["type"], "text");
@@ -331,13 +314,7 @@ async fn the_candidate_judge_sees_the_thumbnails_and_returns_its_pick() {
     assert!(pick.reason.contains("whole creature"));
     assert_eq!(judge.usage().total_tokens, 1163);
     let body = &chat_requests(&server, "pick").await[0];
-    let images = body["messages"][1]["content"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["type"] == "image_url")
-        .count();
-    assert_eq!(images, 2);
+    assert_eq!(image_urls(body, 1).len(), 2);
 }
 
 #[tokio::test]

@@ -1,17 +1,23 @@
-//! Shared test helpers: fixtures, wiremock responders, stub search and selector.
-#![allow(dead_code)]
+//! Shared test helpers: fixtures, wiremock responders and request readers here; stub
+//! search and selection in `stubs`, form decoding in `multipart`, a whole pipeline
+//! against one server in `harness`.
+#![allow(dead_code, unused_imports)]
 
+mod harness;
+mod multipart;
+mod stubs;
+
+pub use harness::{Harness, event_kind};
+pub use multipart::{Form, Part, header, sent_images};
+pub use stubs::{StubSearch, StubSelector, reference};
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use iat2i::prelude::*;
-use iat2i::retrievers::{License, SearchError};
-use iat2i::selectors::{SelectError, StageScores};
 use serde_json::Value;
-use url::Url;
 use wiremock::matchers::{body_partial_json, method, path};
 use wiremock::{Mock, MockServer, Request as WireRequest, Respond, ResponseTemplate};
 
@@ -38,6 +44,15 @@ pub fn fixture_image(name: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(v["data"][0]["b64_json"].as_str().unwrap())
         .unwrap()
+}
+
+/// `image` is the PNG inside images fixture `name`.
+pub fn assert_image_is(image: &GeneratedImage, name: &str) {
+    let expected = fixture_image(name);
+    assert!(
+        image.bytes.as_ref() == expected.as_slice(),
+        "not the image of {name}"
+    );
 }
 
 /// Answers with each template in turn, repeating the last.
@@ -139,96 +154,6 @@ pub fn images_client(server: &MockServer) -> OpenAiImages {
         .with_api_key(Secret::new(KEY))
 }
 
-/// A search engine that returns one candidate per query and remembers the queries.
-#[derive(Default, Clone)]
-pub struct StubSearch {
-    pub queries: Arc<Mutex<Vec<String>>>,
-}
-
-#[async_trait]
-impl ImageSearch for StubSearch {
-    fn name(&self) -> &str {
-        "stub"
-    }
-    async fn search(&self, query: &str, _: &SearchQuery) -> Result<Vec<Candidate>, SearchError> {
-        self.queries.lock().unwrap().push(query.to_string());
-        let slug: String = query.chars().filter(char::is_ascii_alphanumeric).collect();
-        let mut c = Candidate::new(
-            Url::parse(&format!("https://upload.example.org/{slug}.png")).unwrap(),
-            "stub",
-            query,
-        );
-        c.source_page = Some(Url::parse(&format!("https://example.org/wiki/{slug}")).unwrap());
-        c.title = Some(format!("{query} (photo)"));
-        c.license = Some(License {
-            code: "cc-by-sa".into(),
-            version: Some("4.0".into()),
-            url: None,
-        });
-        c.creator = Some("A. Photographer".into());
-        Ok(vec![c])
-    }
-}
-
-pub fn reference(bytes: Bytes, url: &str, query: &str) -> Reference {
-    let mut c = Candidate::new(Url::parse(url).unwrap(), "stub", query);
-    c.source_page = Some(Url::parse("https://example.org/wiki/Graphorn").unwrap());
-    c.license = Some(License {
-        code: "cc-by-sa".into(),
-        version: Some("4.0".into()),
-        url: None,
-    });
-    Reference {
-        bytes,
-        mime: "image/png".into(),
-        width: 8,
-        height: 8,
-        candidate: c,
-        scores: StageScores {
-            combined: Some(0.8),
-            ..StageScores::default()
-        },
-    }
-}
-
-/// A selector that returns reference A with alternate B, remembering each request.
-#[derive(Default, Clone)]
-pub struct StubSelector {
-    pub requests: Arc<Mutex<Vec<SelectionRequest>>>,
-}
-
-#[async_trait]
-impl Selector for StubSelector {
-    async fn select(
-        &self,
-        request: &SelectionRequest,
-        candidates: Vec<Candidate>,
-    ) -> Result<Selection, SelectError> {
-        self.requests.lock().unwrap().push(request.clone());
-        let n = self.requests.lock().unwrap().len();
-        let q = candidates
-            .first()
-            .map(|c| c.query.clone())
-            .unwrap_or_default();
-        Ok(Selection {
-            best: reference(
-                fixture_bytes("reference_a.png"),
-                &format!("https://upload.example.org/a{n}.png"),
-                &q,
-            ),
-            alternates: vec![reference(
-                fixture_bytes("reference_b.png"),
-                &format!("https://upload.example.org/b{n}.png"),
-                &q,
-            )],
-            ranked: Vec::new(),
-            dropped: Vec::new(),
-            stages: Vec::new(),
-            judge_reason: Some("the clearest picture".into()),
-        })
-    }
-}
-
 /// Requests received on `path`, in order.
 pub async fn requests_to(server: &MockServer, p: &str) -> Vec<WireRequest> {
     server
@@ -245,7 +170,7 @@ pub async fn chat_requests(server: &MockServer, schema: &str) -> Vec<Value> {
     requests_to(server, "/v1/chat/completions")
         .await
         .into_iter()
-        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
+        .map(|r| json_body(&r))
         .filter(|b| b["response_format"]["json_schema"]["name"] == schema)
         .collect()
 }
@@ -254,25 +179,19 @@ pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// The names of the multipart parts, in order.
-pub fn part_names(body: &[u8]) -> Vec<String> {
-    let text = String::from_utf8_lossy(body);
-    text.match_indices("name=\"")
-        .map(|(i, m)| {
-            let rest = &text[i + m.len()..];
-            rest[..rest.find('"').unwrap()].to_string()
-        })
-        .collect()
+/// A request's body as JSON.
+pub fn json_body(request: &WireRequest) -> Value {
+    serde_json::from_slice(&request.body).unwrap()
 }
 
-/// The text value of multipart part `name`.
-pub fn part_text(body: &[u8], name: &str) -> Option<String> {
-    let text = String::from_utf8_lossy(body);
-    let start = text.find(&format!("name=\"{name}\""))?;
-    let rest = &text[start..];
-    let body_start = rest.find("\r\n\r\n")? + 4;
-    let rest = &rest[body_start..];
-    Some(rest[..rest.find("\r\n--")?].to_string())
+/// The `image_url` URLs in message `index` of a chat request body, in order.
+pub fn image_urls(chat_body: &Value, index: usize) -> Vec<String> {
+    let parts = chat_body["messages"][index]["content"].as_array().unwrap();
+    parts
+        .iter()
+        .filter(|p| p["type"] == "image_url")
+        .map(|p| p["image_url"]["url"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// A pipeline against `server` with stub search and selection.
