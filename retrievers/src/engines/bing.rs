@@ -1,17 +1,17 @@
 //! Bing image search, keyless: the HTML of `/images/search`, the engine the IA-T2I
 //! paper used.
 
-use std::collections::HashSet;
-
 use async_trait::async_trait;
 use scraper::{ElementRef, Html, Selector};
 use serde::Deserialize;
 use url::Url;
 
+use super::endpoint::Endpoint;
+use super::paging::{Paging, gather};
 use super::util::{
-    base_or, endpoint, http_error, looks_like_challenge, parse_resolution, resolve, text,
+    Links, image_mime, looks_like_challenge, nothing_asked, parse_resolution, ranked, text,
 };
-use crate::{Candidate, HttpClient, ImageSearch, SearchError, SearchQuery, Trust};
+use crate::{Candidate, HttpClient, ImageSearch, SearchError, SearchQuery};
 
 const NAME: &str = "bing";
 const DEFAULT_BASE: &str = "https://www.bing.com/";
@@ -27,25 +27,27 @@ const MAX_PAGES: usize = 6;
 /// `W x H · format` caption next to it when Bing shows one.
 #[derive(Debug, Clone)]
 pub struct Bing {
-    http: HttpClient,
-    base: Option<Url>,
+    site: Endpoint,
 }
 
 impl Bing {
     /// Search `https://www.bing.com` with `http`.
     pub fn new(http: HttpClient) -> Self {
-        Bing { http, base: None }
+        Bing {
+            site: Endpoint::new(NAME, http, DEFAULT_BASE),
+        }
     }
 
     /// Use another base URL (a proxy, a test server).
     pub fn with_base_url(mut self, base: Url) -> Self {
-        self.base = Some(base);
+        self.site.set_base(base);
         self
     }
 
-    fn page_url(&self, query: &str, first: usize, safe: bool) -> Result<Url, SearchError> {
-        let base = base_or(NAME, &self.base, DEFAULT_BASE)?;
-        let mut url = endpoint(NAME, &base, "images/search")?;
+    /// The URL of page `n` (from 0).
+    fn page_url(&self, query: &str, n: usize, safe: bool) -> Result<Url, SearchError> {
+        let first = n * PAGE_SIZE + 1;
+        let mut url = self.site.url("images/search")?;
         url.query_pairs_mut()
             .append_pair("q", query)
             .append_pair("first", &first.to_string())
@@ -63,38 +65,16 @@ impl ImageSearch for Bing {
     }
 
     async fn search(&self, query: &str, opts: &SearchQuery) -> Result<Vec<Candidate>, SearchError> {
-        let mut out: Vec<Candidate> = Vec::new();
-        let mut seen = HashSet::new();
-        if query.trim().is_empty() || opts.limit == 0 {
-            return Ok(out);
+        if nothing_asked(query, opts) {
+            return Ok(Vec::new());
         }
-        for page in 0..MAX_PAGES {
-            let url = self.page_url(query, page * PAGE_SIZE + 1, opts.safe_search)?;
-            let parsed = match self.http.get(&url, Trust::Trusted).await {
-                Ok(resp) => parse_page(&resp.text(), &resp.url, query),
-                Err(e) => Err(http_error(NAME, e)),
-            };
-            let found = match parsed {
-                Ok(found) => found,
-                // Keep what earlier pages gave; report only a first-page failure.
-                Err(e) if page > 0 => {
-                    tracing::warn!(error = %e, page, "bing: stopping paging");
-                    break;
-                }
-                Err(e) => return Err(e),
-            };
-            let before = out.len();
-            for mut c in found {
-                if seen.insert(c.image_url.clone()) && out.len() < opts.limit {
-                    c.rank = out.len() as u32;
-                    out.push(c);
-                }
-            }
-            if out.len() >= opts.limit || out.len() == before {
-                break;
-            }
-        }
-        Ok(out)
+        let safe = opts.safe_search;
+        let paging = Paging::new(self.page_url(query, 0, safe)?, opts.limit, MAX_PAGES);
+        gather(&self.site, paging, |resp, n| {
+            let found = parse_page(&resp.text(), &resp.url, query)?;
+            Ok((found, Some(self.page_url(query, n + 1, safe)?)))
+        })
+        .await
     }
 }
 
@@ -136,14 +116,12 @@ pub(crate) fn parse_page(
         else {
             continue;
         };
-        if let Some(c) = candidate(&a, meta, &info_sel, page_url, query, out.len()) {
-            out.push(c);
-        }
+        out.extend(candidate(&a, meta, &info_sel, page_url, query));
     }
     if out.is_empty() && !saw_result_markup {
         return empty_or_error(html);
     }
-    Ok(out)
+    Ok(ranked(out))
 }
 
 fn candidate(
@@ -152,13 +130,13 @@ fn candidate(
     info_sel: &Selector,
     page_url: &Url,
     query: &str,
-    rank: usize,
 ) -> Option<Candidate> {
-    let image_url = resolve(page_url, meta.murl.as_deref()?)?;
-    let mut c = Candidate::new(image_url, NAME, query);
-    c.rank = rank as u32;
-    c.thumbnail_url = meta.turl.as_deref().and_then(|t| resolve(page_url, t));
-    c.source_page = meta.purl.as_deref().and_then(|p| resolve(page_url, p));
+    let links = Links {
+        image: meta.murl.as_deref(),
+        thumbnail: meta.turl.as_deref(),
+        page: meta.purl.as_deref(),
+    };
+    let mut c = links.candidate(NAME, query, page_url)?;
     c.title = meta.t.map(|t| clean_title(&t)).filter(|t| !t.is_empty());
     if let Some(info) = result_box(a).and_then(|b| b.select(info_sel).next()) {
         let info: String = info.text().collect();
@@ -166,7 +144,7 @@ fn candidate(
             c.width = Some(w);
             c.height = Some(h);
         }
-        c.mime = info.split('·').nth(1).and_then(mime_of);
+        c.mime = info.split('·').nth(1).and_then(image_mime);
     }
     Some(c)
 }
@@ -185,21 +163,6 @@ fn clean_title(t: &str) -> String {
         .filter(|c| !('\u{e000}'..='\u{e001}').contains(c))
         .collect();
     t.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn mime_of(format: &str) -> Option<String> {
-    let f = format.trim().to_ascii_lowercase();
-    let m = match f.as_str() {
-        "jpeg" | "jpg" => "image/jpeg",
-        "png" => "image/png",
-        "gif" | "animatedgif" => "image/gif",
-        "webp" => "image/webp",
-        "bmp" => "image/bmp",
-        "svg" => "image/svg+xml",
-        "tiff" => "image/tiff",
-        _ => return None,
-    };
-    Some(m.to_string())
 }
 
 /// A page without result links: a real "no results" page, a consent/CAPTCHA wall, or a

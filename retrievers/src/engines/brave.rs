@@ -1,26 +1,31 @@
 //! The Brave Image Search API (keyed).
 
 use async_trait::async_trait;
+use reqwest::header::{ACCEPT, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use url::Url;
 
-use super::util::{
-    Secret, base_or, dim, endpoint, http_error, lenient_items, parse_json, resolve, text,
-};
-use crate::{Candidate, HttpClient, HttpError, ImageSearch, SearchError, SearchQuery, Trust};
+use super::endpoint::{Endpoint, Means, StatusHint};
+use super::util::{Links, Secret, dim, nothing_asked, parse_json, ranked, results, text};
+use crate::{Candidate, HttpClient, ImageSearch, SearchError, SearchQuery};
 
 const NAME: &str = "brave";
 const DEFAULT_BASE: &str = "https://api.search.brave.com/";
 /// The most results one call may ask for.
 const MAX_COUNT: usize = 200;
 
+const HINTS: &[StatusHint] = &[StatusHint {
+    codes: &[401, 403, 422],
+    means: Means::Config,
+    hint: "check the Brave API key (BRAVE_API_KEY) and its plan",
+}];
+
 /// Brave: `GET {base}/res/v1/images/search?q=…&count=…&safesearch=strict|off` with the
 /// `X-Subscription-Token` header, answering `results[].{title, url, source,
 /// thumbnail.src, properties.{url, width, height}}`.
 #[derive(Debug, Clone)]
 pub struct Brave {
-    http: HttpClient,
-    base: Option<Url>,
+    site: Endpoint,
     key: Secret,
 }
 
@@ -28,26 +33,29 @@ impl Brave {
     /// Search with the subscription token `api_key`.
     pub fn new(http: HttpClient, api_key: impl Into<String>) -> Self {
         Brave {
-            http,
-            base: None,
+            site: Endpoint::new(NAME, http, DEFAULT_BASE).with_hints(HINTS),
             key: Secret(api_key.into()),
         }
     }
 
     /// Use another base URL (a gateway, a test server).
     pub fn with_base_url(mut self, base: Url) -> Self {
-        self.base = Some(base);
+        self.site.set_base(base);
         self
     }
-}
 
-fn map_status(e: HttpError) -> SearchError {
-    match e.status().map(|s| s.as_u16()) {
-        Some(401) | Some(403) | Some(422) => SearchError::Config {
-            engine: NAME.to_string(),
-            detail: format!("{e}; check the Brave API key (BRAVE_API_KEY) and its plan"),
-        },
-        _ => http_error(NAME, e),
+    fn headers(&self) -> Result<HeaderMap, SearchError> {
+        if self.key.0.trim().is_empty() {
+            return Err(SearchError::Config {
+                engine: NAME.to_string(),
+                detail: "no API key: set BRAVE_API_KEY or pass one to Brave::new".to_string(),
+            });
+        }
+        let token = HeaderName::from_static("x-subscription-token");
+        let mut h = HeaderMap::new();
+        h.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        h.insert(token.clone(), self.site.header(&token, &self.key.0, true)?);
+        Ok(h)
     }
 }
 
@@ -58,17 +66,11 @@ impl ImageSearch for Brave {
     }
 
     async fn search(&self, query: &str, opts: &SearchQuery) -> Result<Vec<Candidate>, SearchError> {
-        if query.trim().is_empty() || opts.limit == 0 {
+        if nothing_asked(query, opts) {
             return Ok(Vec::new());
         }
-        if self.key.0.trim().is_empty() {
-            return Err(SearchError::Config {
-                engine: NAME.to_string(),
-                detail: "no API key: set BRAVE_API_KEY or pass one to Brave::new".to_string(),
-            });
-        }
-        let base = base_or(NAME, &self.base, DEFAULT_BASE)?;
-        let mut url = endpoint(NAME, &base, "res/v1/images/search")?;
+        let headers = self.headers()?;
+        let mut url = self.site.url("res/v1/images/search")?;
         url.query_pairs_mut()
             .append_pair("q", query)
             .append_pair("count", &opts.limit.clamp(1, MAX_COUNT).to_string())
@@ -76,16 +78,7 @@ impl ImageSearch for Brave {
                 "safesearch",
                 if opts.safe_search { "strict" } else { "off" },
             );
-        let key = self.key.clone();
-        let resp = self
-            .http
-            .execute(Trust::Trusted, move |c| {
-                c.get(url.clone())
-                    .header(reqwest::header::ACCEPT, "application/json")
-                    .header("X-Subscription-Token", key.0.as_str())
-            })
-            .await
-            .map_err(map_status)?;
+        let resp = self.site.get(&url, headers).await?;
         let mut out = parse_page(&resp.body, &resp.url, query)?;
         out.truncate(opts.limit);
         Ok(out)
@@ -133,33 +126,21 @@ pub(crate) fn parse_page(
     query: &str,
 ) -> Result<Vec<Candidate>, SearchError> {
     let answer: Answer = parse_json(NAME, body)?;
-    let Some(items) = answer.results else {
-        return Err(SearchError::Parse {
-            engine: NAME.to_string(),
-            detail: "the answer has no `results` array".to_string(),
-        });
-    };
     let mut out = Vec::new();
-    for item in lenient_items::<Item>(items) {
+    for item in results::<Item>(NAME, answer.results, None)? {
         let props = item.properties;
-        let Some(image_url) = props
-            .as_ref()
-            .and_then(|p| p.url.as_deref())
-            .and_then(|u| resolve(page_url, u))
-        else {
+        let links = Links {
+            image: props.as_ref().and_then(|p| p.url.as_deref()),
+            thumbnail: item.thumbnail.as_ref().and_then(|t| t.src.as_deref()),
+            page: item.url.as_deref(),
+        };
+        let Some(mut c) = links.candidate(NAME, query, page_url) else {
             continue;
         };
-        let mut c = Candidate::new(image_url, NAME, query);
-        c.rank = out.len() as u32;
-        c.thumbnail_url = item
-            .thumbnail
-            .and_then(|t| t.src)
-            .and_then(|u| resolve(page_url, &u));
-        c.source_page = item.url.as_deref().and_then(|u| resolve(page_url, u));
         c.title = item.title;
         c.width = props.as_ref().and_then(|p| p.width);
         c.height = props.as_ref().and_then(|p| p.height);
         out.push(c);
     }
-    Ok(out)
+    Ok(ranked(out))
 }

@@ -1,22 +1,28 @@
 //! DuckDuckGo image search, keyless: a `vqd` token from the HTML page, then the
 //! `i.js` JSON endpoint.
 
-use std::collections::HashSet;
-
 use async_trait::async_trait;
+use reqwest::header::{ACCEPT, HeaderMap, HeaderValue, REFERER};
 use serde::Deserialize;
 use url::Url;
 
+use super::endpoint::{Endpoint, Means, StatusHint};
+use super::paging::{Paging, gather};
 use super::util::{
-    base_or, dim, endpoint, http_error, lenient_items, looks_like_challenge, parse_json, resolve,
-    text,
+    Links, dim, endpoint, looks_like_challenge, nothing_asked, parse_json, ranked, results, text,
 };
-use crate::{Candidate, HttpClient, HttpError, ImageSearch, SearchError, SearchQuery, Trust};
+use crate::{Candidate, HttpClient, ImageSearch, SearchError, SearchQuery};
 
 const NAME: &str = "duckduckgo";
 const DEFAULT_BASE: &str = "https://duckduckgo.com/";
 /// Result pages fetched at most for one query (DuckDuckGo serves 100 per page).
 const MAX_PAGES: usize = 4;
+
+const HINTS: &[StatusHint] = &[StatusHint {
+    codes: &[403],
+    means: Means::Blocked,
+    hint: "DuckDuckGo rejected the vqd token or is rate-limiting this address, retry later",
+}];
 
 /// DuckDuckGo images.
 ///
@@ -26,35 +32,31 @@ const MAX_PAGES: usize = 4;
 ///    relative `next` link for the following page.
 #[derive(Debug, Clone)]
 pub struct DuckDuckGo {
-    http: HttpClient,
-    base: Option<Url>,
+    site: Endpoint,
 }
 
 impl DuckDuckGo {
     /// Search `https://duckduckgo.com` with `http`.
     pub fn new(http: HttpClient) -> Self {
-        DuckDuckGo { http, base: None }
+        DuckDuckGo {
+            site: Endpoint::new(NAME, http, DEFAULT_BASE).with_hints(HINTS),
+        }
     }
 
     /// Use another base URL (a proxy, a test server).
     pub fn with_base_url(mut self, base: Url) -> Self {
-        self.base = Some(base);
+        self.site.set_base(base);
         self
     }
 
-    async fn vqd(&self, base: &Url, query: &str) -> Result<String, SearchError> {
-        let mut url = endpoint(NAME, base, "")?;
+    async fn vqd(&self, query: &str) -> Result<String, SearchError> {
+        let mut url = self.site.url("")?;
         url.query_pairs_mut()
             .append_pair("q", query)
             .append_pair("iar", "images")
             .append_pair("iax", "images")
             .append_pair("ia", "images");
-        let resp = self
-            .http
-            .get(&url, Trust::Trusted)
-            .await
-            .map_err(|e| http_error(NAME, e))?;
-        let html = resp.text();
+        let html = self.site.get(&url, HeaderMap::new()).await?.text();
         match parse_vqd(&html) {
             Some(v) => Ok(v),
             None if looks_like_challenge(&html) => Err(SearchError::Blocked {
@@ -68,36 +70,24 @@ impl DuckDuckGo {
         }
     }
 
-    async fn fetch(&self, url: &Url, referer: &str) -> Result<bytes::Bytes, SearchError> {
-        let u = url.clone();
-        let referer = referer.to_string();
-        let resp = self
-            .http
-            .execute(Trust::Trusted, move |c| {
-                c.get(u.clone())
-                    .header(reqwest::header::REFERER, referer.as_str())
-                    .header(
-                        reqwest::header::ACCEPT,
-                        "application/json, text/javascript, */*; q=0.01",
-                    )
-                    .header("X-Requested-With", "XMLHttpRequest")
-            })
-            .await
-            .map_err(map_status)?;
-        Ok(resp.body)
+    /// The headers of the page's own `i.js` requests.
+    fn json_headers(&self) -> Result<HeaderMap, SearchError> {
+        let referer = self.site.url("")?;
+        let mut h = HeaderMap::new();
+        h.insert(
+            REFERER,
+            self.site.header(&REFERER, referer.as_str(), false)?,
+        );
+        h.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/json, text/javascript, */*; q=0.01"),
+        );
+        h.insert(
+            "x-requested-with",
+            HeaderValue::from_static("XMLHttpRequest"),
+        );
+        Ok(h)
     }
-}
-
-fn map_status(e: HttpError) -> SearchError {
-    if e.status().is_some_and(|s| s.as_u16() == 403) {
-        return SearchError::Blocked {
-            engine: NAME.to_string(),
-            detail: format!(
-                "{e}; DuckDuckGo rejected the vqd token or is rate-limiting this address, retry later"
-            ),
-        };
-    }
-    http_error(NAME, e)
 }
 
 #[async_trait]
@@ -107,47 +97,26 @@ impl ImageSearch for DuckDuckGo {
     }
 
     async fn search(&self, query: &str, opts: &SearchQuery) -> Result<Vec<Candidate>, SearchError> {
-        let mut out: Vec<Candidate> = Vec::new();
-        if query.trim().is_empty() || opts.limit == 0 {
-            return Ok(out);
+        if nothing_asked(query, opts) {
+            return Ok(Vec::new());
         }
-        let base = base_or(NAME, &self.base, DEFAULT_BASE)?;
-        let vqd = self.vqd(&base, query).await?;
-        let referer = endpoint(NAME, &base, "")?.to_string();
-        let mut url = endpoint(NAME, &base, "i.js")?;
-        url.query_pairs_mut()
+        let base = self.site.base()?;
+        let vqd = self.vqd(query).await?;
+        let mut first = self.site.url("i.js")?;
+        first
+            .query_pairs_mut()
             .append_pair("o", "json")
             .append_pair("q", query)
             .append_pair("vqd", &vqd)
             .append_pair("p", if opts.safe_search { "1" } else { "-2" })
             .append_pair("l", "wt-wt")
             .append_pair("f", ",,,,,");
-        let mut seen = HashSet::new();
-        for page in 0..MAX_PAGES {
-            let parsed = match self.fetch(&url, &referer).await {
-                Ok(body) => parse_results(&body, &url, query),
-                Err(e) => Err(e),
-            };
-            let (found, next) = match parsed {
-                Ok(p) => p,
-                Err(e) if page > 0 => {
-                    tracing::warn!(error = %e, page, "duckduckgo: stopping paging");
-                    break;
-                }
-                Err(e) => return Err(e),
-            };
-            for mut c in found {
-                if seen.insert(c.image_url.clone()) && out.len() < opts.limit {
-                    c.rank = out.len() as u32;
-                    out.push(c);
-                }
-            }
-            match next.and_then(|n| next_url(&base, &n, &vqd)) {
-                Some(n) if out.len() < opts.limit => url = n,
-                _ => break,
-            }
-        }
-        Ok(out)
+        let paging = Paging::new(first, opts.limit, MAX_PAGES).with_headers(self.json_headers()?);
+        gather(&self.site, paging, |resp, _| {
+            let (found, next) = parse_results(&resp.body, &resp.url, query)?;
+            Ok((found, next.and_then(|n| next_url(&base, &n, &vqd))))
+        })
+        .await
     }
 }
 
@@ -216,25 +185,20 @@ pub(crate) fn parse_results(
     query: &str,
 ) -> Result<(Vec<Candidate>, Option<String>), SearchError> {
     let answer: Answer = parse_json(NAME, body)?;
-    let Some(items) = answer.results else {
-        return Err(SearchError::Parse {
-            engine: NAME.to_string(),
-            detail: "the answer has no `results` array".to_string(),
-        });
-    };
     let mut out = Vec::new();
-    for item in lenient_items::<Item>(items) {
-        let Some(image_url) = item.image.as_deref().and_then(|u| resolve(page_url, u)) else {
+    for item in results::<Item>(NAME, answer.results, None)? {
+        let links = Links {
+            image: item.image.as_deref(),
+            thumbnail: item.thumbnail.as_deref(),
+            page: item.url.as_deref(),
+        };
+        let Some(mut c) = links.candidate(NAME, query, page_url) else {
             continue;
         };
-        let mut c = Candidate::new(image_url, NAME, query);
-        c.rank = out.len() as u32;
-        c.thumbnail_url = item.thumbnail.as_deref().and_then(|u| resolve(page_url, u));
-        c.source_page = item.url.as_deref().and_then(|u| resolve(page_url, u));
         c.title = item.title;
         c.width = item.width;
         c.height = item.height;
         out.push(c);
     }
-    Ok((out, answer.next))
+    Ok((ranked(out), answer.next))
 }

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use url::Url;
 
+use super::util::image_mime;
 use crate::{Candidate, ImageSearch, License, SearchError, SearchQuery};
 
 const NAME: &str = "local";
@@ -228,11 +229,7 @@ fn candidate(path: &Path, side: Sidecar, query: &str) -> Option<Candidate> {
         .or(side.caption.clone())
         .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .filter(|t| !t.trim().is_empty());
-    c.mime = match extension(path).as_str() {
-        "jpg" | "jpeg" => Some("image/jpeg".to_string()),
-        "tif" | "tiff" => Some("image/tiff".to_string()),
-        other => Some(format!("image/{other}")),
-    };
+    c.mime = image_mime(&extension(path));
     c.creator = side.creator;
     c.license = side.license.map(|l| License {
         code: l.trim().to_ascii_lowercase(),

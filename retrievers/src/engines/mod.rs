@@ -7,8 +7,10 @@
 mod bing;
 mod brave;
 mod duckduckgo;
+mod endpoint;
 mod local;
 mod openverse;
+mod paging;
 mod searxng;
 mod util;
 mod wikimedia;

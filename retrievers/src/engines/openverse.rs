@@ -2,15 +2,16 @@
 //! the rate limit).
 
 use async_trait::async_trait;
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
 use serde::Deserialize;
 use url::Url;
 
+use super::endpoint::{Endpoint, Means, StatusHint};
+use super::paging::{Paging, gather};
 use super::util::{
-    Secret, base_or, dim, endpoint, http_error, lenient_items, parse_json, resolve, text,
+    Links, Secret, dim, image_mime, nothing_asked, parse_json, ranked, resolve, results, text,
 };
-use crate::{
-    Candidate, HttpClient, HttpError, ImageSearch, License, SearchError, SearchQuery, Trust,
-};
+use crate::{Candidate, HttpClient, ImageSearch, License, SearchError, SearchQuery};
 
 const NAME: &str = "openverse";
 const DEFAULT_BASE: &str = "https://api.openverse.org/";
@@ -19,13 +20,18 @@ const PAGE_SIZE: usize = 20;
 /// Result pages fetched at most for one query.
 const MAX_PAGES: usize = 5;
 
+const HINTS: &[StatusHint] = &[StatusHint {
+    codes: &[401, 403],
+    means: Means::Config,
+    hint: "the Openverse token is invalid or expired, renew it or search anonymously",
+}];
+
 /// Openverse: `GET {base}/v1/images/?q=…&page_size=20&page=N&mature=false`, answering
 /// `results[].{url, thumbnail, title, foreign_landing_url, width, height, license,
 /// license_version, creator, provider}` with `page_count` for paging.
 #[derive(Debug, Clone)]
 pub struct Openverse {
-    http: HttpClient,
-    base: Option<Url>,
+    site: Endpoint,
     token: Option<Secret>,
 }
 
@@ -33,15 +39,14 @@ impl Openverse {
     /// Search `https://api.openverse.org` anonymously with `http`.
     pub fn new(http: HttpClient) -> Self {
         Openverse {
-            http,
-            base: None,
+            site: Endpoint::new(NAME, http, DEFAULT_BASE).with_hints(HINTS),
             token: None,
         }
     }
 
     /// Use another base URL (a self-hosted Openverse API, a test server).
     pub fn with_base_url(mut self, base: Url) -> Self {
-        self.base = Some(base);
+        self.site.set_base(base);
         self
     }
 
@@ -52,8 +57,7 @@ impl Openverse {
     }
 
     fn page_url(&self, query: &str, page: usize, safe: bool) -> Result<Url, SearchError> {
-        let base = base_or(NAME, &self.base, DEFAULT_BASE)?;
-        let mut url = endpoint(NAME, &base, "v1/images/")?;
+        let mut url = self.site.url("v1/images/")?;
         url.query_pairs_mut()
             .append_pair("q", query)
             .append_pair("page_size", &PAGE_SIZE.to_string())
@@ -62,32 +66,17 @@ impl Openverse {
         Ok(url)
     }
 
-    async fn fetch(&self, url: Url) -> Result<crate::HttpResponse, SearchError> {
-        let token = self.token.clone();
-        self.http
-            .execute(Trust::Trusted, move |c| {
-                let req = c
-                    .get(url.clone())
-                    .header(reqwest::header::ACCEPT, "application/json");
-                match &token {
-                    Some(t) => req.bearer_auth(&t.0),
-                    None => req,
-                }
-            })
-            .await
-            .map_err(map_status)
-    }
-}
-
-fn map_status(e: HttpError) -> SearchError {
-    match e.status().map(|s| s.as_u16()) {
-        Some(401) | Some(403) => SearchError::Config {
-            engine: NAME.to_string(),
-            detail: format!(
-                "{e}; the Openverse token is invalid or expired, renew it or search anonymously"
-            ),
-        },
-        _ => http_error(NAME, e),
+    fn headers(&self) -> Result<HeaderMap, SearchError> {
+        let mut h = HeaderMap::new();
+        h.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        if let Some(t) = &self.token {
+            let bearer = format!("Bearer {}", t.0);
+            h.insert(
+                AUTHORIZATION,
+                self.site.header(&AUTHORIZATION, &bearer, true)?,
+            );
+        }
+        Ok(h)
     }
 }
 
@@ -98,39 +87,24 @@ impl ImageSearch for Openverse {
     }
 
     async fn search(&self, query: &str, opts: &SearchQuery) -> Result<Vec<Candidate>, SearchError> {
-        let mut out: Vec<Candidate> = Vec::new();
-        if query.trim().is_empty() || opts.limit == 0 {
-            return Ok(out);
+        if nothing_asked(query, opts) {
+            return Ok(Vec::new());
         }
-        for page in 1..=MAX_PAGES {
-            let url = self.page_url(query, page, opts.safe_search)?;
-            let parsed = match self.fetch(url).await {
-                Ok(resp) => parse_page(&resp.body, &resp.url, query),
-                Err(e) => Err(e),
+        let safe = opts.safe_search;
+        let paging = Paging::new(self.page_url(query, 1, safe)?, opts.limit, MAX_PAGES)
+            .with_headers(self.headers()?);
+        gather(&self.site, paging, |resp, n| {
+            let (found, page_count) = parse_page(&resp.body, &resp.url, query)?;
+            let next = n + 2;
+            let more = page_count.is_some_and(|count| next as u64 <= count);
+            let next = if more {
+                Some(self.page_url(query, next, safe)?)
+            } else {
+                None
             };
-            let (found, page_count) = match parsed {
-                Ok(p) => p,
-                Err(e) if page > 1 => {
-                    tracing::warn!(error = %e, page, "openverse: stopping paging");
-                    break;
-                }
-                Err(e) => return Err(e),
-            };
-            let before = out.len();
-            for mut c in found {
-                if out.len() < opts.limit && !out.iter().any(|o| o.image_url == c.image_url) {
-                    c.rank = out.len() as u32;
-                    out.push(c);
-                }
-            }
-            if out.len() >= opts.limit
-                || out.len() == before
-                || page_count.is_none_or(|n| page as u64 >= n)
-            {
-                break;
-            }
-        }
-        Ok(out)
+            Ok((found, next))
+        })
+        .await
     }
 }
 
@@ -177,31 +151,20 @@ pub(crate) fn parse_page(
     query: &str,
 ) -> Result<(Vec<Candidate>, Option<u64>), SearchError> {
     let answer: Answer = parse_json(NAME, body)?;
-    let Some(items) = answer.results else {
-        return Err(SearchError::Parse {
-            engine: NAME.to_string(),
-            detail: match answer.detail {
-                Some(d) => format!("API answered without results: {d}"),
-                None => "the answer has no `results` array".to_string(),
-            },
-        });
-    };
     let mut out = Vec::new();
-    for item in lenient_items::<Item>(items) {
-        let Some(image_url) = item.url.as_deref().and_then(|u| resolve(page_url, u)) else {
+    for item in results::<Item>(NAME, answer.results, answer.detail)? {
+        let links = Links {
+            image: item.url.as_deref(),
+            thumbnail: item.thumbnail.as_deref(),
+            page: item.foreign_landing_url.as_deref(),
+        };
+        let Some(mut c) = links.candidate(NAME, query, page_url) else {
             continue;
         };
-        let mut c = Candidate::new(image_url, NAME, query);
-        c.rank = out.len() as u32;
-        c.thumbnail_url = item.thumbnail.as_deref().and_then(|u| resolve(page_url, u));
-        c.source_page = item
-            .foreign_landing_url
-            .as_deref()
-            .and_then(|u| resolve(page_url, u));
         c.title = item.title;
         c.width = item.width;
         c.height = item.height;
-        c.mime = item.filetype.as_deref().and_then(mime_of);
+        c.mime = item.filetype.as_deref().and_then(image_mime);
         c.creator = item.creator;
         c.license = item.license.map(|code| License {
             code: code.to_ascii_lowercase(),
@@ -213,17 +176,5 @@ pub(crate) fn parse_page(
         });
         out.push(c);
     }
-    Ok((out, answer.page_count))
-}
-
-fn mime_of(filetype: &str) -> Option<String> {
-    match filetype.to_ascii_lowercase().as_str() {
-        "jpg" | "jpeg" => Some("image/jpeg".to_string()),
-        "png" => Some("image/png".to_string()),
-        "gif" => Some("image/gif".to_string()),
-        "webp" => Some("image/webp".to_string()),
-        "svg" => Some("image/svg+xml".to_string()),
-        "tiff" | "tif" => Some("image/tiff".to_string()),
-        _ => None,
-    }
+    Ok((ranked(out), answer.page_count))
 }

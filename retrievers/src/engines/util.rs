@@ -1,10 +1,11 @@
-//! Helpers shared by the engines: URL resolution, error mapping, lenient JSON.
+//! Helpers shared by the engines: URL resolution, error mapping, lenient JSON, and
+//! turning one result's links into a candidate.
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use crate::{HttpError, SearchError};
+use crate::{Candidate, HttpError, SearchError, SearchQuery};
 
 /// Resolve `raw` (absolute, protocol-relative `//host/x` or relative) against `base`;
 /// only `http` and `https` results are kept.
@@ -163,13 +164,96 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// The configured base URL, or the engine's default.
-pub(crate) fn base_or(engine: &str, base: &Option<Url>, default: &str) -> Result<Url, SearchError> {
-    match base {
-        Some(u) => Ok(u.clone()),
-        None => Url::parse(default).map_err(|e| SearchError::Config {
+/// True when there is nothing to search for: a blank query or a zero limit.
+pub(crate) fn nothing_asked(query: &str, opts: &SearchQuery) -> bool {
+    query.trim().is_empty() || opts.limit == 0
+}
+
+/// The items of an answer's `results` array that have the shape `T` (see
+/// [`lenient_items`]); a missing array is a parse error, with the API's own `why` when
+/// it sent one.
+pub(crate) fn results<T: DeserializeOwned>(
+    engine: &str,
+    results: Option<Vec<serde_json::Value>>,
+    why: Option<String>,
+) -> Result<Vec<T>, SearchError> {
+    let Some(items) = results else {
+        return Err(SearchError::Parse {
             engine: engine.to_string(),
-            detail: format!("default base URL {default} is invalid: {e}"),
-        }),
+            detail: match why {
+                Some(d) => format!("API answered without results: {d}"),
+                None => "the answer has no `results` array".to_string(),
+            },
+        });
+    };
+    Ok(lenient_items(items))
+}
+
+/// One result's links as the engine wrote them (absolute, protocol-relative or relative).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Links<'a> {
+    /// The image itself.
+    pub(crate) image: Option<&'a str>,
+    /// A thumbnail of it.
+    pub(crate) thumbnail: Option<&'a str>,
+    /// The page it is shown on.
+    pub(crate) page: Option<&'a str>,
+}
+
+impl Links<'_> {
+    /// A candidate of `engine` for `query` with the links resolved against `base` (the
+    /// URL the answer came from); `None` when the image link is missing or not http(s).
+    pub(crate) fn candidate(&self, engine: &str, query: &str, base: &Url) -> Option<Candidate> {
+        let image_url = resolve(base, self.image?)?;
+        let mut c = Candidate::new(image_url, engine, query);
+        c.thumbnail_url = self.thumbnail.and_then(|u| resolve(base, u));
+        c.source_page = self.page.and_then(|u| resolve(base, u));
+        Some(c)
+    }
+}
+
+/// Set each candidate's rank to its position.
+pub(crate) fn ranked(mut candidates: Vec<Candidate>) -> Vec<Candidate> {
+    for (i, c) in candidates.iter_mut().enumerate() {
+        c.rank = u32::try_from(i).unwrap_or(u32::MAX);
+    }
+    candidates
+}
+
+/// The MIME type of an image format or file extension (`jpg`, `PNG`, `tiff`, Bing's
+/// `animatedgif` ...); `None` for anything that is not an image type.
+pub(crate) fn image_mime(format: &str) -> Option<String> {
+    let f = format.trim().to_ascii_lowercase();
+    let ext = match f.as_str() {
+        "animatedgif" => "gif",
+        other => other,
+    };
+    mime_guess::from_ext(ext)
+        .iter()
+        .find(|m| m.type_() == mime_guess::mime::IMAGE)
+        .map(|m| m.essence_str().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_mime_knows_engine_format_names() {
+        for (f, m) in [
+            ("jpg", "image/jpeg"),
+            (" JPEG ", "image/jpeg"),
+            ("png", "image/png"),
+            ("animatedgif", "image/gif"),
+            ("webp", "image/webp"),
+            ("tif", "image/tiff"),
+            ("svg", "image/svg+xml"),
+            ("bmp", "image/bmp"),
+        ] {
+            assert_eq!(image_mime(f).as_deref(), Some(m), "{f}");
+        }
+        for f in ["", "html", "mp4", "pdf", "weird"] {
+            assert_eq!(image_mime(f), None, "{f}");
+        }
     }
 }

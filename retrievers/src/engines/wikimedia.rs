@@ -6,10 +6,12 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use url::Url;
 
+use super::endpoint::Endpoint;
+use super::paging::{Paging, gather};
 use super::util::{
-    base_or, dim, endpoint, http_error, lenient_items, parse_json, resolve, strip_html, text,
+    Links, dim, lenient_items, nothing_asked, parse_json, ranked, resolve, strip_html, text,
 };
-use crate::{Candidate, HttpClient, ImageSearch, License, SearchError, SearchQuery, Trust};
+use crate::{Candidate, HttpClient, ImageSearch, License, SearchError, SearchQuery};
 
 const NAME: &str = "wikimedia";
 const DEFAULT_BASE: &str = "https://commons.wikimedia.org/";
@@ -27,29 +29,27 @@ const PAGE_SIZE: usize = 50;
 /// [`WikimediaCommons::with_user_agent`].
 #[derive(Debug, Clone)]
 pub struct WikimediaCommons {
-    http: HttpClient,
-    base: Option<Url>,
+    site: Endpoint,
     thumb_width: u32,
-    user_agent: String,
 }
 
 impl WikimediaCommons {
     /// Search `https://commons.wikimedia.org/w/api.php` with `http`.
     pub fn new(http: HttpClient) -> Self {
+        let mut site = Endpoint::new(NAME, http, DEFAULT_BASE);
+        site.set_user_agent(format!(
+            "iat2i/{} (https://crates.io/crates/iat2i; reference-image search) reqwest",
+            env!("CARGO_PKG_VERSION")
+        ));
         WikimediaCommons {
-            http,
-            base: None,
+            site,
             thumb_width: 640,
-            user_agent: format!(
-                "iat2i/{} (https://crates.io/crates/iat2i; reference-image search) reqwest",
-                env!("CARGO_PKG_VERSION")
-            ),
         }
     }
 
     /// Use another site root (a mirror, a test server); the API is at `w/api.php` below it.
     pub fn with_base_url(mut self, base: Url) -> Self {
-        self.base = Some(base);
+        self.site.set_base(base);
         self
     }
 
@@ -61,13 +61,12 @@ impl WikimediaCommons {
 
     /// The User-Agent sent to Wikimedia; include a way to contact you, as its policy asks.
     pub fn with_user_agent(mut self, ua: impl Into<String>) -> Self {
-        self.user_agent = ua.into();
+        self.site.set_user_agent(ua.into());
         self
     }
 
     fn api_url(&self, query: &str, limit: usize, safe: bool) -> Result<Url, SearchError> {
-        let base = base_or(NAME, &self.base, DEFAULT_BASE)?;
-        let mut url = endpoint(NAME, &base, "w/api.php")?;
+        let mut url = self.site.url("w/api.php")?;
         // Commons has no safe-search switch; `filetype:bitmap` keeps results to raster
         // images (no PDFs, audio or video).
         let _ = safe;
@@ -100,52 +99,21 @@ impl ImageSearch for WikimediaCommons {
     }
 
     async fn search(&self, query: &str, opts: &SearchQuery) -> Result<Vec<Candidate>, SearchError> {
-        let mut out: Vec<Candidate> = Vec::new();
-        if query.trim().is_empty() || opts.limit == 0 {
-            return Ok(out);
+        if nothing_asked(query, opts) {
+            return Ok(Vec::new());
         }
         let first = self.api_url(query, opts.limit, opts.safe_search)?;
-        let mut cont: HashMap<String, String> = HashMap::new();
-        for page in 0..MAX_PAGES {
-            let mut url = first.clone();
-            for (k, v) in &cont {
-                url.query_pairs_mut().append_pair(k, v);
-            }
-            let ua = self.user_agent.clone();
-            let parsed = match self
-                .http
-                .execute(Trust::Trusted, move |c| {
-                    c.get(url.clone())
-                        .header(reqwest::header::USER_AGENT, ua.as_str())
-                })
-                .await
-            {
-                Ok(resp) => parse_answer(&resp.body, &resp.url, query),
-                Err(e) => Err(http_error(NAME, e)),
-            };
-            let (found, next) = match parsed {
-                Ok(p) => p,
-                Err(e) if page > 0 => {
-                    tracing::warn!(error = %e, page, "wikimedia: stopping paging");
-                    break;
-                }
-                Err(e) => return Err(e),
-            };
-            let before = out.len();
-            for mut c in found {
-                if out.len() < opts.limit && !out.iter().any(|o| o.image_url == c.image_url) {
-                    c.rank = out.len() as u32;
-                    out.push(c);
-                }
-            }
-            match next {
-                Some(n) if out.len() < opts.limit && out.len() > before && !n.is_empty() => {
-                    cont = n
-                }
-                _ => break,
-            }
-        }
-        Ok(out)
+        let paging = Paging::new(first.clone(), opts.limit, MAX_PAGES);
+        gather(&self.site, paging, |resp, _| {
+            let (found, cont) = parse_answer(&resp.body, &resp.url, query)?;
+            let next = cont.filter(|c| !c.is_empty()).map(|c| {
+                let mut url = first.clone();
+                url.query_pairs_mut().extend_pairs(&c);
+                url
+            });
+            Ok((found, next))
+        })
+        .await
     }
 }
 
@@ -231,12 +199,10 @@ pub(crate) fn parse_answer(
         .map(|q| lenient_items(q.pages))
         .unwrap_or_default();
     pages.sort_by_key(|p| p.index.unwrap_or(i64::MAX));
-    let mut out = Vec::new();
-    for page in pages {
-        if let Some(c) = candidate(page, page_url, query, out.len()) {
-            out.push(c);
-        }
-    }
+    let out: Vec<Candidate> = pages
+        .into_iter()
+        .filter_map(|page| candidate(page, page_url, query))
+        .collect();
     let next = answer.cont.map(|m| {
         m.into_iter()
             .filter_map(|(k, v)| match v {
@@ -246,12 +212,11 @@ pub(crate) fn parse_answer(
             })
             .collect()
     });
-    Ok((out, next))
+    Ok((ranked(out), next))
 }
 
-fn candidate(page: Page, page_url: &Url, query: &str, rank: usize) -> Option<Candidate> {
+fn candidate(page: Page, page_url: &Url, query: &str) -> Option<Candidate> {
     let info = page.imageinfo.into_iter().next()?;
-    let image_url = resolve(page_url, info.url.as_deref()?)?;
     let meta = |k: &str| {
         info.extmetadata
             .get(k)
@@ -259,13 +224,12 @@ fn candidate(page: Page, page_url: &Url, query: &str, rank: usize) -> Option<Can
             .map(strip_html)
             .filter(|s| !s.is_empty())
     };
-    let mut c = Candidate::new(image_url, NAME, query);
-    c.rank = rank as u32;
-    c.thumbnail_url = info.thumburl.as_deref().and_then(|u| resolve(page_url, u));
-    c.source_page = info
-        .descriptionurl
-        .as_deref()
-        .and_then(|u| resolve(page_url, u));
+    let links = Links {
+        image: info.url.as_deref(),
+        thumbnail: info.thumburl.as_deref(),
+        page: info.descriptionurl.as_deref(),
+    };
+    let mut c = links.candidate(NAME, query, page_url)?;
     c.title = meta("ObjectName").or_else(|| page.title.as_deref().map(file_title));
     c.width = info.width;
     c.height = info.height;
