@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::Cursor;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::*;
@@ -125,6 +125,77 @@ async fn mount_web(web: &MockServer) -> Vec<(String, Vec<u8>)> {
     served
 }
 
+/// The pipeline with every default but the endpoints: the real Openverse engine on
+/// `web`, the models on `api`, the default selector with the tiny CLIP model.
+fn whole_stack(api: &MockServer, web: &MockServer, cache: &Path) -> Pipeline {
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/tiny-clip");
+    let http = test_http();
+    let openverse = Openverse::new(http.clone()).with_base_url(Url::parse(&web.uri()).unwrap());
+    let selector = SelectorConfig::default().model_dir(&model).cache_dir(cache);
+    Pipeline::builder()
+        .http(http)
+        .lmm(Arc::new(chat_client(api, test_http())))
+        .generator(Arc::new(images_client(api)))
+        .engines(vec![Arc::new(openverse)])
+        .selector_config(selector)
+        .build()
+        .unwrap()
+}
+
+/// The gate, the candidate judge, the judge and the edits endpoint.
+async fn mount_models(api: &MockServer) {
+    mount_chat(api, "assessment", &["gate_needs_reference.json"]).await;
+    mount_chat(api, "pick", &["chat_pick.json"]).await;
+    mount_chat(api, "verdict", &["verdict_aligned.json"]).await;
+    mount_images(api, "edits", &["images_red.json"]).await;
+}
+
+/// Searched with the gate's queries on the real engine.
+async fn assert_searched_with_the_gates_queries(web: &MockServer) {
+    let searched: Vec<String> = requests_to(web, "/v1/images/")
+        .await
+        .iter()
+        .filter_map(|r| {
+            let mut pairs = r.url.query_pairs();
+            pairs.find(|(k, _)| k == "q").map(|(_, v)| v.into_owned())
+        })
+        .collect();
+    let wanted = "Graphorn Fantastic Beasts";
+    assert!(searched.iter().any(|q| q == wanted), "{searched:?}");
+}
+
+/// Selected for real: three survivors ranked with CLIP scores, the broken one dropped,
+/// the LMM candidate judge's reason kept.
+fn assert_selected_with_clip(report: &Report) -> &Selection {
+    let selection = report.retrievals[0].selection.as_ref();
+    let selection = selection.expect("a selection");
+    assert_eq!(selection.ranked.len(), 3, "{:?}", selection.dropped);
+    let ranked = &selection.ranked;
+    assert!(ranked.iter().all(|r| r.scores.clip_prompt.is_some()));
+    let dropped = &selection.dropped;
+    assert!(
+        dropped
+            .iter()
+            .any(|d| d.candidate.image_url.path().contains("broken"))
+    );
+    let reason = &selection.judge_reason;
+    assert!(reason.is_some(), "the LMM candidate judge ran");
+    let licence = selection.best.candidate.license.as_ref();
+    assert_eq!(licence.map(|l| l.code.as_str()), Some("by-sa"));
+    selection
+}
+
+/// The chosen reference's bytes went to the edits endpoint, as the one image[] part.
+async fn assert_reference_sent(api: &MockServer, best: &Candidate, served: &[(String, Vec<u8>)]) {
+    let file = best.image_url.path().rsplit('/').next().unwrap();
+    let best_id = file.trim_end_matches(".png");
+    let best_bytes = &served.iter().find(|(id, _)| id == best_id).unwrap().1;
+    let edits = requests_to(api, "/v1/images/edits").await;
+    assert_eq!(edits.len(), 1);
+    let form = Form::parse(&edits[0]);
+    assert_eq!(form.image_bytes(), [best_bytes.as_slice()]);
+}
+
 #[tokio::test]
 async fn a_rare_entity_is_searched_selected_with_clip_and_used_as_reference() {
     if !ort_available() {
@@ -132,108 +203,17 @@ async fn a_rare_entity_is_searched_selected_with_clip_and_used_as_reference() {
     }
     let (api, web) = (MockServer::start().await, MockServer::start().await);
     let served = mount_web(&web).await;
-    mount_chat(&api, "assessment", &["gate_needs_reference.json"]).await;
-    mount_chat(&api, "pick", &["chat_pick.json"]).await;
-    mount_chat(&api, "verdict", &["verdict_aligned.json"]).await;
-    mount_images(&api, "edits", &["images_red.json"]).await;
-
+    mount_models(&api).await;
     let cache = tempfile::tempdir().unwrap();
-    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/tiny-clip");
-    let http = test_http();
-    let openverse = Openverse::new(http.clone()).with_base_url(Url::parse(&web.uri()).unwrap());
-    let pipeline = Pipeline::builder()
-        .http(http)
-        .lmm(Arc::new(chat_client(&api, test_http())))
-        .generator(Arc::new(images_client(&api)))
-        .engines(vec![Arc::new(openverse)])
-        .selector_config(
-            SelectorConfig::default()
-                .model_dir(&model)
-                .cache_dir(cache.path()),
-        )
-        .build()
-        .unwrap();
+    let prompt = "A Graphorn grazing on a misty hillside at dusk";
+    let pipeline = whole_stack(&api, &web, cache.path());
+    let out = pipeline.run(Request::new(prompt)).await.unwrap();
 
-    let out = pipeline
-        .run(Request::new(
-            "A Graphorn grazing on a misty hillside at dusk",
-        ))
-        .await
-        .unwrap();
-
-    // Searched with the gate's queries on the real engine.
-    let searched: Vec<String> = web
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.url.path() == "/v1/images/")
-        .filter_map(|r| {
-            r.url
-                .query_pairs()
-                .find(|(k, _)| k == "q")
-                .map(|(_, v)| v.into_owned())
-        })
-        .collect();
-    assert!(
-        searched.iter().any(|q| q == "Graphorn Fantastic Beasts"),
-        "{searched:?}"
-    );
-
-    // Selected for real: three survivors ranked with CLIP scores, the broken one dropped.
+    assert_searched_with_the_gates_queries(&web).await;
     let report = &out.report;
     assert_eq!(out.round, 1, "{}", report.stop_reason);
-    let selection = report.retrievals[0]
-        .selection
-        .as_ref()
-        .expect("a selection");
-    assert_eq!(selection.ranked.len(), 3, "{:?}", selection.dropped);
-    assert!(
-        selection
-            .ranked
-            .iter()
-            .all(|r| r.scores.clip_prompt.is_some())
-    );
-    assert!(
-        selection
-            .dropped
-            .iter()
-            .any(|d| d.candidate.image_url.path().contains("broken"))
-    );
-    assert!(
-        selection.judge_reason.is_some(),
-        "the LMM candidate judge ran"
-    );
-    let best = &selection.best.candidate;
-    assert_eq!(
-        best.license.as_ref().map(|l| l.code.as_str()),
-        Some("by-sa")
-    );
-
-    // The chosen reference's bytes went to the edits endpoint, as an image[] part.
-    let best_id = best
-        .image_url
-        .path()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .trim_end_matches(".png");
-    let best_bytes = &served.iter().find(|(id, _)| id == best_id).unwrap().1;
-    let edits: Vec<_> = api
-        .received_requests()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.url.path() == "/v1/images/edits")
-        .collect();
-    assert_eq!(edits.len(), 1);
-    let body = &edits[0].body;
-    assert!(
-        body.windows(best_bytes.len())
-            .any(|w| w == best_bytes.as_slice())
-    );
-    assert!(String::from_utf8_lossy(body).contains("name=\"image[]\""));
-
+    let selection = assert_selected_with_clip(report);
+    assert_reference_sent(&api, &selection.best.candidate, &served).await;
     // The report is JSON a user can audit and carries no secret.
     let text = serde_json::to_string(report).unwrap();
     assert!(text.contains("graphorn-a") && !text.contains(KEY));
