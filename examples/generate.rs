@@ -4,10 +4,11 @@
 //! ```text
 //! export OPENAI_API_KEY=sk-...
 //! cargo run --example generate -- "A Graphorn at dusk" --out graphorn.png
+//! cargo run --example generate -- --help
 //! ```
 //!
 //! Writes the image (PNG) and a JSON report of every decision, query, candidate, prompt
-//! sent, verdict and token count.
+//! sent, verdict and token count. `make demo PROMPT="..."` installs ONNX Runtime first.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -28,6 +29,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// Needs an OpenAI-compatible chat endpoint (for deciding and judging) and an OpenAI
 /// Images-compatible endpoint (for generating). With OpenAI, set OPENAI_API_KEY and
 /// nothing else. For a local keyless server, give --base-url (and --image-base-url).
+///
+/// Writes the image to --out and a JSON report (every decision, query, candidate with
+/// its licence, prompt sent, verdict, timing and token count) to --report, then prints
+/// why it stopped and the tokens used. The API key is never printed or written.
 #[derive(Parser, Debug)]
 #[command(name = "generate", version, about, long_about, after_help = EXAMPLES)]
 struct Args {
@@ -54,7 +59,7 @@ struct Args {
     #[arg(long)]
     image_base_url: Option<String>,
 
-    /// Most generate-and-judge rounds.
+    /// At most this many generate-and-judge rounds (the best image of all is kept).
     #[arg(long, default_value_t = 3)]
     max_rounds: u32,
     /// When to search for a reference: from-prompt (ask the chat model first),
@@ -64,20 +69,22 @@ struct Args {
     /// Languages to write search queries in, comma-separated (e.g. en,zh,ja).
     #[arg(long, value_delimiter = ',', default_value = "en")]
     languages: Vec<String>,
-    /// Search engines to use, comma-separated (bing, duckduckgo, wikimedia, openverse).
+    /// Search engines to use, comma-separated (default: all of bing, duckduckgo,
+    /// wikimedia, openverse; none needs a key).
     #[arg(long, value_delimiter = ',')]
     engines: Vec<String>,
-    /// Directory with a local CLIP model (ONNX) for ranking references.
+    /// Directory with a local CLIP model (ONNX, vision/ and text/ inside) for ranking
+    /// references (default: CLIP ViT-B/32, downloaded from Hugging Face on first use).
     #[arg(long)]
     model_dir: Option<PathBuf>,
 
     /// Edit this image (PNG, JPEG or WebP) instead of generating from scratch.
     #[arg(long, value_name = "IMAGE")]
     edit: Option<PathBuf>,
-    /// Image size to ask for (1024x1024, 1536x1024, 1024x1536, auto).
+    /// Image size to ask for (1024x1024, 1536x1024, 1024x1536, auto; default: the server's).
     #[arg(long)]
     size: Option<String>,
-    /// Image quality to ask for (low, medium, high, auto).
+    /// Image quality to ask for (low, medium, high, auto; default: the server's).
     #[arg(long)]
     quality: Option<String>,
     /// Seconds allowed for one chat call (image calls get 2.5 times as long).
@@ -95,15 +102,22 @@ struct Args {
     quiet: bool,
 }
 
-const EXAMPLES: &str = "Examples:
-  OPENAI_API_KEY=sk-... generate \"A Graphorn at dusk\" --out graphorn.png
-  generate \"A red apple\" --gate-mode never --base-url http://localhost:8000/v1 --model qwen2.5-vl
-  generate \"Put a Shoebill next to the dog\" --edit dog.png --out edited.png
+const EXAMPLES: &str =
+    "Examples (from the repository; `make demo PROMPT=\"...\"` also installs ONNX Runtime):
+  # With OpenAI:
+  export OPENAI_API_KEY=sk-...
+  cargo run --example generate -- \"A Graphorn at dusk\" --out graphorn.png
+  # Edit an image:
+  cargo run --example generate -- \"Put a Shoebill next to the dog\" --edit dog.png --out edited.png
+  # A keyless local OpenAI-compatible server, never searching:
+  cargo run --example generate -- \"A red apple\" --gate-mode never \\
+      --base-url http://localhost:8000/v1 --model qwen2.5-vl
 
 Environment:
   OPENAI_API_KEY   API key for the chat and image endpoints (never printed)
   OPENAI_BASE_URL  default for --base-url
-  ORT_DYLIB_PATH   ONNX Runtime library used by the CLIP ranking (make setup installs it)
+  ORT_DYLIB_PATH   ONNX Runtime library for the CLIP ranking (`bash scripts/setup-ort.sh`
+                   installs it and prints the path)
   RUST_LOG         log filter, e.g. iat2i=debug";
 
 const NO_ENDPOINT: &str = "generate: no model endpoint is configured.

@@ -140,6 +140,33 @@ async fn edits_an_image_with_a_keyless_local_server() {
 }
 
 #[test]
+fn help_says_what_it_does_what_to_set_and_shows_no_secret() {
+    let out = command()
+        .env("OPENAI_API_KEY", KEY)
+        .env(
+            "OPENAI_BASE_URL",
+            format!("http://127.0.0.1:9/v1?key={KEY}"),
+        )
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = shown(&out);
+    assert!(out.status.success(), "{text}");
+    for wanted in [
+        "reference image",
+        "OPENAI_API_KEY",
+        "--base-url",
+        "Examples",
+        "cargo run --example generate -- ",
+        "--edit dog.png",
+        "ORT_DYLIB_PATH",
+    ] {
+        assert!(text.contains(wanted), "{wanted} missing from:\n{text}");
+    }
+    assert!(!text.contains(KEY), "a secret was shown: {text}");
+}
+
+#[test]
 fn without_a_key_or_endpoint_it_says_what_to_set() {
     let out = command().arg("A red apple").output().unwrap();
     let text = shown(&out);
