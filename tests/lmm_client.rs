@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use iat2i::OpenAiChat;
 use iat2i::gate::{Gate, KnowledgeGap, LmmGate};
 use iat2i::lmm::{ChatRequest, Lmm, LmmError, Message};
 use iat2i::retrievers::{HttpClient, HttpError};
@@ -337,4 +338,18 @@ async fn the_candidate_judge_rejects_an_index_out_of_range() {
         matches!(&err, SelectError::Judge(m) if m.contains("only 2 were shown")),
         "{err:?}"
     );
+}
+
+#[test]
+fn a_base_url_that_is_not_a_url_is_named_without_its_key() {
+    for base in [
+        format!("http://[::1/v1?key={KEY}"),
+        format!("http://user:{KEY}@[::1/v1"),
+    ] {
+        let err = OpenAiChat::new(test_http(), &base, "m").unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(shown.contains("is not a URL"), "{shown}");
+        assert!(shown.contains("http://[::1/v1"), "{shown}");
+        assert!(!shown.contains(KEY), "{shown}");
+    }
 }

@@ -38,15 +38,31 @@ impl std::fmt::Debug for OpenAiChat {
     }
 }
 
-/// Parse a base URL given by a user, saying what is wrong with it.
+/// Parse a base URL given by a user, saying what is wrong with it (without its query or
+/// credentials, which may hold a key).
 pub(crate) fn parse_base(base: &str) -> Result<Url, String> {
     let u = Url::parse(base.trim()).map_err(|e| {
-        format!("base URL {base:?} is not a URL ({e}); expected e.g. https://api.openai.com/v1")
+        let shown = redact_unparsed(base.trim());
+        format!("base URL {shown:?} is not a URL ({e}); expected e.g. https://api.openai.com/v1")
     })?;
     if !matches!(u.scheme(), "http" | "https") {
         return Err(format!("base URL {} must be http or https", redact(&u)));
     }
     Ok(u)
+}
+
+/// A string that failed to parse as a URL, cut before any query or fragment and with no
+/// user or password in its authority.
+fn redact_unparsed(text: &str) -> String {
+    let text = text.split(['?', '#']).next().unwrap_or_default();
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_string();
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    match authority.rfind('@') {
+        Some(at) => format!("{scheme}://{}", rest.get(at + 1..).unwrap_or_default()),
+        None => text.to_string(),
+    }
 }
 
 /// `base` + `/` + `path`, keeping the base's own path (`.../v1`).
