@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{base, http, serve};
+use common::{base, failure, found, http, serve, serving};
 use iat2i_retrievers::engines::Bing;
 use iat2i_retrievers::{ImageSearch, SearchError, SearchQuery};
 use wiremock::matchers::{method, path, query_param};
@@ -21,17 +21,17 @@ async fn page(server: &MockServer, first: &str, fixture: &str, times: u64) {
         .await;
 }
 
+fn bing(server: &MockServer) -> Bing {
+    Bing::new(http()).with_base_url(base(server))
+}
+
 #[tokio::test]
 async fn parses_results_across_pages() {
     let server = MockServer::start().await;
     page(&server, "1", "bing/search_page1.html", 1).await;
     page(&server, "36", "bing/search_page2.html", 1).await;
     page(&server, "71", "bing/no_results.html", 1).await;
-    let bing = Bing::new(http()).with_base_url(base(&server));
-    let found = bing
-        .search("xenopus laevis", &SearchQuery::default())
-        .await
-        .unwrap();
+    let found = found(&bing(&server), "xenopus laevis").await;
     let urls: Vec<String> = found.iter().map(|c| c.image_url.to_string()).collect();
     let host = server.uri();
     assert_eq!(
@@ -80,8 +80,7 @@ async fn stops_paging_at_the_limit() {
     let server = MockServer::start().await;
     page(&server, "1", "bing/search_page1.html", 1).await;
     page(&server, "36", "bing/search_page2.html", 0).await;
-    let bing = Bing::new(http()).with_base_url(base(&server));
-    let found = bing
+    let found = bing(&server)
         .search("xenopus laevis", &SearchQuery::default().with_limit(2))
         .await
         .unwrap();
@@ -97,8 +96,7 @@ async fn safe_search_off_is_sent() {
         .expect(1)
         .mount(&server)
         .await;
-    let bing = Bing::new(http()).with_base_url(base(&server));
-    let found = bing
+    let found = bing(&server)
         .search(
             "qwxzzy frgl",
             &SearchQuery::default().with_safe_search(false),
@@ -109,15 +107,8 @@ async fn safe_search_off_is_sent() {
 }
 
 async fn first_page_error(fixture: ResponseTemplate) -> SearchError {
-    let server = MockServer::start().await;
-    Mock::given(path("/images/search"))
-        .respond_with(fixture)
-        .mount(&server)
-        .await;
-    let bing = Bing::new(http()).with_base_url(base(&server));
-    bing.search("xenopus laevis", &SearchQuery::default())
-        .await
-        .unwrap_err()
+    let server = serving("/images/search", fixture).await;
+    failure(&bing(&server), "xenopus laevis").await
 }
 
 #[tokio::test]
@@ -160,11 +151,7 @@ async fn rate_limited_then_success_recovers() {
         .await;
     page(&server, "1", "bing/search_page1.html", 1).await;
     page(&server, "36", "bing/no_results.html", 1).await;
-    let bing = Bing::new(http()).with_base_url(base(&server));
-    let found = bing
-        .search("xenopus laevis", &SearchQuery::default())
-        .await
-        .unwrap();
+    let found = found(&bing(&server), "xenopus laevis").await;
     assert_eq!(found.len(), 4);
 }
 
@@ -177,10 +164,6 @@ async fn a_failing_second_page_keeps_the_first() {
         .respond_with(serve("bing/captcha.html"))
         .mount(&server)
         .await;
-    let bing = Bing::new(http()).with_base_url(base(&server));
-    let found = bing
-        .search("xenopus laevis", &SearchQuery::default())
-        .await
-        .unwrap();
+    let found = found(&bing(&server), "xenopus laevis").await;
     assert_eq!(found.len(), 4);
 }

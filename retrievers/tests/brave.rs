@@ -2,9 +2,9 @@
 
 mod common;
 
-use common::{base, http, serve};
+use common::{base, failure, found, http, serve, serving};
+use iat2i_retrievers::SearchError;
 use iat2i_retrievers::engines::Brave;
-use iat2i_retrievers::{ImageSearch, SearchError, SearchQuery};
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -23,10 +23,7 @@ async fn parses_results_with_the_key_header() {
         .await;
     let brave = Brave::new(http(), "BSA-secret-key").with_base_url(base(&server));
     assert!(!format!("{brave:?}").contains("BSA-secret-key"));
-    let found = brave
-        .search("xenopus laevis", &SearchQuery::default())
-        .await
-        .unwrap();
+    let found = found(&brave, "xenopus laevis").await;
     assert_eq!(found.len(), 2, "a result without properties.url is skipped");
     let c = &found[0];
     assert_eq!(
@@ -51,19 +48,16 @@ async fn parses_results_with_the_key_header() {
 
 #[tokio::test]
 async fn a_bad_key_is_a_configuration_error_without_the_key() {
-    let server = MockServer::start().await;
-    Mock::given(path("/res/v1/images/search"))
-        .respond_with(ResponseTemplate::new(422).set_body_raw(
+    let server = serving(
+        "/res/v1/images/search",
+        ResponseTemplate::new(422).set_body_raw(
             common::fixture("brave/invalid_token.json"),
             "application/json",
-        ))
-        .mount(&server)
-        .await;
+        ),
+    )
+    .await;
     let brave = Brave::new(http(), "BSA-wrong-key").with_base_url(base(&server));
-    let err = brave
-        .search("x", &SearchQuery::default())
-        .await
-        .unwrap_err();
+    let err = failure(&brave, "x").await;
     assert!(matches!(err, SearchError::Config { .. }), "{err}");
     assert!(
         err.to_string().contains("SUBSCRIPTION_TOKEN_INVALID"),
@@ -81,9 +75,6 @@ async fn an_empty_key_fails_before_any_request() {
         .mount(&server)
         .await;
     let brave = Brave::new(http(), " ").with_base_url(base(&server));
-    let err = brave
-        .search("x", &SearchQuery::default())
-        .await
-        .unwrap_err();
+    let err = failure(&brave, "x").await;
     assert!(err.to_string().contains("BRAVE_API_KEY"), "{err}");
 }

@@ -2,9 +2,9 @@
 
 mod common;
 
-use common::{base, http, serve};
+use common::{base, failure, found, http, serve, serving};
+use iat2i_retrievers::SearchError;
 use iat2i_retrievers::engines::DuckDuckGo;
-use iat2i_retrievers::{ImageSearch, SearchError, SearchQuery};
 use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -20,6 +20,10 @@ async fn token_page(server: &MockServer, fixture: &str) {
         .expect(1)
         .mount(server)
         .await;
+}
+
+fn ddg(server: &MockServer) -> DuckDuckGo {
+    DuckDuckGo::new(http()).with_base_url(base(server))
 }
 
 #[tokio::test]
@@ -46,11 +50,7 @@ async fn reads_the_token_then_pages_through_results() {
         .expect(1)
         .mount(&server)
         .await;
-    let ddg = DuckDuckGo::new(http()).with_base_url(base(&server));
-    let found = ddg
-        .search("xenopus laevis", &SearchQuery::default())
-        .await
-        .unwrap();
+    let found = found(&ddg(&server), "xenopus laevis").await;
     let urls: Vec<&str> = found.iter().map(|c| c.image_url.as_str()).collect();
     assert_eq!(
         urls,
@@ -82,24 +82,14 @@ async fn empty_results_are_empty() {
         .expect(1)
         .mount(&server)
         .await;
-    let ddg = DuckDuckGo::new(http()).with_base_url(base(&server));
-    assert!(
-        ddg.search("xenopus laevis", &SearchQuery::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(found(&ddg(&server), "xenopus laevis").await.is_empty());
 }
 
 #[tokio::test]
 async fn a_bot_check_instead_of_the_page_is_blocked() {
     let server = MockServer::start().await;
     token_page(&server, "duckduckgo/bot_check.html").await;
-    let ddg = DuckDuckGo::new(http()).with_base_url(base(&server));
-    let err = ddg
-        .search("xenopus laevis", &SearchQuery::default())
-        .await
-        .unwrap_err();
+    let err = failure(&ddg(&server), "xenopus laevis").await;
     assert!(matches!(err, SearchError::Blocked { .. }), "{err}");
 }
 
@@ -107,11 +97,7 @@ async fn a_bot_check_instead_of_the_page_is_blocked() {
 async fn a_page_without_token_is_a_parse_error() {
     let server = MockServer::start().await;
     token_page(&server, "bing/changed_layout.html").await;
-    let ddg = DuckDuckGo::new(http()).with_base_url(base(&server));
-    let err = ddg
-        .search("xenopus laevis", &SearchQuery::default())
-        .await
-        .unwrap_err();
+    let err = failure(&ddg(&server), "xenopus laevis").await;
     assert!(err.to_string().contains("vqd"), "{err}");
 }
 
@@ -129,11 +115,15 @@ async fn a_rejected_token_is_blocked_and_bad_json_is_explained() {
             .respond_with(resp)
             .mount(&server)
             .await;
-        let ddg = DuckDuckGo::new(http()).with_base_url(base(&server));
-        let err = ddg
-            .search("xenopus laevis", &SearchQuery::default())
-            .await
-            .unwrap_err();
+        let err = failure(&ddg(&server), "xenopus laevis").await;
         assert!(err.to_string().contains(expected), "{expected}: {err}");
     }
+}
+
+#[tokio::test]
+async fn a_refused_search_page_is_blocked() {
+    let server = serving("/", ResponseTemplate::new(403)).await;
+    let err = failure(&ddg(&server), "xenopus laevis").await;
+    assert!(matches!(err, SearchError::Blocked { .. }), "{err}");
+    assert!(err.to_string().contains("403"), "{err}");
 }

@@ -259,13 +259,12 @@ async fn a_declared_oversized_body_is_refused() {
     );
 }
 
-/// A server that streams a chunked body forever: the cap must stop it, since there is
-/// no Content-Length to check up front.
-#[tokio::test]
-async fn an_endless_chunked_body_is_cut_at_the_cap() {
+/// A server that streams a chunked body forever (no Content-Length to check up front)
+/// to its first client; the task ends with the bytes written once the client hangs up.
+async fn endless_body() -> (Url, tokio::task::JoinHandle<usize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let (mut sock, _) = listener.accept().await.unwrap();
         let mut buf = [0u8; 2048];
         let _ = sock.read(&mut buf).await;
@@ -273,10 +272,19 @@ async fn an_endless_chunked_body_is_cut_at_the_cap() {
             "HTTP/1.1 200 OK\r\ncontent-type: image/jpeg\r\ntransfer-encoding: chunked\r\n\r\n";
         sock.write_all(head.as_bytes()).await.unwrap();
         let chunk = format!("{:x}\r\n{}\r\n", 4096, "a".repeat(4096));
-        while sock.write_all(chunk.as_bytes()).await.is_ok() {}
+        let mut written = 0usize;
+        while sock.write_all(chunk.as_bytes()).await.is_ok() {
+            written += 4096;
+        }
+        written
     });
+    (Url::parse(&format!("http://{addr}/endless")).unwrap(), task)
+}
+
+#[tokio::test]
+async fn an_endless_chunked_body_is_cut_at_the_cap() {
+    let (u, _server) = endless_body().await;
     let http = quick().max_response_bytes(64 * 1024).build().unwrap();
-    let u = Url::parse(&format!("http://{addr}/endless")).unwrap();
     let err = http.get(&u, Trust::Trusted).await.unwrap_err();
     assert!(matches!(err, HttpError::TooLarge { .. }), "{err}");
 }
@@ -309,17 +317,21 @@ async fn connection_refused_is_retried_then_reported() {
     assert!(!err.to_string().contains("ABCDEFGH"), "{err}");
 }
 
+/// A server with a 100,000-byte body at /big and a 5,000-byte one at /small.
+async fn sized_bodies() -> MockServer {
+    let server = MockServer::start().await;
+    for (at, n) in [("/big", 100_000), ("/small", 5_000)] {
+        Mock::given(path(at))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![7u8; n]))
+            .mount(&server)
+            .await;
+    }
+    server
+}
+
 #[tokio::test]
 async fn a_per_request_cap_refuses_a_declared_body_and_accepts_a_smaller_one() {
-    let server = MockServer::start().await;
-    Mock::given(path("/big"))
-        .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![7u8; 100_000]))
-        .mount(&server)
-        .await;
-    Mock::given(path("/small"))
-        .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![7u8; 5_000]))
-        .mount(&server)
-        .await;
+    let server = sized_bodies().await;
     let http = quick().build().unwrap();
     let err = http
         .get_limited(&url(&server, "/big"), Trust::Trusted, 10_000)
@@ -344,11 +356,7 @@ async fn a_per_request_cap_refuses_a_declared_body_and_accepts_a_smaller_one() {
 
 #[tokio::test]
 async fn the_client_cap_still_bounds_a_looser_per_request_cap() {
-    let server = MockServer::start().await;
-    Mock::given(path("/big"))
-        .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![7u8; 100_000]))
-        .mount(&server)
-        .await;
+    let server = sized_bodies().await;
     let http = quick().max_response_bytes(10_000).build().unwrap();
     let err = http
         .get_limited(&url(&server, "/big"), Trust::Trusted, 1_000_000)
@@ -360,30 +368,14 @@ async fn the_client_cap_still_bounds_a_looser_per_request_cap() {
     );
 }
 
-/// An endless chunked body (no Content-Length) under a 64 KiB per-request cap: the
-/// client stops at 64 KiB, not at the client-wide 32 MiB, and hangs up, so the server
-/// gets to write little more than what the socket buffers hold.
+/// An endless body under a 64 KiB per-request cap: the client stops at 64 KiB, not at
+/// the client-wide 32 MiB, and hangs up, so the server gets to write little more than
+/// what the socket buffers hold.
 #[tokio::test]
 async fn a_per_request_cap_stops_an_endless_body_while_streaming() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        let (mut sock, _) = listener.accept().await.unwrap();
-        let mut buf = [0u8; 2048];
-        let _ = sock.read(&mut buf).await;
-        let head =
-            "HTTP/1.1 200 OK\r\ncontent-type: image/jpeg\r\ntransfer-encoding: chunked\r\n\r\n";
-        sock.write_all(head.as_bytes()).await.unwrap();
-        let chunk = format!("{:x}\r\n{}\r\n", 4096, "a".repeat(4096));
-        let mut written = 0usize;
-        while sock.write_all(chunk.as_bytes()).await.is_ok() {
-            written += 4096;
-        }
-        written
-    });
+    let (u, server) = endless_body().await;
     let http = quick().build().unwrap();
     assert_eq!(http.max_response_bytes(), 32 * 1024 * 1024);
-    let u = Url::parse(&format!("http://{addr}/endless")).unwrap();
     let err = http
         .execute_limited(Trust::Trusted, 64 * 1024, |c| c.get(u.clone()))
         .await

@@ -2,17 +2,14 @@
 
 mod common;
 
-use common::fixture_path;
+use common::{failure, fixture_path, found};
+use iat2i_retrievers::SearchError;
 use iat2i_retrievers::engines::LocalFolder;
-use iat2i_retrievers::{ImageSearch, SearchError, SearchQuery};
 
 #[tokio::test]
 async fn matches_captions_sidecars_and_file_names() {
     let local = LocalFolder::new(fixture_path("local"));
-    let found = local
-        .search("frog mascot", &SearchQuery::default())
-        .await
-        .unwrap();
+    let found = found(&local, "frog mascot").await;
     assert_eq!(found.len(), 1, "{found:?}");
     let c = &found[0];
     assert_eq!(c.image_url.scheme(), "file");
@@ -22,10 +19,7 @@ async fn matches_captions_sidecars_and_file_names() {
     assert_eq!(c.license.as_ref().unwrap().code, "proprietary");
     assert_eq!(c.mime.as_deref(), Some("image/png"));
 
-    let found = local
-        .search("ACME logo", &SearchQuery::default())
-        .await
-        .unwrap();
+    let found = common::found(&local, "ACME logo").await;
     let names: Vec<&str> = found
         .iter()
         .map(|c| c.image_url.path().rsplit('/').next().unwrap())
@@ -42,40 +36,25 @@ async fn matches_captions_sidecars_and_file_names() {
 #[tokio::test]
 async fn skips_hidden_files_non_images_and_bad_sidecars() {
     let local = LocalFolder::new(fixture_path("local"));
-    let frogs = local.search("frog", &SearchQuery::default()).await.unwrap();
+    let frogs = found(&local, "frog").await;
     assert!(
         frogs
             .iter()
             .all(|c| !c.image_url.path().contains(".hidden"))
     );
-    let notes = local
-        .search("image ignored", &SearchQuery::default())
-        .await
-        .unwrap();
+    let notes = found(&local, "image ignored").await;
     assert!(notes.is_empty(), "{notes:?}");
     // A broken JSON sidecar falls back to the file name.
-    let broken = local
-        .search("broken sidecar", &SearchQuery::default())
-        .await
-        .unwrap();
+    let broken = found(&local, "broken sidecar").await;
     assert_eq!(broken.len(), 1);
     assert_eq!(broken[0].title.as_deref(), Some("broken-sidecar"));
-    assert!(
-        local
-            .search("zebra", &SearchQuery::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(found(&local, "zebra").await.is_empty());
 }
 
 #[tokio::test]
 async fn a_missing_folder_is_a_configuration_error() {
     let local = LocalFolder::new("/nonexistent/iat2i/assets");
-    let err = local
-        .search("x", &SearchQuery::default())
-        .await
-        .unwrap_err();
+    let err = failure(&local, "x").await;
     assert!(matches!(err, SearchError::Config { .. }), "{err}");
     assert!(
         err.to_string().contains("/nonexistent/iat2i/assets"),

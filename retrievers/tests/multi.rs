@@ -4,7 +4,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{base, http, serve};
+use common::{answer, base, http, serve};
 use iat2i_retrievers::engines::{Bing, DuckDuckGo, Openverse, WikimediaCommons};
 use iat2i_retrievers::{ImageSearch, MultiSearch, SearchQuery};
 use wiremock::matchers::{path, query_param};
@@ -18,32 +18,18 @@ async fn fuses_four_engines_and_reports_the_failed_one() {
         .respond_with(serve("bing/search_page1.html"))
         .mount(&server)
         .await;
-    Mock::given(path("/images/search"))
-        .respond_with(serve("bing/no_results.html"))
-        .mount(&server)
-        .await;
-    Mock::given(path("/"))
-        .respond_with(serve("duckduckgo/search_page.html"))
-        .mount(&server)
-        .await;
-    Mock::given(path("/i.js"))
-        .respond_with(serve("duckduckgo/i_page2.json"))
-        .mount(&server)
-        .await;
-    Mock::given(path("/w/api.php"))
-        .respond_with(serve("wikimedia/search_page2.json"))
-        .mount(&server)
-        .await;
+    answer(&server, "/images/search", serve("bing/no_results.html")).await;
+    answer(&server, "/", serve("duckduckgo/search_page.html")).await;
+    answer(&server, "/i.js", serve("duckduckgo/i_page2.json")).await;
+    answer(&server, "/w/api.php", serve("wikimedia/search_page2.json")).await;
     Mock::given(path("/w/api.php"))
         .and(query_param("gsrsearch", "xenopus laevis filetype:bitmap"))
         .respond_with(serve("wikimedia/search_page1.json"))
         .with_priority(1)
         .mount(&server)
         .await;
-    Mock::given(path("/v1/images/"))
-        .respond_with(ResponseTemplate::new(500).set_body_string("upstream down"))
-        .mount(&server)
-        .await;
+    let down = ResponseTemplate::new(500).set_body_string("upstream down");
+    answer(&server, "/v1/images/", down).await;
     let h = http();
     let b = base(&server);
     let engines: Vec<Arc<dyn ImageSearch>> = vec![

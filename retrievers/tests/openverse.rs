@@ -2,9 +2,9 @@
 
 mod common;
 
-use common::{base, http, serve};
+use common::{base, failure, found, http, serve, serving};
+use iat2i_retrievers::SearchError;
 use iat2i_retrievers::engines::Openverse;
-use iat2i_retrievers::{ImageSearch, SearchError, SearchQuery};
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -23,12 +23,15 @@ async fn pages(server: &MockServer) {
     }
 }
 
+fn openverse(server: &MockServer) -> Openverse {
+    Openverse::new(http()).with_base_url(base(server))
+}
+
 #[tokio::test]
 async fn parses_licensed_results_over_pages() {
     let server = MockServer::start().await;
     pages(&server).await;
-    let ov = Openverse::new(http()).with_base_url(base(&server));
-    let found = ov.search("xenopus", &SearchQuery::default()).await.unwrap();
+    let found = found(&openverse(&server), "xenopus").await;
     assert_eq!(found.len(), 3);
     let c = &found[0];
     assert_eq!(c.title.as_deref(), Some("Krallenfrosch – Xénope 🐸"));
@@ -68,33 +71,23 @@ async fn sends_the_token_but_never_shows_it() {
         .expect(1)
         .mount(&server)
         .await;
-    let ov = Openverse::new(http())
-        .with_base_url(base(&server))
-        .with_token("ov-secret-token-123");
+    let ov = openverse(&server).with_token("ov-secret-token-123");
     assert!(format!("{ov:?}").contains("***"));
     assert!(!format!("{ov:?}").contains("ov-secret-token-123"));
-    assert!(
-        ov.search("x", &SearchQuery::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(found(&ov, "x").await.is_empty());
 }
 
 #[tokio::test]
 async fn rejected_token_is_a_configuration_error() {
-    let server = MockServer::start().await;
-    Mock::given(path("/v1/images/"))
-        .respond_with(ResponseTemplate::new(401).set_body_raw(
+    let server = serving(
+        "/v1/images/",
+        ResponseTemplate::new(401).set_body_raw(
             common::fixture("openverse/invalid_token.json"),
             "application/json",
-        ))
-        .mount(&server)
-        .await;
-    let ov = Openverse::new(http())
-        .with_base_url(base(&server))
-        .with_token("bad");
-    let err = ov.search("x", &SearchQuery::default()).await.unwrap_err();
+        ),
+    )
+    .await;
+    let err = failure(&openverse(&server).with_token("bad"), "x").await;
     assert!(matches!(err, SearchError::Config { .. }), "{err}");
     assert!(!err.to_string().contains("bad\""), "{err}");
 }
@@ -115,36 +108,16 @@ async fn throttling_then_success_and_truncated_answers() {
         .mount(&server)
         .await;
     pages(&server).await;
-    let ov = Openverse::new(http()).with_base_url(base(&server));
-    assert_eq!(
-        ov.search("xenopus", &SearchQuery::default())
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(found(&openverse(&server), "xenopus").await.len(), 3);
 
-    let server = MockServer::start().await;
-    Mock::given(path("/v1/images/"))
-        .respond_with(serve("openverse/truncated.json"))
-        .mount(&server)
-        .await;
-    let ov = Openverse::new(http()).with_base_url(base(&server));
-    let err = ov
-        .search("xenopus", &SearchQuery::default())
-        .await
-        .unwrap_err();
+    let server = serving("/v1/images/", serve("openverse/truncated.json")).await;
+    let err = failure(&openverse(&server), "xenopus").await;
     assert!(err.to_string().contains("truncated JSON"), "{err}");
 }
 
 #[tokio::test]
 async fn an_answer_without_results_says_why() {
-    let server = MockServer::start().await;
-    Mock::given(path("/v1/images/"))
-        .respond_with(serve("openverse/throttled.json"))
-        .mount(&server)
-        .await;
-    let ov = Openverse::new(http()).with_base_url(base(&server));
-    let err = ov.search("x", &SearchQuery::default()).await.unwrap_err();
+    let server = serving("/v1/images/", serve("openverse/throttled.json")).await;
+    let err = failure(&openverse(&server), "x").await;
     assert!(err.to_string().contains("Request was throttled"), "{err}");
 }

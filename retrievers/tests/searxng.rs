@@ -2,16 +2,19 @@
 
 mod common;
 
-use common::{http, serve};
+use common::{failure, found, http, serve, serving};
+use iat2i_retrievers::SearchError;
 use iat2i_retrievers::engines::Searxng;
-use iat2i_retrievers::{ImageSearch, SearchError, SearchQuery};
 use url::Url;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-fn instance(server: &MockServer) -> Url {
-    // An instance served under a path prefix, without a trailing slash.
-    Url::parse(&format!("{}/searx", server.uri())).unwrap()
+/// An instance served under a path prefix, without a trailing slash.
+fn searxng(server: &MockServer) -> Searxng {
+    Searxng::new(
+        http(),
+        Url::parse(&format!("{}/searx", server.uri())).unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -30,11 +33,7 @@ async fn parses_image_results_and_skips_others() {
             .mount(&server)
             .await;
     }
-    let sx = Searxng::new(http(), instance(&server));
-    let found = sx
-        .search("xenopus laevis", &SearchQuery::default())
-        .await
-        .unwrap();
+    let found = found(&searxng(&server), "xenopus laevis").await;
     assert_eq!(found.len(), 3, "the web result without img_src is skipped");
     let c = &found[0];
     assert_eq!(
@@ -64,34 +63,18 @@ async fn json_disabled_instance_gets_a_clear_error() {
         .expect(1)
         .mount(&server)
         .await;
-    let sx = Searxng::new(http(), instance(&server));
-    let err = sx.search("x", &SearchQuery::default()).await.unwrap_err();
+    let err = failure(&searxng(&server), "x").await;
     assert!(matches!(err, SearchError::Blocked { .. }), "{err}");
     assert!(err.to_string().contains("search.formats"), "{err}");
 }
 
 #[tokio::test]
 async fn empty_and_html_answers() {
-    let server = MockServer::start().await;
-    Mock::given(path("/searx/search"))
-        .respond_with(serve("searxng/empty.json"))
-        .mount(&server)
-        .await;
-    let sx = Searxng::new(http(), instance(&server));
-    assert!(
-        sx.search("x", &SearchQuery::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let server = serving("/searx/search", serve("searxng/empty.json")).await;
+    assert!(found(&searxng(&server), "x").await.is_empty());
 
-    let server = MockServer::start().await;
-    Mock::given(path("/searx/search"))
-        .respond_with(serve("bing/changed_layout.html"))
-        .mount(&server)
-        .await;
-    let sx = Searxng::new(http(), instance(&server));
-    let err = sx.search("x", &SearchQuery::default()).await.unwrap_err();
+    let server = serving("/searx/search", serve("bing/changed_layout.html")).await;
+    let err = failure(&searxng(&server), "x").await;
     assert!(
         err.to_string().contains("HTML where JSON was expected"),
         "{err}"

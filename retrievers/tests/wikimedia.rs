@@ -2,9 +2,9 @@
 
 mod common;
 
-use common::{base, http, serve};
+use common::{base, failure, found, http, serve, serving};
+use iat2i_retrievers::SearchError;
 use iat2i_retrievers::engines::WikimediaCommons;
-use iat2i_retrievers::{ImageSearch, SearchError, SearchQuery};
 use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -35,17 +35,16 @@ async fn api(server: &MockServer) {
         .await;
 }
 
+fn commons(server: &MockServer) -> WikimediaCommons {
+    WikimediaCommons::new(http()).with_base_url(base(server))
+}
+
 #[tokio::test]
 async fn parses_files_licences_and_continues() {
     let server = MockServer::start().await;
     api(&server).await;
-    let commons = WikimediaCommons::new(http())
-        .with_base_url(base(&server))
-        .with_user_agent("frog-lab/1.0 (ops@frog-lab.example)");
-    let found = commons
-        .search("xenopus laevis", &SearchQuery::default())
-        .await
-        .unwrap();
+    let commons = commons(&server).with_user_agent("frog-lab/1.0 (ops@frog-lab.example)");
+    let found = found(&commons, "xenopus laevis").await;
     let titles: Vec<&str> = found.iter().filter_map(|c| c.title.as_deref()).collect();
     // Ordered by the search `index`, not by the order of `pages`; the missing file is skipped.
     assert_eq!(
@@ -120,14 +119,7 @@ async fn no_query_part_means_no_results() {
         .expect(1)
         .mount(&server)
         .await;
-    let commons = WikimediaCommons::new(http()).with_base_url(base(&server));
-    assert!(
-        commons
-            .search("qwxzzy", &SearchQuery::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(found(&commons(&server), "qwxzzy").await.is_empty());
 }
 
 #[tokio::test]
@@ -138,16 +130,8 @@ async fn api_errors_and_broken_bodies_are_explained() {
         (serve("bing/captcha.html"), "CAPTCHA"),
     ];
     for (resp, expected) in cases {
-        let server = MockServer::start().await;
-        Mock::given(path("/w/api.php"))
-            .respond_with(resp)
-            .mount(&server)
-            .await;
-        let commons = WikimediaCommons::new(http()).with_base_url(base(&server));
-        let err = commons
-            .search("x", &SearchQuery::default())
-            .await
-            .unwrap_err();
+        let server = serving("/w/api.php", resp).await;
+        let err = failure(&commons(&server), "x").await;
         assert!(err.to_string().contains(expected), "{expected}: {err}");
         assert!(matches!(
             err,

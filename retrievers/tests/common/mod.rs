@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use iat2i_retrievers::HttpClient;
+use iat2i_retrievers::{Candidate, HttpClient, ImageSearch, SearchError, SearchQuery};
 use url::Url;
-use wiremock::{MockServer, ResponseTemplate};
+use wiremock::matchers::path;
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 pub fn fixture_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -42,4 +43,32 @@ pub fn http() -> HttpClient {
 
 pub fn base(server: &MockServer) -> Url {
     Url::parse(&format!("{}/", server.uri())).unwrap()
+}
+
+/// A server answering every request for `at` with `resp`.
+pub async fn serving(at: &str, resp: ResponseTemplate) -> MockServer {
+    let server = MockServer::start().await;
+    answer(&server, at, resp).await;
+    server
+}
+
+/// Make `server` answer every request for `at` with `resp`.
+pub async fn answer(server: &MockServer, at: &str, resp: ResponseTemplate) {
+    Mock::given(path(at)).respond_with(resp).mount(server).await;
+}
+
+/// Search `query` with the default options, expecting results (or none).
+pub async fn found(engine: &dyn ImageSearch, query: &str) -> Vec<Candidate> {
+    engine
+        .search(query, &SearchQuery::default())
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", engine.name()))
+}
+
+/// Search `query` with the default options, expecting a failure.
+pub async fn failure(engine: &dyn ImageSearch, query: &str) -> SearchError {
+    match engine.search(query, &SearchQuery::default()).await {
+        Ok(found) => panic!("{}: expected an error, found {found:?}", engine.name()),
+        Err(e) => e,
+    }
 }
