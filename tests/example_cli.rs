@@ -98,8 +98,7 @@ async fn generates_an_image_and_a_report_through_openai_base_url() {
 
     let gens = requests_to(&server, "/v1/images/generations").await;
     assert_eq!(gens.len(), 1);
-    let auth = header(&gens[0], "authorization");
-    assert_eq!(auth, format!("Bearer {KEY}"), "OPENAI_API_KEY is sent");
+    assert_sent_key(&gens[0]);
     assert!(
         requests_to(&server, "/v1/chat/completions").await.len() == 1,
         "judge only"

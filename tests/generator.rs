@@ -47,7 +47,7 @@ async fn without_references_it_posts_json_to_generations_without_response_format
 
     let reqs = requests_to(&server, "/v1/images/generations").await;
     assert_eq!(reqs.len(), 1);
-    assert_eq!(header(&reqs[0], "authorization"), format!("Bearer {KEY}"));
+    assert_sent_key(&reqs[0]);
     let body = json_body(&reqs[0]);
     assert_eq!(body["model"], "gpt-image-1");
     assert_eq!(body["prompt"], "a red apple");

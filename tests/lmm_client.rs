@@ -3,7 +3,6 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
 use iat2i::OpenAiChat;
@@ -21,6 +20,14 @@ fn gate(server: &MockServer, http: HttpClient) -> LmmGate {
 async fn assess_err(server: &MockServer) -> LmmError {
     let reply = gate(server, test_http()).assess("x", false).await;
     reply.unwrap_err()
+}
+
+/// A server whose gate answers `fixture`, and the gate's error for prompt "x".
+async fn gate_error(fixture: &str) -> (MockServer, LmmError) {
+    let server = MockServer::start().await;
+    mount_chat(&server, "assessment", &[fixture]).await;
+    let err = assess_err(&server).await;
+    (server, err)
 }
 
 #[tokio::test]
@@ -41,7 +48,7 @@ async fn gate_sends_a_strict_json_schema_and_parses_the_answer() {
 
     let reqs = requests_to(&server, "/v1/chat/completions").await;
     assert_eq!(reqs.len(), 1);
-    assert_eq!(header(&reqs[0], "authorization"), format!("Bearer {KEY}"));
+    assert_sent_key(&reqs[0]);
     let body = json_body(&reqs[0]);
     assert_eq!(body["model"], "gpt-4o-mini");
     let rf = &body["response_format"];
@@ -75,9 +82,7 @@ async fn prose_and_fences_around_json_are_tolerated() {
 
 #[tokio::test]
 async fn garbage_gets_exactly_one_retry_with_a_reminder_then_a_clear_error() {
-    let server = MockServer::start().await;
-    mount_chat(&server, "assessment", &["chat_garbage.json"]).await;
-    let err = assess_err(&server).await;
+    let (server, err) = gate_error("chat_garbage.json").await;
     assert!(matches!(err, LmmError::NotJson { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
@@ -111,9 +116,7 @@ async fn garbage_then_json_succeeds_on_the_retry_and_counts_both_calls() {
 
 #[tokio::test]
 async fn a_refusal_is_retried_once_then_reported() {
-    let server = MockServer::start().await;
-    mount_chat(&server, "assessment", &["chat_refusal.json"]).await;
-    let err = assess_err(&server).await;
+    let (server, err) = gate_error("chat_refusal.json").await;
     assert!(matches!(err, LmmError::Refused { .. }), "{err:?}");
     assert!(err.to_string().contains("can't help with that"));
     assert_eq!(chat_requests(&server, "assessment").await.len(), 2);
@@ -121,9 +124,7 @@ async fn a_refusal_is_retried_once_then_reported() {
 
 #[tokio::test]
 async fn an_error_object_inside_a_200_is_recognised_and_not_retried() {
-    let server = MockServer::start().await;
-    mount_chat(&server, "assessment", &["chat_error_in_200.json"]).await;
-    let err = assess_err(&server).await;
+    let (server, err) = gate_error("chat_error_in_200.json").await;
     match &err {
         LmmError::Api { message, code, .. } => {
             assert!(message.contains("does not exist"));
@@ -136,9 +137,7 @@ async fn an_error_object_inside_a_200_is_recognised_and_not_retried() {
 
 #[tokio::test]
 async fn finish_reason_length_is_a_truncation_error() {
-    let server = MockServer::start().await;
-    mount_chat(&server, "assessment", &["chat_length.json"]).await;
-    let err = assess_err(&server).await;
+    let (_server, err) = gate_error("chat_length.json").await;
     assert!(matches!(err, LmmError::Truncated { .. }), "{err:?}");
     assert!(err.to_string().contains("max_tokens"));
 }
@@ -203,20 +202,13 @@ async fn a_500_forever_fails_after_the_retries_with_the_status_and_a_hint() {
 async fn a_hanging_server_times_out_with_a_clear_error() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(fixture_json("gate_no_reference.json"))
-                .set_delay(Duration::from_secs(30)),
-        )
+        .respond_with(hanging("gate_no_reference.json"))
         .mount(&server)
         .await;
-    let http = HttpClient::builder()
-        .total_timeout(Duration::from_millis(300))
-        .read_timeout(Duration::from_millis(300))
-        .max_retries(0)
-        .build()
-        .unwrap();
-    let err = gate(&server, http).assess("x", false).await.unwrap_err();
+    let err = gate(&server, impatient_http())
+        .assess("x", false)
+        .await
+        .unwrap_err();
     match &err {
         LmmError::Http { source, .. } => {
             assert!(matches!(source, HttpError::Timeout { .. }), "{source:?}")

@@ -1,8 +1,10 @@
 //! Failures inside the loop: a generation failure after a good round, no image at all,
-//! and a gate that answers garbage. (The chat client's own retries, 429s, 500s and
-//! timeouts are in lmm_client.rs.)
+//! and the LMM answering garbage, 429 then success, 500 forever, or hanging past the
+//! timeout. (The chat client's own handling of each is in lmm_client.rs.)
 
 mod common;
+
+use std::sync::Arc;
 
 use common::*;
 use iat2i::StageName;
@@ -24,9 +26,7 @@ async fn a_failure_in_round_two_keeps_round_one() {
         ]))
         .mount(&h.server)
         .await;
-    let out = h
-        .run(GateMode::FromPrompt, Request::new("A Graphorn"))
-        .await;
+    let out = h.generate("A Graphorn").await;
 
     assert_eq!(out.round, 1);
     assert_image_is(&out.image, "images_red.json");
@@ -86,4 +86,71 @@ async fn a_garbage_gate_fails_clearly_before_generating() {
     );
     assert_eq!(h.chat("assessment").await.len(), 2);
     assert!(h.generations().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_judge_rate_limited_once_is_retried_and_the_round_still_judged() {
+    let h = Harness::start(&["gate_no_reference.json"], &[]).await;
+    let limited = ResponseTemplate::new(429)
+        .insert_header("retry-after", "0")
+        .set_body_json(
+            serde_json::json!({"error": {"message": "Rate limit reached",
+            "type": "requests", "code": "rate_limit_exceeded"}}),
+        );
+    let aligned = ResponseTemplate::new(200).set_body_json(fixture_json("verdict_aligned.json"));
+    mount_chat_replies(&h.server, "verdict", Sequence::new(vec![limited, aligned])).await;
+    h.images("generations", &["images_red.json"]).await;
+    let out = h.generate("A red apple").await;
+
+    assert_eq!(h.chat("verdict").await.len(), 2, "one 429, one retry");
+    assert!(out.verdict.as_ref().unwrap().aligned);
+    assert_eq!(out.report.stop_reason, "aligned in round 1");
+    assert!(out.report.errors.is_empty(), "{:?}", out.report.errors);
+}
+
+#[tokio::test]
+async fn a_gate_failing_with_500_forever_stops_the_run_after_the_retries() {
+    let h = Harness::start(&[], &[]).await;
+    let broken = ResponseTemplate::new(500).set_body_string("upstream exploded");
+    mount_chat_replies(&h.server, "assessment", broken).await;
+    let err = h
+        .fail(GateMode::FromPrompt, Request::new("A Graphorn"))
+        .await;
+
+    assert_eq!(err.stage(), Some(StageName::Gate));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("500") && msg.contains("try again later"),
+        "{msg}"
+    );
+    // 1 attempt + max_retries (2) from test_http().
+    assert_eq!(h.chat("assessment").await.len(), 3);
+    assert!(h.generations().await.is_empty() && h.edits().await.is_empty());
+    assert!(err.report().unwrap().rounds.is_empty());
+}
+
+#[tokio::test]
+async fn a_judge_hanging_past_the_timeout_keeps_the_image_unjudged() {
+    let h = Harness::start(&["gate_no_reference.json"], &[]).await;
+    mount_chat_replies(&h.server, "verdict", hanging("verdict_aligned.json")).await;
+    h.images("generations", &["images_red.json"]).await;
+    let judge = Arc::new(chat_client(&h.server, impatient_http()));
+    let pipeline = h.builder(GateMode::FromPrompt, 3).judge_lmm(judge);
+    let out = pipeline
+        .build()
+        .unwrap()
+        .run(Request::new("A red apple"))
+        .await;
+    let out = out.unwrap();
+
+    assert_eq!(out.round, 1);
+    assert_image_is(&out.image, "images_red.json");
+    assert!(out.verdict.is_none());
+    let r = &out.report;
+    assert_eq!(r.errors.len(), 1);
+    assert_eq!(r.errors[0].stage, StageName::Judge);
+    assert!(r.errors[0].message.contains("timed out"), "{:?}", r.errors);
+    let stop = &r.stop_reason;
+    assert!(stop.starts_with("the judge failed in round 1"), "{stop}");
+    assert!(stop.ends_with("returning round 1 (not judged)"), "{stop}");
 }

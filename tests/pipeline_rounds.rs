@@ -12,8 +12,7 @@ use iat2i::prelude::*;
 async fn a_prompt_that_needs_no_reference_is_generated_directly() {
     let h = Harness::start(&["gate_no_reference.json"], &["verdict_aligned.json"]).await;
     h.images("generations", &["images_red.json"]).await;
-    let request = Request::new("A red apple on a wooden table");
-    let out = h.run(GateMode::FromPrompt, request).await;
+    let out = h.generate("A red apple on a wooden table").await;
 
     assert_eq!(out.round, 1);
     assert_image_is(&out.image, "images_red.json");
@@ -137,9 +136,7 @@ async fn three_rounds_refine_the_prompt_then_try_the_next_reference() {
     ];
     let h = Harness::start(&["gate_needs_reference.json"], &verdicts).await;
     h.images("edits", &RED_GREEN_BLUE).await;
-    let out = h
-        .run(GateMode::FromPrompt, Request::new("A Graphorn at dusk"))
-        .await;
+    let out = h.generate("A Graphorn at dusk").await;
 
     assert_eq!(out.round, 3);
     assert_image_is(&out.image, "images_blue.json");
@@ -186,9 +183,7 @@ async fn three_rounds_research_then_drop_the_reference_then_accept() {
     ];
     let h = Harness::start(&["gate_needs_reference.json"], &verdicts).await;
     mount_images_any(&h.server, &RED_GREEN_BLUE).await;
-    let out = h
-        .run(GateMode::FromPrompt, Request::new("A Graphorn at dusk"))
-        .await;
+    let out = h.generate("A Graphorn at dusk").await;
 
     // Research: the new queries were searched and a second selection made.
     let researched = ["Graphorn illustration Newt Scamander", "グラフォーン"];
@@ -229,9 +224,7 @@ async fn when_no_round_is_aligned_the_best_round_is_returned_and_the_report_says
     ];
     let h = Harness::start(&["gate_no_reference.json"], &verdicts).await;
     h.images("generations", &RED_GREEN_BLUE).await;
-    let out = h
-        .run(GateMode::FromPrompt, Request::new("A Graphorn"))
-        .await;
+    let out = h.generate("A Graphorn").await;
 
     assert_eq!(out.round, 2);
     assert_image_is(&out.image, "images_green.json");

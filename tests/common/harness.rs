@@ -54,6 +54,11 @@ impl Harness {
         .on_event(move |e| sink.lock().unwrap().push(e.clone()))
     }
 
+    /// Runs `prompt` in the default gate mode with at most three rounds; it must succeed.
+    pub async fn generate(&self, prompt: &str) -> Outcome {
+        self.run(GateMode::FromPrompt, Request::new(prompt)).await
+    }
+
     /// Runs `request` with at most three rounds; it must succeed.
     pub async fn run(&self, mode: GateMode, request: Request) -> Outcome {
         self.builder(mode, 3)

@@ -87,12 +87,21 @@ impl Respond for Sequence {
 
 /// Chat calls asking for the schema `name` get `fixtures` in turn.
 pub async fn mount_chat(server: &MockServer, schema: &str, fixtures: &[&str]) {
+    mount_chat_replies(server, schema, Sequence::of_fixtures(fixtures)).await;
+}
+
+/// Chat calls asking for the schema `name` get `replies`.
+pub async fn mount_chat_replies(
+    server: &MockServer,
+    schema: &str,
+    replies: impl Respond + 'static,
+) {
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
         .and(body_partial_json(
             serde_json::json!({"response_format": {"json_schema": {"name": schema}}}),
         ))
-        .respond_with(Sequence::of_fixtures(fixtures))
+        .respond_with(replies)
         .mount(server)
         .await;
 }
@@ -136,6 +145,23 @@ pub fn test_http() -> HttpClient {
         .allow_host("127.0.0.1")
         .build()
         .unwrap()
+}
+
+/// A client that gives up after 300 ms and never retries, for servers that hang.
+pub fn impatient_http() -> HttpClient {
+    HttpClient::builder()
+        .total_timeout(Duration::from_millis(300))
+        .read_timeout(Duration::from_millis(300))
+        .max_retries(0)
+        .build()
+        .unwrap()
+}
+
+/// An answer that arrives after 30 s.
+pub fn hanging(fixture: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .set_body_json(fixture_json(fixture))
+        .set_delay(Duration::from_secs(30))
 }
 
 pub fn base(server: &MockServer) -> String {
@@ -182,6 +208,15 @@ pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// A request's body as JSON.
 pub fn json_body(request: &WireRequest) -> Value {
     serde_json::from_slice(&request.body).unwrap()
+}
+
+/// `request` carried [`KEY`] as its bearer token.
+pub fn assert_sent_key(request: &WireRequest) {
+    let auth = header(request, "authorization");
+    assert!(
+        auth == format!("Bearer {KEY}"),
+        "OPENAI_API_KEY was not sent"
+    );
 }
 
 /// The `image_url` URLs in message `index` of a chat request body, in order.
