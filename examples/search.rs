@@ -88,6 +88,11 @@ struct Args {
     /// User-Agent to send (Wikimedia asks for one with a way to contact you).
     #[arg(long)]
     user_agent: Option<String>,
+
+    /// User-Agent for the scraped engines only (Bing, DuckDuckGo), such as a browser's;
+    /// defaults to --user-agent, else the client's.
+    #[arg(long, value_name = "UA")]
+    scrape_user_agent: Option<String>,
 }
 
 const EXAMPLES: &str = "Examples:
@@ -136,18 +141,24 @@ fn build(args: &Args, http: &HttpClient, engine: Engine) -> Result<Arc<dyn Image
     let h = http.clone();
     Ok(match engine {
         Engine::Bing => {
-            let e = Bing::new(h);
-            Arc::new(match &args.bing_url {
-                Some(u) => e.with_base_url(u.clone()),
-                None => e,
-            })
+            let mut e = Bing::new(h);
+            if let Some(u) = &args.bing_url {
+                e = e.with_base_url(u.clone());
+            }
+            if let Some(ua) = scrape_user_agent(args) {
+                e = e.with_user_agent(ua);
+            }
+            Arc::new(e)
         }
         Engine::Duckduckgo => {
-            let e = DuckDuckGo::new(h);
-            Arc::new(match &args.duckduckgo_url {
-                Some(u) => e.with_base_url(u.clone()),
-                None => e,
-            })
+            let mut e = DuckDuckGo::new(h);
+            if let Some(u) = &args.duckduckgo_url {
+                e = e.with_base_url(u.clone());
+            }
+            if let Some(ua) = scrape_user_agent(args) {
+                e = e.with_user_agent(ua);
+            }
+            Arc::new(e)
         }
         Engine::Wikimedia => {
             let mut e = WikimediaCommons::new(h);
@@ -171,6 +182,13 @@ fn build(args: &Args, http: &HttpClient, engine: Engine) -> Result<Arc<dyn Image
         }
         other => build_configured(args, h, other)?,
     })
+}
+
+/// The User-Agent for the scraped engines: --scrape-user-agent, else --user-agent.
+fn scrape_user_agent(args: &Args) -> Option<String> {
+    args.scrape_user_agent
+        .clone()
+        .or_else(|| args.user_agent.clone())
 }
 
 /// The engines that need something from the user: an instance, a key or a folder.

@@ -5,7 +5,7 @@ mod common;
 use common::{base, failure, found, http, serve, serving};
 use iat2i_retrievers::engines::Bing;
 use iat2i_retrievers::{ImageSearch, SearchError, SearchQuery};
-use wiremock::matchers::{method, path, query_param};
+use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 async fn page(server: &MockServer, first: &str, fixture: &str, times: u64) {
@@ -166,4 +166,39 @@ async fn a_failing_second_page_keeps_the_first() {
         .await;
     let found = found(&bing(&server), "xenopus laevis").await;
     assert_eq!(found.len(), 4);
+}
+
+#[tokio::test]
+async fn sends_its_own_user_agent_or_the_clients() {
+    let server = MockServer::start().await;
+    Mock::given(path("/images/search"))
+        .and(header(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) frog-lab",
+        ))
+        .respond_with(serve("bing/no_results.html"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/images/search"))
+        .and(header("user-agent", "client-ua/1.0"))
+        .respond_with(serve("bing/no_results.html"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = common::quick().user_agent("client-ua/1.0").build().unwrap();
+    let own = Bing::new(client.clone())
+        .with_base_url(base(&server))
+        .with_user_agent("Mozilla/5.0 (X11; Linux x86_64) frog-lab");
+    assert!(found(&own, "xenopus").await.is_empty());
+    let default = Bing::new(client).with_base_url(base(&server));
+    assert!(found(&default, "xenopus").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_user_agent_no_header_can_carry_is_a_configuration_error() {
+    let server = serving("/images/search", serve("bing/no_results.html")).await;
+    let err = failure(&bing(&server).with_user_agent("bad\nagent"), "xenopus").await;
+    assert!(matches!(err, SearchError::Config { .. }), "{err}");
+    assert!(err.to_string().contains("user-agent"), "{err}");
 }

@@ -127,3 +127,23 @@ async fn a_refused_search_page_is_blocked() {
     assert!(matches!(err, SearchError::Blocked { .. }), "{err}");
     assert!(err.to_string().contains("403"), "{err}");
 }
+
+#[tokio::test]
+async fn sends_its_own_user_agent_on_both_requests() {
+    let server = MockServer::start().await;
+    let ua = "Mozilla/5.0 (X11; Linux x86_64) frog-lab";
+    Mock::given(path("/"))
+        .and(header("user-agent", ua))
+        .respond_with(serve("duckduckgo/search_page.html"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/i.js"))
+        .and(header("user-agent", ua))
+        .respond_with(serve("duckduckgo/i_empty.json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let found = found(&ddg(&server).with_user_agent(ua), "xenopus laevis").await;
+    assert!(found.is_empty());
+}

@@ -44,6 +44,13 @@ impl Bing {
         self
     }
 
+    /// Send `ua` as the User-Agent of every request to Bing, instead of the
+    /// [`HttpClient`]'s (scraped pages may answer some browsers' User-Agents better).
+    pub fn with_user_agent(mut self, ua: impl Into<String>) -> Self {
+        self.site.set_user_agent(ua.into());
+        self
+    }
+
     /// The URL of page `n` (from 0).
     fn page_url(&self, query: &str, n: usize, safe: bool) -> Result<Url, SearchError> {
         let first = n * PAGE_SIZE + 1;

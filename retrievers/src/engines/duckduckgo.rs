@@ -49,6 +49,13 @@ impl DuckDuckGo {
         self
     }
 
+    /// Send `ua` as the User-Agent of every request to DuckDuckGo, instead of the
+    /// [`HttpClient`]'s (scraped pages may answer some browsers' User-Agents better).
+    pub fn with_user_agent(mut self, ua: impl Into<String>) -> Self {
+        self.site.set_user_agent(ua.into());
+        self
+    }
+
     async fn vqd(&self, query: &str) -> Result<String, SearchError> {
         let mut url = self.site.url("")?;
         url.query_pairs_mut()

@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use iat2i_retrievers::{Candidate, HttpClient, ImageSearch, SearchError, SearchQuery};
+use iat2i_retrievers::{
+    Candidate, HttpClient, HttpClientBuilder, ImageSearch, SearchError, SearchQuery,
+};
 use url::Url;
 use wiremock::matchers::path;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -31,14 +33,17 @@ pub fn serve(rel: &str) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_raw(fixture(rel), ct)
 }
 
-/// A client with tiny backoffs and no rate limit, so tests do not wait.
-pub fn http() -> HttpClient {
+/// A client builder with tiny backoffs, one retry and no rate limit, so tests do not wait.
+pub fn quick() -> HttpClientBuilder {
     HttpClient::builder()
         .backoff(Duration::from_millis(1), Duration::from_millis(5))
         .max_retries(1)
         .per_host_per_second(0)
-        .build()
-        .unwrap()
+}
+
+/// A [`quick`] client.
+pub fn http() -> HttpClient {
+    quick().build().unwrap()
 }
 
 pub fn base(server: &MockServer) -> Url {
