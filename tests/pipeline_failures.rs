@@ -74,18 +74,24 @@ async fn with_no_image_at_all_the_error_names_the_stage_and_carries_the_report()
 #[tokio::test]
 async fn a_garbage_gate_fails_clearly_before_generating() {
     let h = Harness::start(&["chat_garbage.json"], &[]).await;
-    let err = h
-        .fail(GateMode::FromPrompt, Request::new("A Graphorn"))
-        .await;
+    let err = fails_at_the_gate(&h).await;
 
-    assert_eq!(err.stage(), Some(StageName::Gate));
     let msg = err.to_string();
     assert!(
         msg.contains("did not answer with the JSON asked for"),
         "{msg}"
     );
     assert_eq!(h.chat("assessment").await.len(), 2);
-    assert!(h.generations().await.is_empty());
+}
+
+/// Runs "A Graphorn", which must fail at the gate before any image is asked for.
+async fn fails_at_the_gate(h: &Harness) -> PipelineError {
+    let err = h
+        .fail(GateMode::FromPrompt, Request::new("A Graphorn"))
+        .await;
+    assert_eq!(err.stage(), Some(StageName::Gate));
+    assert!(h.generations().await.is_empty() && h.edits().await.is_empty());
+    err
 }
 
 #[tokio::test]
@@ -113,11 +119,8 @@ async fn a_gate_failing_with_500_forever_stops_the_run_after_the_retries() {
     let h = Harness::start(&[], &[]).await;
     let broken = ResponseTemplate::new(500).set_body_string("upstream exploded");
     mount_chat_replies(&h.server, "assessment", broken).await;
-    let err = h
-        .fail(GateMode::FromPrompt, Request::new("A Graphorn"))
-        .await;
+    let err = fails_at_the_gate(&h).await;
 
-    assert_eq!(err.stage(), Some(StageName::Gate));
     let msg = err.to_string();
     assert!(
         msg.contains("500") && msg.contains("try again later"),
@@ -125,7 +128,6 @@ async fn a_gate_failing_with_500_forever_stops_the_run_after_the_retries() {
     );
     // 1 attempt + max_retries (2) from test_http().
     assert_eq!(h.chat("assessment").await.len(), 3);
-    assert!(h.generations().await.is_empty() && h.edits().await.is_empty());
     assert!(err.report().unwrap().rounds.is_empty());
 }
 
