@@ -17,6 +17,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+
+#[path = "common/engines.rs"]
+mod engines;
+use engines::EngineArgs;
 use iat2i::lmm::{OPENAI_DEFAULT_BASE, model_http_client};
 use iat2i::prelude::*;
 use iat2i::{Lmm, PipelineBuilder};
@@ -69,10 +73,6 @@ struct Args {
     /// Languages to write search queries in, comma-separated (e.g. en,zh,ja).
     #[arg(long, value_delimiter = ',', default_value = "en")]
     languages: Vec<String>,
-    /// Search engines to use, comma-separated (default: all of bing, duckduckgo,
-    /// wikimedia, openverse; none needs a key).
-    #[arg(long, value_delimiter = ',')]
-    engines: Vec<String>,
     /// Directory with a local CLIP model (ONNX, vision/ and text/ inside) for ranking
     /// references (default: CLIP ViT-B/32, downloaded from Hugging Face on first use).
     #[arg(long)]
@@ -100,6 +100,9 @@ struct Args {
     /// No progress display.
     #[arg(long, short)]
     quiet: bool,
+
+    #[command(flatten)]
+    engines: EngineArgs,
 }
 
 const EXAMPLES: &str =
@@ -197,31 +200,9 @@ fn builder(args: &Args, key: &Option<Secret>, progress: &ProgressBar) -> Result<
     if let Some(dir) = &args.model_dir {
         b = b.selector_config(SelectorConfig::default().model_dir(dir));
     }
-    if !args.engines.is_empty() {
-        b = b.engines(engines(&args.engines)?);
-    }
+    let http = args.engines.http_builder().build()?;
+    b = b.engines(args.engines.build_all(&http)?).http(http);
     Ok(b)
-}
-
-fn engines(names: &[String]) -> Result<Vec<Arc<dyn ImageSearch>>> {
-    let http = HttpClient::builder().build()?;
-    let all = iat2i::retrievers::engines::default_keyless(&http);
-    let known: Vec<String> = all.iter().map(|e| e.name().to_string()).collect();
-    let chosen: Vec<Arc<dyn ImageSearch>> = all
-        .into_iter()
-        .filter(|e| {
-            names
-                .iter()
-                .any(|n| n.trim().eq_ignore_ascii_case(e.name()))
-        })
-        .collect();
-    if chosen.len() != names.len() {
-        anyhow::bail!(
-            "unknown engine in {names:?}; choose from {}",
-            known.join(", ")
-        );
-    }
-    Ok(chosen)
 }
 
 fn progress_callback(pb: ProgressBar) -> impl Fn(&PipelineEvent) + Send + Sync + 'static {

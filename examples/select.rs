@@ -10,12 +10,16 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use iat2i::retrievers::engines::default_keyless;
-use iat2i::retrievers::{Candidate, HttpClient, MultiSearch, SearchQuery};
+
+#[path = "common/engines.rs"]
+mod engines;
+use engines::EngineArgs;
+use iat2i::retrievers::{Candidate, ImageSearch, MultiSearch, SearchQuery};
 use iat2i::selectors::{
     HierarchicalSelector, PrefilterConfig, SelectError, Selection, SelectionRequest, Selector,
     SelectorConfig, StoreChoice,
@@ -98,6 +102,9 @@ struct Args {
     /// Print the selection as JSON instead of tables.
     #[arg(long)]
     json: bool,
+
+    #[command(flatten)]
+    engines: EngineArgs,
 }
 
 #[tokio::main]
@@ -116,7 +123,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let mut builder = HttpClient::builder();
+    let mut builder = args.engines.http_builder();
     for host in &args.allow_hosts {
         builder = builder.allow_host(host);
     }
@@ -128,7 +135,7 @@ async fn run(args: Args) -> Result<()> {
     };
     let candidates = match &args.urls {
         Some(file) => read_urls(file, &queries[0])?,
-        None => search(&http, &queries, args.limit).await,
+        None => search(&args.engines.build_all(&http)?, &queries, args.limit).await,
     };
     if candidates.is_empty() {
         bail!("no candidates: the search found nothing (try other --query terms or --urls)");
@@ -181,8 +188,12 @@ fn config(args: &Args) -> SelectorConfig {
     config
 }
 
-async fn search(http: &HttpClient, queries: &[String], limit: usize) -> Vec<Candidate> {
-    let multi = MultiSearch::new(default_keyless(http));
+async fn search(
+    engines: &[Arc<dyn ImageSearch>],
+    queries: &[String],
+    limit: usize,
+) -> Vec<Candidate> {
+    let multi = MultiSearch::new(engines.to_vec());
     let found = multi
         .search(queries, &SearchQuery::default().with_limit(limit))
         .await;
