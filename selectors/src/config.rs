@@ -101,6 +101,10 @@ pub struct FetchConfig {
     pub max_alloc: u64,
     /// Smallest decoded width and height kept (default 32).
     pub min_decoded_side: u32,
+    /// Folders whose `file://` candidates (from a local asset library such as
+    /// `iat2i_retrievers::engines::LocalFolder`) may be read. Empty by default: a
+    /// `file://` URL from anywhere else, a search result say, is refused.
+    pub local_roots: Vec<PathBuf>,
 }
 
 impl Default for FetchConfig {
@@ -112,6 +116,7 @@ impl Default for FetchConfig {
             max_dimension: 8192,
             max_alloc: 128 * 1024 * 1024,
             min_decoded_side: 32,
+            local_roots: Vec::new(),
         }
     }
 }
@@ -332,6 +337,12 @@ impl SelectorConfig {
     /// Largest image body accepted, in bytes.
     pub fn max_image_bytes(mut self, n: usize) -> Self {
         self.fetch.max_bytes = n;
+        self
+    }
+    /// Let candidates with `file://` URLs under `dir` be read (the folder of a
+    /// `LocalFolder` engine); repeat for several folders.
+    pub fn allow_local_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.fetch.local_roots.push(dir.into());
         self
     }
     /// Largest decoded width or height.

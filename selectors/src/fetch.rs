@@ -110,18 +110,57 @@ async fn download_and_decode(
     url: &Url,
     cfg: &FetchConfig,
 ) -> Result<PreparedImage, String> {
-    // The cap is enforced while streaming: an oversized image is never read whole.
-    let resp = http
-        .get_limited(url, Trust::Untrusted, cfg.max_bytes)
-        .await
-        .map_err(|e| e.to_string())?;
-    let content_type = resp.content_type();
-    let body = resp.body;
+    let (body, content_type) = if url.scheme() == "file" {
+        (read_local(url, cfg).await?, None)
+    } else {
+        // The cap is enforced while streaming: an oversized image is never read whole.
+        let resp = http
+            .get_limited(url, Trust::Untrusted, cfg.max_bytes)
+            .await
+            .map_err(|e| e.to_string())?;
+        let content_type = resp.content_type();
+        (resp.body, content_type)
+    };
     let cfg = cfg.clone();
     let redacted = redact(url);
     tokio::task::spawn_blocking(move || prepare_image(body, content_type.as_deref(), &cfg))
         .await
         .map_err(|e| format!("decoding {redacted} crashed: {e}"))?
+}
+
+/// Read a `file://` candidate, only when it lies under one of `cfg.local_roots` (after
+/// resolving links and `..`), and only up to `cfg.max_bytes`.
+async fn read_local(url: &Url, cfg: &FetchConfig) -> Result<Bytes, String> {
+    let path = url
+        .to_file_path()
+        .map_err(|()| format!("{url} is not a local file path"))?;
+    let roots = cfg.local_roots.clone();
+    let max = cfg.max_bytes;
+    tokio::task::spawn_blocking(move || {
+        let real =
+            std::fs::canonicalize(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let allowed = roots
+            .iter()
+            .any(|root| std::fs::canonicalize(root).is_ok_and(|root| real.starts_with(root)));
+        if !allowed {
+            return Err(format!(
+                "refused {}: local files are read only under a folder allowed with \
+                 SelectorConfig::allow_local_dir",
+                path.display()
+            ));
+        }
+        let len = std::fs::metadata(&real)
+            .map_err(|e| format!("reading {}: {e}", real.display()))?
+            .len();
+        if len > max as u64 {
+            return Err(format!("{} is larger than {max} bytes", real.display()));
+        }
+        std::fs::read(&real)
+            .map(Bytes::from)
+            .map_err(|e| format!("reading {}: {e}", real.display()))
+    })
+    .await
+    .map_err(|e| format!("reading {} crashed: {e}", redact(url)))?
 }
 
 /// Sniff, decode (within `cfg`'s limits), orient, hash and shrink one image body.
@@ -318,6 +357,44 @@ mod tests {
         cfg.max_bytes = body.len();
         let ok = download_and_decode(&http, &url, &cfg).await.unwrap();
         assert_eq!((ok.width, ok.height), (600, 400));
+    }
+
+    #[tokio::test]
+    async fn local_files_are_read_only_under_an_allowed_folder() {
+        let http = HttpClient::builder().build().unwrap();
+        let lib = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(lib.path().join("logo.png"), png(300, 200)).unwrap();
+        std::fs::write(outside.path().join("secret.png"), png(300, 200)).unwrap();
+        let url = |p: std::path::PathBuf| Url::from_file_path(p).unwrap();
+        let mut cfg = FetchConfig::default();
+
+        let inside = url(lib.path().join("logo.png"));
+        let err = download_and_decode(&http, &inside, &cfg).await.unwrap_err();
+        assert!(
+            err.contains("allow_local_dir"),
+            "no folder allowed yet: {err}"
+        );
+
+        cfg.local_roots.push(lib.path().to_path_buf());
+        let ok = download_and_decode(&http, &inside, &cfg).await.unwrap();
+        assert_eq!(
+            (ok.mime.as_str(), ok.width, ok.height),
+            ("image/png", 300, 200)
+        );
+
+        let escaped = lib
+            .path()
+            .join("..")
+            .join(outside.path())
+            .join("secret.png");
+        for bad in [url(outside.path().join("secret.png")), url(escaped)] {
+            let err = download_and_decode(&http, &bad, &cfg).await.unwrap_err();
+            assert!(err.starts_with("refused"), "{err}");
+        }
+        cfg.max_bytes = 10;
+        let err = download_and_decode(&http, &inside, &cfg).await.unwrap_err();
+        assert!(err.contains("larger than 10 bytes"), "{err}");
     }
 
     #[test]

@@ -24,7 +24,9 @@ const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "gif", "webp", "bmp", 
 /// `{"caption": "…", "title": "…", "tags": ["…"], "license": "cc-by-4.0", "creator": "…"}`.
 ///
 /// Candidates carry `file://` URLs. Hidden files and folders are skipped, and
-/// symbolic links leading out of the folder are not followed.
+/// symbolic links leading out of the folder are not followed. The selector reads
+/// `file://` candidates only under folders it is told about
+/// (`iat2i_selectors::SelectorConfig::allow_local_dir`), so give it this folder too.
 #[derive(Debug, Clone)]
 pub struct LocalFolder {
     dir: PathBuf,
