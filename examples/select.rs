@@ -135,7 +135,7 @@ async fn run(args: Args) -> Result<()> {
     };
     let candidates = match &args.urls {
         Some(file) => read_urls(file, &queries[0])?,
-        None => search(&args.engines.build_all(&http)?, &queries, args.limit).await,
+        None => search(&args.engines.build_all(&http)?, &queries, args.limit).await?,
     };
     if candidates.is_empty() {
         bail!("no candidates: the search found nothing (try other --query terms or --urls)");
@@ -188,19 +188,35 @@ fn config(args: &Args) -> SelectorConfig {
     config
 }
 
+/// Search every query on the engines, printing one status line per engine and query;
+/// an error only when every engine failed (no results is not an error here).
 async fn search(
     engines: &[Arc<dyn ImageSearch>],
     queries: &[String],
     limit: usize,
-) -> Vec<Candidate> {
+) -> Result<Vec<Candidate>> {
     let multi = MultiSearch::new(engines.to_vec());
     let found = multi
         .search(queries, &SearchQuery::default().with_limit(limit))
         .await;
     for run in &found.runs {
-        eprintln!("search: {run:?}");
+        match &run.error {
+            None => eprintln!(
+                "search: {} {:?}: {} results in {} ms",
+                run.engine, run.query, run.count, run.elapsed_ms
+            ),
+            Some(e) => eprintln!(
+                "search: {} {:?}: FAILED after {} ms: {e}",
+                run.engine, run.query, run.elapsed_ms
+            ),
+        }
     }
-    found.candidates
+    if found.all_failed() {
+        bail!(
+            "every search engine failed (see the search: lines above); try other --engine choices or --urls"
+        );
+    }
+    Ok(found.candidates)
 }
 
 fn read_urls(file: &PathBuf, query: &str) -> Result<Vec<Candidate>> {
@@ -259,7 +275,10 @@ fn print_selection(sel: &Selection) {
         println!("page: {page}");
     }
     if let Some(l) = &sel.best.candidate.license {
-        println!("licence: {}", l.code);
+        match &l.version {
+            Some(v) => println!("licence: {} {v}", l.code),
+            None => println!("licence: {}", l.code),
+        }
     }
     if let Some(reason) = &sel.judge_reason {
         println!("judge: {reason}");

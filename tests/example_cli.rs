@@ -4,58 +4,20 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::*;
 use wiremock::MockServer;
 
-/// The example binary, built (or found up to date) by cargo itself: `cargo test
-/// --all-targets` compiles examples as test harnesses, so the plain binary may be
-/// missing or stale. Cargo's lock is free while tests run, and the library is already
-/// built, so this only links the example.
-fn binary() -> PathBuf {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "--offline", "-p", "iat2i", "--example", "generate"])
-            .args(["--message-format", "json-render-diagnostics"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "building the example failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "generate")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported no executable for the generate example")
-    })
-    .clone()
-}
-
 /// The example with no OpenAI settings inherited, run in a scratch directory (it writes
 /// image.png and report.json there unless told otherwise).
 fn command() -> Command {
-    let mut c = Command::new(binary());
+    let mut c = Command::new(example_binary("generate"));
     c.current_dir(std::env::temp_dir())
         .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
         .env("RUST_LOG", "warn");
     c
-}
-
-fn shown(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[tokio::test]

@@ -3,10 +3,12 @@
 //! against one server in `harness`.
 #![allow(dead_code, unused_imports)]
 
+mod examples;
 mod harness;
 mod multipart;
 mod stubs;
 
+pub use examples::{encode, example_binary, ort_available, scene, shown};
 pub use harness::{Harness, event_kind};
 pub use multipart::{Form, Part, header, sent_images};
 pub use stubs::{StubSearch, StubSelector, reference};
