@@ -197,9 +197,14 @@ fn builder(args: &Args, key: &Option<Secret>, progress: &ProgressBar) -> Result<
         let judge = chat(args, key, m)?;
         b = b.judge_lmm(judge.clone()).candidate_judge_lmm(judge);
     }
+    let mut selector = SelectorConfig::default();
     if let Some(dir) = &args.model_dir {
-        b = b.selector_config(SelectorConfig::default().model_dir(dir));
+        selector = selector.model_dir(dir);
     }
+    if let Some(folder) = &args.engines.folder {
+        selector = selector.allow_local_dir(folder);
+    }
+    b = b.selector_config(selector);
     let http = args.engines.http_builder().build()?;
     b = b.engines(args.engines.build_all(&http)?).http(http);
     Ok(b)

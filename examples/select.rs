@@ -173,6 +173,9 @@ fn config(args: &Args) -> SelectorConfig {
         .top_k(args.top_k)
         .prefilter(prefilter)
         .fetch_timeout(Duration::from_secs(args.timeout));
+    if let Some(folder) = &args.engines.folder {
+        config = config.allow_local_dir(folder);
+    }
     if let Some(dir) = &args.model_dir {
         config = config.model_dir(dir);
         if let Some(t) = &args.tokenizer_dir {

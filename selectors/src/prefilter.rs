@@ -71,7 +71,9 @@ fn check(c: &Candidate, lexical: f32, cfg: &PrefilterConfig) -> Result<(), Strin
         .into_iter()
         .flatten()
     {
-        if !matches!(url.scheme(), "http" | "https") {
+        // file:// is for local asset folders; the fetch stage reads it only under the
+        // folders allowed with `SelectorConfig::allow_local_dir`.
+        if !matches!(url.scheme(), "http" | "https" | "file") {
             return Err(format!("unsupported URL scheme `{}`", url.scheme()));
         }
     }

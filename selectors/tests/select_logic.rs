@@ -232,3 +232,58 @@ async fn constructing_a_selector_loads_and_opens_nothing() {
     assert!(matches!(err, SelectError::Config(_)), "{err}");
     assert!(!cache.exists());
 }
+
+#[tokio::test]
+async fn a_local_asset_folder_is_selected_from_once_allowed() {
+    use iat2i_retrievers::engines::LocalFolder;
+    use iat2i_retrievers::{ImageSearch, SearchQuery};
+    let lib = tempfile::tempdir().unwrap();
+    for (name, ch) in [("mascot-red", 0), ("mascot-blue", 2)] {
+        std::fs::write(
+            lib.path().join(format!("{name}.png")),
+            tinted(3 + ch as u32, ch),
+        )
+        .unwrap();
+    }
+    let found = LocalFolder::new(lib.path())
+        .search("mascot", &SearchQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 2);
+    assert!(found.iter().all(|c| c.image_url.scheme() == "file"));
+    let embedder = Arc::new(ColourEmbedder {
+        image_calls: AtomicUsize::new(0),
+    });
+    let config = |allowed: bool| {
+        let c = SelectorConfig::default()
+            .embedder(embedder.clone())
+            .store_instance(Arc::new(MemoryStore::new()));
+        if allowed {
+            c.allow_local_dir(lib.path())
+        } else {
+            c
+        }
+    };
+
+    // Not allowed: every file:// candidate is dropped at fetch, saying how to allow it.
+    let refused = HierarchicalSelector::new(http(), config(false))
+        .select(&request(), found.clone())
+        .await
+        .unwrap_err();
+    let SelectError::NoCandidates { dropped } = refused else {
+        panic!("expected NoCandidates, got {refused:?}");
+    };
+    assert!(
+        dropped
+            .iter()
+            .all(|d| d.stage == Stage::Fetch && d.reason.contains("allow_local_dir"))
+    );
+
+    // Allowed: the red mascot wins for the prompt "red".
+    let sel = HierarchicalSelector::new(http(), config(true))
+        .select(&request(), found)
+        .await
+        .unwrap();
+    assert!(name(&sel.best.candidate).ends_with("/mascot-red.png"));
+    assert_eq!(sel.best.mime, "image/png");
+}
