@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,34 +19,9 @@ use url::Url;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-fn ort_available() -> bool {
-    match std::env::var_os("ORT_DYLIB_PATH") {
-        Some(p) if PathBuf::from(&p).is_file() => true,
-        _ => {
-            eprintln!(
-                "skipped: ORT_DYLIB_PATH is unset (run `make test`, which installs ONNX Runtime)"
-            );
-            false
-        }
-    }
-}
-
-/// A seeded picture, so each served image looks (and hashes, and embeds) differently.
+/// A seeded PNG, so each served image looks (and hashes, and embeds) differently.
 fn picture(seed: u32, w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        let s = seed as f32;
-        let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
-        let a = ((fx * (2.0 + s)).sin() * (fy * (1.0 + 0.7 * s)).cos()) * 110.0;
-        let b = ((fx + fy) * (1.5 + 0.9 * s)).cos() * 90.0;
-        image::Rgb([
-            (128.0 + a).clamp(0.0, 255.0) as u8,
-            (128.0 + b).clamp(0.0, 255.0) as u8,
-            (128.0 - a * 0.5).clamp(0.0, 255.0) as u8,
-        ])
-    });
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-    out.into_inner()
+    encode(scene(seed, w, h), image::ImageFormat::Png)
 }
 
 /// One Openverse result, shaped like `GET /v1/images/` answers.

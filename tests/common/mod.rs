@@ -5,11 +5,13 @@
 
 mod examples;
 mod harness;
+mod media;
 mod multipart;
 mod stubs;
 
-pub use examples::{encode, example_binary, ort_available, scene, shown};
+pub use examples::{example_binary, shown};
 pub use harness::{Harness, event_kind};
+pub use media::{encode, ort_available, scene};
 pub use multipart::{Form, Part, header, sent_images};
 pub use stubs::{StubSearch, StubSelector, reference};
 
