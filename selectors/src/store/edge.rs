@@ -14,7 +14,7 @@ use qdrant_edge::{
 };
 use uuid::Uuid;
 
-use super::{PointPayload, StoreHit, StorePoint, VectorStore, store_err};
+use super::{PointPayload, StoreHit, StorePoint, VectorStore, batch_dim, store_err};
 use crate::SelectError;
 
 const VECTOR: &str = "clip";
@@ -171,12 +171,9 @@ impl VectorStore for EdgeStore {
     }
 
     async fn upsert(&self, points: Vec<StorePoint>) -> Result<(), SelectError> {
-        let Some(dim) = points.first().map(|p| p.vector.len()) else {
+        let Some(dim) = batch_dim(NAME, &points)? else {
             return Ok(());
         };
-        if points.iter().any(|p| p.vector.len() != dim) {
-            return Err(store_err(NAME, "upsert", "points of different dimensions"));
-        }
         let Some(shard) = self.shard(dim, true).await? else {
             return Err(store_err(NAME, "upsert", "shard could not be created"));
         };

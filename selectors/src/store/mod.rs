@@ -90,3 +90,22 @@ pub trait VectorStore: Send + Sync {
 pub(crate) fn store_err(backend: &str, what: &str, e: impl std::fmt::Display) -> SelectError {
     SelectError::Store(format!("{backend}: {what}: {e}"))
 }
+
+/// The one vector dimension of an upsert batch: `None` for an empty batch, an error
+/// naming `backend` when the points disagree (one collection or shard holds one size).
+pub(crate) fn batch_dim(
+    backend: &str,
+    points: &[StorePoint],
+) -> Result<Option<usize>, SelectError> {
+    let Some(dim) = points.first().map(|p| p.vector.len()) else {
+        return Ok(None);
+    };
+    if points.iter().any(|p| p.vector.len() != dim) {
+        return Err(store_err(
+            backend,
+            "upsert",
+            "points of different dimensions",
+        ));
+    }
+    Ok(Some(dim))
+}

@@ -13,7 +13,7 @@ use qdrant_client::qdrant::{
 use qdrant_client::{Payload, Qdrant};
 use uuid::Uuid;
 
-use super::{PointPayload, StoreHit, StorePoint, VectorStore, store_err};
+use super::{PointPayload, StoreHit, StorePoint, VectorStore, batch_dim, store_err};
 use crate::SelectError;
 
 const NAME: &str = "qdrant";
@@ -154,7 +154,7 @@ impl VectorStore for QdrantStore {
     }
 
     async fn upsert(&self, points: Vec<StorePoint>) -> Result<(), SelectError> {
-        let Some(dim) = points.first().map(|p| p.vector.len()) else {
+        let Some(dim) = batch_dim(NAME, &points)? else {
             return Ok(());
         };
         let name = self.ensure(dim).await?;
