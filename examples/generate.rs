@@ -197,7 +197,7 @@ fn builder(args: &Args, key: &Option<Secret>, progress: &ProgressBar) -> Result<
         let judge = chat(args, key, m)?;
         b = b.judge_lmm(judge.clone()).candidate_judge_lmm(judge);
     }
-    let mut selector = SelectorConfig::default();
+    let mut selector = SelectorConfig::default().license_policy(args.engines.licence);
     if let Some(dir) = &args.model_dir {
         selector = selector.model_dir(dir);
     }

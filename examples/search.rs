@@ -56,7 +56,8 @@ const EXAMPLES: &str = "Examples:
   search \"Xenopus laevis\" --engine wikimedia --engine openverse --limit 10
   search \"red panda\" --engine searxng --searxng-url http://localhost:8888
   BRAVE_API_KEY=... search \"red panda\" --engine brave --json
-  search \"logo\" --engine local --folder ./brand-assets";
+  search \"logo\" --engine local --folder ./brand-assets
+  search \"red fox\" --engine openverse --licence commercial-and-derivatives";
 
 fn shorten(s: &str, max: usize) -> String {
     let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -119,7 +120,16 @@ async fn run(args: Args) -> Result<bool> {
     let opts = SearchQuery::default()
         .with_limit(args.limit)
         .with_safe_search(!args.no_safe_search);
-    let result = multi.search(std::slice::from_ref(&args.query), &opts).await;
+    let mut result = multi.search(std::slice::from_ref(&args.query), &opts).await;
+    let policy = args.engines.licence;
+    let before = result.candidates.len();
+    result
+        .candidates
+        .retain(|c| policy.permits(c.license.as_ref()));
+    let hidden = before - result.candidates.len();
+    if hidden > 0 {
+        eprintln!("{hidden} results hidden: their licence does not pass --licence {policy}");
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&result)?);
     } else {

@@ -21,8 +21,8 @@ mod engines;
 use engines::EngineArgs;
 use iat2i::retrievers::{Candidate, ImageSearch, MultiSearch, SearchQuery};
 use iat2i::selectors::{
-    HierarchicalSelector, PrefilterConfig, SelectError, Selection, SelectionRequest, Selector,
-    SelectorConfig, StoreChoice,
+    HierarchicalSelector, SelectError, Selection, SelectionRequest, Selector, SelectorConfig,
+    StoreChoice,
 };
 use url::Url;
 
@@ -30,7 +30,7 @@ const EXAMPLES: &str = "\
 Examples:
   select \"a Xenopus laevis frog on a lily pad\" --query \"Xenopus laevis\" --out frog.jpg
   select \"the Graphorn from Hogwarts Legacy\" --urls urls.txt --model-dir fixtures/models/tiny-clip
-  select \"red fox in snow\" --open-licence --top-k 3 --json
+  select \"red fox in snow\" --licence commercial-and-derivatives --top-k 3 --json
 
 ONNX Runtime: set ORT_DYLIB_PATH to libonnxruntime.so (`bash scripts/setup-ort.sh` installs
 onnxruntime==1.31.1 and prints the path). Without --model-dir the CLIP ViT-B/32 model is
@@ -81,10 +81,6 @@ struct Args {
     /// Most results per engine and query when searching.
     #[arg(long, default_value_t = 20)]
     limit: usize,
-
-    /// Keep only Creative Commons or public-domain images.
-    #[arg(long)]
-    open_licence: bool,
 
     /// Seconds allowed per image download.
     #[arg(long, default_value_t = 15)]
@@ -167,11 +163,9 @@ async fn run(args: Args) -> Result<()> {
 }
 
 fn config(args: &Args) -> SelectorConfig {
-    let mut prefilter = PrefilterConfig::default();
-    prefilter.require_open_license = args.open_licence;
     let mut config = SelectorConfig::default()
         .top_k(args.top_k)
-        .prefilter(prefilter)
+        .license_policy(args.engines.licence)
         .fetch_timeout(Duration::from_secs(args.timeout));
     if let Some(folder) = &args.engines.folder {
         config = config.allow_local_dir(folder);

@@ -114,7 +114,7 @@ pub mod prelude {
         PipelineError, PipelineEvent, Report, Request, Secret, Verdict,
     };
     pub use iat2i_retrievers::{
-        Candidate, HttpClient, ImageSearch, MultiSearch, SearchQuery, Trust,
+        Candidate, HttpClient, ImageSearch, LicensePolicy, MultiSearch, SearchQuery, Trust,
     };
     pub use iat2i_selectors::{
         CandidateJudge, HierarchicalSelector, Reference, Selection, SelectionRequest, Selector,

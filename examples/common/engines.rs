@@ -9,7 +9,7 @@ use clap::ValueEnum;
 use iat2i::retrievers::engines::{
     Bing, Brave, DuckDuckGo, LocalFolder, Openverse, Searxng, WikimediaCommons,
 };
-use iat2i::retrievers::{HttpClient, HttpClientBuilder, ImageSearch};
+use iat2i::retrievers::{HttpClient, HttpClientBuilder, ImageSearch, LicensePolicy};
 use url::Url;
 
 /// A search engine to use.
@@ -74,6 +74,17 @@ pub struct EngineArgs {
     /// defaults to --user-agent, else the client's.
     #[arg(long, value_name = "UA")]
     pub scrape_user_agent: Option<String>,
+    /// Which licences an image may have: any; commercial-use (no NC);
+    /// commercial-and-derivatives (no NC, no ND: for images you publish commercially);
+    /// public-domain-only (CC0, public-domain marks). A missing or unknown licence
+    /// passes only `any`.
+    #[arg(
+        long = "licence",
+        alias = "license",
+        value_name = "POLICY",
+        default_value = "any"
+    )]
+    pub licence: LicensePolicy,
 }
 
 impl EngineArgs {

@@ -1,7 +1,8 @@
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-/// The licence an engine reports for an image.
+/// The licence an engine reports for an image; [`License::permissions`] reads what it
+/// allows and [`crate::LicensePolicy`] decides whether a selection may use it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct License {
     /// Short licence code as the engine gives it, lower-cased: `cc-by-sa`, `cc0`, `pdm`, `by-nc` ...
@@ -10,21 +11,6 @@ pub struct License {
     pub version: Option<String>,
     /// Link to the licence deed, when known.
     pub url: Option<Url>,
-}
-
-impl License {
-    /// True for Creative Commons licences and public-domain marks, the licences a
-    /// publisher can reuse with attribution at most.
-    pub fn is_open(&self) -> bool {
-        let c = self.code.to_ascii_lowercase();
-        let c = c.trim();
-        c.starts_with("cc")
-            || c.starts_with("by")
-            || c == "pdm"
-            || c.contains("public domain")
-            || c.contains("public-domain")
-            || c == "pd"
-    }
 }
 
 /// One image found by a search engine, before anything has been downloaded.

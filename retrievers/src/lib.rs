@@ -28,11 +28,13 @@ mod candidate;
 pub mod engines;
 mod error;
 pub mod http;
+mod license;
 mod multi;
 mod search;
 
 pub use candidate::{Candidate, License};
 pub use error::SearchError;
 pub use http::{HttpClient, HttpClientBuilder, HttpError, HttpResponse, SsrfPolicy, Trust};
+pub use license::{LicensePolicy, Permissions, UnknownLicensePolicy};
 pub use multi::{EngineRun, MultiSearch, MultiSearchResult, normalize_url};
 pub use search::{ImageSearch, SearchQuery};

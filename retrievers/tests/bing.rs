@@ -40,7 +40,8 @@ async fn parses_results_across_pages() {
             "https://upload.wikimedia.org/wikipedia/commons/4/4f/Xenopus_laevis_%28cropped%29.jpg"
                 .to_string(),
             "https://cdn.amphibians.example/img.php?id=31&size=large".to_string(),
-            "http://images.example.net/frog-in-lab.jpg?utm_source=bing".to_string(),
+            // Protocol-relative: https, though the page came over http.
+            "https://images.example.net/frog-in-lab.jpg?utm_source=bing".to_string(),
             format!("{host}/th/id/R.relative-image?rik=abc&pid=ImgRaw"),
             "https://live.staticflickr.com/65535/1234_abcd_b.jpg".to_string(),
         ]
@@ -113,7 +114,12 @@ async fn first_page_error(fixture: ResponseTemplate) -> SearchError {
 
 #[tokio::test]
 async fn captcha_and_consent_pages_are_blocked_errors() {
-    for f in ["bing/captcha.html", "bing/consent.html"] {
+    for f in [
+        "bing/captcha.html",
+        "bing/consent.html",
+        // Its inline script names the results list's class and id: still blocked.
+        "bing/challenge_script.html",
+    ] {
         let err = first_page_error(serve(f)).await;
         assert!(matches!(err, SearchError::Blocked { .. }), "{f}: {err}");
         assert!(err.to_string().contains("CAPTCHA"), "{err}");

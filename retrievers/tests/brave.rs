@@ -78,3 +78,53 @@ async fn an_empty_key_fails_before_any_request() {
     let err = failure(&brave, "x").await;
     assert!(err.to_string().contains("BRAVE_API_KEY"), "{err}");
 }
+
+/// A server that records what reaches it (the host a redirect points to).
+async fn elsewhere() -> MockServer {
+    let other = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(serve("brave/results.json"))
+        .mount(&other)
+        .await;
+    other
+}
+
+/// The key header is one `reqwest` does not strip on redirects: a redirect to another
+/// host must not be followed at all.
+#[tokio::test]
+async fn the_key_never_follows_a_redirect_to_another_host() {
+    let other = elsewhere().await;
+    // Same address, another host name: `localhost` instead of `127.0.0.1`.
+    let target = format!(
+        "http://localhost:{}/res/v1/images/search?q=x",
+        other.address().port()
+    );
+    let server = serving(
+        "/res/v1/images/search",
+        ResponseTemplate::new(302).insert_header("location", target.as_str()),
+    )
+    .await;
+    let brave = Brave::new(http(), "BSA-secret-key").with_base_url(base(&server));
+    let err = failure(&brave, "xenopus laevis").await;
+    assert!(err.to_string().contains("another host"), "{err}");
+    assert!(!err.to_string().contains("BSA-secret-key"), "{err}");
+    let reached = other.received_requests().await.unwrap_or_default();
+    assert!(reached.is_empty(), "the redirect was followed: {reached:?}");
+}
+
+#[tokio::test]
+async fn a_redirect_within_the_host_is_followed_with_the_key() {
+    let server = MockServer::start().await;
+    Mock::given(path("/res/v1/images/search"))
+        .respond_with(ResponseTemplate::new(301).insert_header("location", "/v2/images/search?q=x"))
+        .mount(&server)
+        .await;
+    Mock::given(path("/v2/images/search"))
+        .and(header("x-subscription-token", "BSA-secret-key"))
+        .respond_with(serve("brave/results.json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let brave = Brave::new(http(), "BSA-secret-key").with_base_url(base(&server));
+    assert_eq!(found(&brave, "xenopus laevis").await.len(), 2);
+}

@@ -57,7 +57,8 @@ async fn reads_the_token_then_pages_through_results() {
         [
             "https://upload.wikimedia.org/wikipedia/commons/4/4f/Xenopus_laevis_%28cropped%29.jpg",
             "http://www.amphibians.example/img.php?id=31&size=large&fbclid=IwAR0",
-            "http://static.example.com/frog.png",
+            // Protocol-relative: https, though i.js came over http.
+            "https://static.example.com/frog.png",
             "https://live.staticflickr.com/65535/1234_abcd_b.jpg",
         ]
     );
@@ -146,4 +147,40 @@ async fn sends_its_own_user_agent_on_both_requests() {
         .await;
     let found = found(&ddg(&server).with_user_agent(ua), "xenopus laevis").await;
     assert!(found.is_empty());
+}
+
+/// `next` comes from the response: when it points off the configured origin it is
+/// fetched as untrusted, so the SSRF policy refuses a private or loopback address and
+/// the first page's results are kept.
+#[tokio::test]
+async fn a_next_link_to_another_origin_is_fetched_as_untrusted() {
+    let other = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(serve("duckduckgo/i_page2.json"))
+        .mount(&other)
+        .await;
+    let server = MockServer::start().await;
+    token_page(&server, "duckduckgo/search_page.html").await;
+    let mut page1: serde_json::Value =
+        serde_json::from_slice(&common::fixture("duckduckgo/i_page1.json")).unwrap();
+    page1["next"] = format!(
+        "http://localhost:{}/i.js?q=xenopus&s=100&vqd={VQD}",
+        other.address().port()
+    )
+    .into();
+    Mock::given(path("/i.js"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(page1.to_string(), "application/json; charset=utf-8"),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let found = found(&ddg(&server), "xenopus laevis").await;
+    assert_eq!(found.len(), 3, "the first page's three images are kept");
+    let reached = other.received_requests().await.unwrap_or_default();
+    assert!(
+        reached.is_empty(),
+        "the next link was fetched as trusted: {reached:?}"
+    );
 }

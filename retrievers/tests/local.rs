@@ -61,3 +61,50 @@ async fn a_missing_folder_is_a_configuration_error() {
         "{err}"
     );
 }
+
+/// A sidecar that is a symbolic link out of the folder is not read: its text must not
+/// become a caption (and so reach the judge's prompt and the report).
+#[cfg(unix)]
+#[tokio::test]
+async fn symlinked_sidecars_leading_out_of_the_folder_are_not_read() {
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.txt");
+    std::fs::write(&secret, "logo SECRET-TOKEN-123").unwrap();
+    std::fs::write(
+        outside.path().join("secret.json"),
+        r#"{"title": "logo SECRET-JSON", "license": "cc0"}"#,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let png = fixture_path("local/brand-logo-red.png");
+    for name in ["logo-a", "logo-b"] {
+        std::fs::copy(&png, dir.path().join(format!("{name}.png"))).unwrap();
+    }
+    std::os::unix::fs::symlink(&secret, dir.path().join("logo-a.txt")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.json"),
+        dir.path().join("logo-b.json"),
+    )
+    .unwrap();
+    // A symlink that stays inside the folder is still read.
+    std::fs::copy(&png, dir.path().join("logo-c.png")).unwrap();
+    std::fs::write(dir.path().join("captions.txt"), "logo inside caption").unwrap();
+    std::os::unix::fs::symlink(
+        dir.path().join("captions.txt"),
+        dir.path().join("logo-c.txt"),
+    )
+    .unwrap();
+    let found = found(&LocalFolder::new(dir.path()), "logo").await;
+    let titles: Vec<&str> = found.iter().filter_map(|c| c.title.as_deref()).collect();
+    assert_eq!(found.len(), 3, "{titles:?}");
+    for c in &found {
+        let t = c.title.as_deref().unwrap_or("");
+        assert!(!t.contains("SECRET"), "{t}");
+        assert!(c.license.is_none(), "{c:?}");
+    }
+    assert!(titles.contains(&"logo inside caption"), "{titles:?}");
+    assert!(
+        titles.contains(&"logo-a") && titles.contains(&"logo-b"),
+        "{titles:?}"
+    );
+}

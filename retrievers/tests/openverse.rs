@@ -3,8 +3,8 @@
 mod common;
 
 use common::{base, failure, found, http, serve, serving};
-use iat2i_retrievers::SearchError;
 use iat2i_retrievers::engines::Openverse;
+use iat2i_retrievers::{LicensePolicy, SearchError};
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -44,7 +44,7 @@ async fn parses_licensed_results_over_pages() {
         (lic.code.as_str(), lic.version.as_deref()),
         ("by-sa", Some("4.0"))
     );
-    assert!(lic.is_open());
+    assert!(LicensePolicy::CommercialAndDerivatives.permits(Some(lic)));
     assert_eq!(c.creator.as_deref(), Some("USFWS Mountain-Prairie"));
     assert_eq!((c.width, c.height), (Some(1024), Some(683)));
     assert!(

@@ -36,9 +36,10 @@ async fn parses_image_results_and_skips_others() {
     let found = found(&searxng(&server), "xenopus laevis").await;
     assert_eq!(found.len(), 3, "the web result without img_src is skipped");
     let c = &found[0];
+    // Protocol-relative `img_src`: https, though the instance answered over http.
     assert_eq!(
         c.image_url.as_str(),
-        "http://upload.wikimedia.org/wikipedia/commons/4/4f/Xenopus_laevis_%28cropped%29.jpg"
+        "https://upload.wikimedia.org/wikipedia/commons/4/4f/Xenopus_laevis_%28cropped%29.jpg"
     );
     assert_eq!(c.thumbnail_url, None);
     assert_eq!((c.width, c.height), (Some(1600), Some(1067)));

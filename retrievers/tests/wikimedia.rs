@@ -3,8 +3,8 @@
 mod common;
 
 use common::{base, failure, found, http, serve, serving};
-use iat2i_retrievers::SearchError;
 use iat2i_retrievers::engines::WikimediaCommons;
+use iat2i_retrievers::{LicensePolicy, SearchError};
 use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -86,7 +86,7 @@ async fn parses_files_licences_and_continues() {
         lic.url.as_ref().unwrap().as_str(),
         "https://creativecommons.org/licenses/by/2.0"
     );
-    assert!(lic.is_open());
+    assert!(LicensePolicy::CommercialAndDerivatives.permits(Some(lic)));
     // The artist is HTML in extmetadata: only its text is kept.
     assert_eq!(found[1].creator.as_deref(), Some("Jörg Brückner"));
     let l1 = found[1].license.as_ref().unwrap();
@@ -94,9 +94,10 @@ async fn parses_files_licences_and_continues() {
         (l1.code.as_str(), l1.version.as_deref()),
         ("cc-by-sa", Some("3.0"))
     );
-    // Protocol-relative and relative URLs are resolved against the API URL.
+    // Protocol-relative URLs become https (though the API was reached over http);
+    // relative ones are resolved against the API URL.
     let host = server.address().ip().to_string();
-    assert_eq!(found[2].image_url.scheme(), "http");
+    assert_eq!(found[2].image_url.scheme(), "https");
     assert_eq!(found[2].image_url.host_str(), Some("upload.wikimedia.org"));
     assert_eq!(
         found[2].source_page.as_ref().unwrap().host_str(),
@@ -109,6 +110,25 @@ async fn parses_files_licences_and_continues() {
         found.iter().map(|c| c.rank).collect::<Vec<_>>(),
         [0, 1, 2, 3]
     );
+}
+
+/// PHP encodes an empty map as `[]`: a file without metadata sends `extmetadata: []`.
+#[tokio::test]
+async fn a_file_whose_extmetadata_is_an_empty_array_is_kept() {
+    let server = serving("/w/api.php", serve("wikimedia/licences.json")).await;
+    let found = found(&commons(&server), "frog").await;
+    assert_eq!(found.len(), 12);
+    let bare = found
+        .iter()
+        .find(|c| c.title.as_deref() == Some("Frog no metadata"))
+        .expect("the file without metadata is kept");
+    assert_eq!(bare.license, None);
+    assert_eq!(bare.creator, None);
+    assert_eq!(
+        bare.image_url.as_str(),
+        "https://upload.wikimedia.org/wikipedia/commons/a/ab/Frog_no_metadata.jpg"
+    );
+    assert_eq!((bare.width, bare.height), (Some(1200), Some(900)));
 }
 
 #[tokio::test]

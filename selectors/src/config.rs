@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use iat2i_retrievers::LicensePolicy;
+
 use crate::embed::Embedder;
 use crate::store::VectorStore;
 
@@ -58,8 +60,11 @@ pub struct PrefilterConfig {
     pub blocked_domains: Vec<String>,
     /// Domains (and their sub-domains) whose images get a ranking bonus.
     pub preferred_domains: Vec<String>,
-    /// Keep only Creative Commons or public-domain images (for users who publish).
-    pub require_open_license: bool,
+    /// Which licences may be used (default [`LicensePolicy::Any`]). Users who publish
+    /// pick [`LicensePolicy::CommercialAndDerivatives`] (commercial use of an image
+    /// adapted from the reference) or [`LicensePolicy::PublicDomainOnly`]; a missing or
+    /// unreadable licence passes only `Any`.
+    pub license_policy: LicensePolicy,
     /// Drop candidates whose title/caption relevance is below this (0..=1; default 0: keep
     /// all, because many engines give no caption).
     pub min_lexical: f32,
@@ -78,7 +83,7 @@ impl Default for PrefilterConfig {
                 .collect(),
             blocked_domains: Vec::new(),
             preferred_domains: Vec::new(),
-            require_open_license: false,
+            license_policy: LicensePolicy::Any,
             min_lexical: 0.0,
             max_candidates: 100,
         }
@@ -314,6 +319,12 @@ impl SelectorConfig {
         self.retain_points = retain;
         self
     }
+    /// Use only images whose licence `policy` permits (see [`LicensePolicy`]).
+    pub fn license_policy(mut self, policy: LicensePolicy) -> Self {
+        self.prefilter.license_policy = policy;
+        self
+    }
+
     /// Set the prefilter.
     pub fn prefilter(mut self, prefilter: PrefilterConfig) -> Self {
         self.prefilter = prefilter;

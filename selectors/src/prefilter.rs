@@ -105,11 +105,8 @@ fn check(c: &Candidate, lexical: f32, cfg: &PrefilterConfig) -> Result<(), Strin
             ));
         }
     }
-    if cfg.require_open_license && !c.license.as_ref().is_some_and(|l| l.is_open()) {
-        return Err(match &c.license {
-            Some(l) => format!("licence `{}` is not CC or public domain", l.code),
-            None => "no licence given (open licences required)".into(),
-        });
+    if let Some(reason) = cfg.license_policy.refusal(c.license.as_ref()) {
+        return Err(reason);
     }
     if lexical < cfg.min_lexical {
         return Err(format!(
@@ -203,7 +200,7 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use iat2i_retrievers::License;
+    use iat2i_retrievers::{License, LicensePolicy};
 
     fn cand(url: &str, title: Option<&str>) -> Candidate {
         let mut c = Candidate::new(Url::parse(url).unwrap(), "test", "red fox");
@@ -268,7 +265,7 @@ mod tests {
         assert_eq!(kept.len(), 3);
         assert!(kept.iter().any(|p| p.preferred));
         let cfg = PrefilterConfig {
-            require_open_license: true,
+            license_policy: LicensePolicy::CommercialUse,
             ..Default::default()
         };
         let (kept, dropped) = prefilter(all, &req(), &cfg);
@@ -278,6 +275,66 @@ mod tests {
                 .iter()
                 .any(|d| d.reason.contains("all-rights-reserved"))
         );
+    }
+
+    fn licensed(i: u32, code: &str, version: Option<&str>) -> Candidate {
+        let mut c = cand(&format!("https://a.example/{i}.jpg"), None);
+        c.license = Some(License {
+            code: code.into(),
+            version: version.map(String::from),
+            url: None,
+        });
+        c
+    }
+
+    /// `is_open` let every `cc…`/`by…` code through, CC BY-NC-ND included.
+    #[test]
+    fn licence_policy_drops_non_commercial_and_no_derivatives() {
+        let all = || {
+            vec![
+                licensed(0, "by-nc-nd", Some("4.0")),
+                licensed(1, "cc-by-nc-sa", Some("2.0")),
+                licensed(2, "by-nd", Some("4.0")),
+                licensed(3, "cc-by-sa", Some("4.0")),
+                licensed(4, "cc0", Some("1.0")),
+                licensed(5, "byline", None),
+                cand("https://a.example/6.jpg", None),
+            ]
+        };
+        let kept = |policy| {
+            let cfg = PrefilterConfig {
+                license_policy: policy,
+                ..Default::default()
+            };
+            let (kept, dropped) = prefilter(all(), &req(), &cfg);
+            assert_eq!(kept.len() + dropped.len(), 7);
+            let mut paths: Vec<String> = kept
+                .iter()
+                .map(|p| p.candidate.image_url.path().to_string())
+                .collect();
+            paths.sort();
+            paths
+        };
+        assert_eq!(kept(LicensePolicy::Any).len(), 7);
+        assert_eq!(
+            kept(LicensePolicy::CommercialUse),
+            ["/2.jpg", "/3.jpg", "/4.jpg"]
+        );
+        assert_eq!(
+            kept(LicensePolicy::CommercialAndDerivatives),
+            ["/3.jpg", "/4.jpg"]
+        );
+        assert_eq!(kept(LicensePolicy::PublicDomainOnly), ["/4.jpg"]);
+        let cfg = PrefilterConfig {
+            license_policy: LicensePolicy::CommercialAndDerivatives,
+            ..Default::default()
+        };
+        let (_, dropped) = prefilter(all(), &req(), &cfg);
+        let reasons: Vec<&str> = dropped.iter().map(|d| d.reason.as_str()).collect();
+        assert!(reasons[0].contains("`by-nc-nd 4.0` does not allow commercial use"));
+        assert!(reasons[2].contains("`by-nd 4.0` does not allow derivatives"));
+        assert!(reasons[3].contains("`byline` is not one iat2i can read"));
+        assert!(reasons[4].contains("no licence given"));
     }
 
     #[test]

@@ -126,7 +126,7 @@ pub(crate) fn parse_page(
         out.extend(candidate(&a, meta, &info_sel, page_url, query));
     }
     if out.is_empty() && !saw_result_markup {
-        return empty_or_error(html);
+        return empty_or_error(&doc, html);
     }
     Ok(ranked(out))
 }
@@ -142,9 +142,9 @@ fn candidate(
         image: meta.murl.as_deref(),
         thumbnail: meta.turl.as_deref(),
         page: meta.purl.as_deref(),
+        title: meta.t.as_deref(),
     };
     let mut c = links.candidate(NAME, query, page_url)?;
-    c.title = meta.t.map(|t| clean_title(&t)).filter(|t| !t.is_empty());
     if let Some(info) = result_box(a).and_then(|b| b.select(info_sel).next()) {
         let info: String = info.text().collect();
         if let Some((w, h)) = parse_resolution(&info) {
@@ -163,31 +163,23 @@ fn result_box<'a>(a: &ElementRef<'a>) -> Option<ElementRef<'a>> {
         .find(|e| e.value().name() == "li" || e.value().classes().any(|c| c == "imgpt"))
 }
 
-/// Bing marks matched words with U+E000/U+E001; drop them and collapse whitespace.
-fn clean_title(t: &str) -> String {
-    let t: String = t
-        .chars()
-        .filter(|c| !('\u{e000}'..='\u{e001}').contains(c))
-        .collect();
-    t.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// A page without result links: a real "no results" page, a consent/CAPTCHA wall, or a
 /// page we do not recognise.
-fn empty_or_error(html: &str) -> Result<Vec<Candidate>, SearchError> {
-    let lower = html
-        .get(..html.len().min(300_000))
-        .unwrap_or(html)
-        .to_ascii_lowercase();
-    let no_results = [
-        "dgcontrol",
-        "mmcomponent_images",
-        "there are no results for",
-    ];
-    if no_results.iter().any(|m| lower.contains(m)) {
+///
+/// "No results" needs the results list itself in the document (an element, not a word
+/// in a script: a challenge page's inline script may name the list's class too).
+fn empty_or_error(doc: &Html, html: &str) -> Result<Vec<Candidate>, SearchError> {
+    let results_list = Selector::parse(
+        "ul.dgControl_list, [id^=\"mmComponent_images\"], .dgControl, #b_content .b_no",
+    )
+    .map_err(|e| SearchError::Parse {
+        engine: NAME.to_string(),
+        detail: format!("results-list selector: {e}"),
+    })?;
+    if doc.select(&results_list).next().is_some() {
         return Ok(Vec::new());
     }
-    if looks_like_challenge(&lower) {
+    if looks_like_challenge(html) {
         return Err(SearchError::Blocked {
             engine: NAME.to_string(),
             detail: "Bing served a consent or CAPTCHA page instead of results; retry later, or use another engine".to_string(),

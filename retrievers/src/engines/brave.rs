@@ -133,11 +133,11 @@ pub(crate) fn parse_page(
             image: props.as_ref().and_then(|p| p.url.as_deref()),
             thumbnail: item.thumbnail.as_ref().and_then(|t| t.src.as_deref()),
             page: item.url.as_deref(),
+            title: item.title.as_deref(),
         };
         let Some(mut c) = links.candidate(NAME, query, page_url) else {
             continue;
         };
-        c.title = item.title;
         c.width = props.as_ref().and_then(|p| p.width);
         c.height = props.as_ref().and_then(|p| p.height);
         out.push(c);

@@ -198,11 +198,11 @@ pub(crate) fn parse_results(
             image: item.image.as_deref(),
             thumbnail: item.thumbnail.as_deref(),
             page: item.url.as_deref(),
+            title: item.title.as_deref(),
         };
         let Some(mut c) = links.candidate(NAME, query, page_url) else {
             continue;
         };
-        c.title = item.title;
         c.width = item.width;
         c.height = item.height;
         out.push(c);

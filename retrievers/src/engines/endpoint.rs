@@ -30,7 +30,10 @@ pub(crate) struct StatusHint {
 /// One engine's API or site: the shared client, the base URL (the user's, or the
 /// engine's default), an optional User-Agent of its own, and its status hints.
 ///
-/// Every request is a GET sent as [`Trust::Trusted`] (the base URL is configured).
+/// Every request is a GET. A URL on the base URL's origin (scheme, host, port) is sent
+/// as [`Trust::Trusted`]: the user configured it. Any other URL (one taken from a
+/// response, such as DuckDuckGo's `next` link) is sent as [`Trust::Untrusted`], under
+/// the SSRF policy, and without the headers marked sensitive (keys, tokens).
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoint {
     engine: &'static str,
@@ -99,8 +102,18 @@ impl Endpoint {
         endpoint(self.engine, &self.base()?, path)
     }
 
+    /// How far `url` is trusted: [`Trust::Trusted`] on the base URL's origin, else
+    /// [`Trust::Untrusted`].
+    pub(crate) fn trust(&self, url: &Url) -> Trust {
+        match self.base() {
+            Ok(base) if base.origin() == url.origin() => Trust::Trusted,
+            _ => Trust::Untrusted,
+        }
+    }
+
     /// GET `url` with `headers` (plus this engine's User-Agent, when it has one), with
-    /// the client's retries and caps, mapping failures to this engine's errors.
+    /// the client's retries and caps, mapping failures to this engine's errors. A URL
+    /// off the base URL's origin is fetched as untrusted, without sensitive headers.
     pub(crate) async fn get(
         &self,
         url: &Url,
@@ -109,11 +122,17 @@ impl Endpoint {
         if let Some(ua) = &self.user_agent {
             headers.insert(USER_AGENT, self.header(&USER_AGENT, ua, false)?);
         }
+        let trust = self.trust(url);
+        if trust == Trust::Untrusted {
+            headers = headers
+                .iter()
+                .filter(|(_, v)| !v.is_sensitive())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+        }
         let u = url.clone();
         self.http
-            .execute(Trust::Trusted, move |c| {
-                c.get(u.clone()).headers(headers.clone())
-            })
+            .execute(trust, move |c| c.get(u.clone()).headers(headers.clone()))
             .await
             .map_err(|e| self.map_error(e))
     }

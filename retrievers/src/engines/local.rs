@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use url::Url;
 
-use super::util::image_mime;
+use super::util::{image_mime, plain_title};
 use crate::{Candidate, ImageSearch, License, SearchError, SearchQuery};
 
 const NAME: &str = "local";
@@ -110,7 +110,7 @@ fn search_folder(dir: &Path, query: &str, limit: usize) -> Result<Vec<Candidate>
     let mut scored: Vec<(f64, PathBuf, Sidecar)> = files
         .into_iter()
         .filter_map(|path| {
-            let side = read_sidecar(&path);
+            let side = read_sidecar(&root, &path);
             let s = score(&terms, &path, &side);
             (s > 0.0).then_some((s, path, side))
         })
@@ -167,23 +167,31 @@ fn is_image(path: &Path) -> bool {
     IMAGE_EXTENSIONS.contains(&extension(path).as_str())
 }
 
-fn read_small(path: &Path) -> Option<String> {
-    let meta = std::fs::metadata(path).ok()?;
+/// A small regular file under `root`: a sidecar that is a symbolic link (or sits under
+/// one) leading out of the folder is not read.
+fn read_small(root: &Path, path: &Path) -> Option<String> {
+    let real = path.canonicalize().ok()?;
+    if !real.starts_with(root) {
+        tracing::warn!(sidecar = %path.display(), "sidecar leads out of the folder; ignored");
+        return None;
+    }
+    let meta = std::fs::metadata(&real).ok()?;
     if !meta.is_file() || meta.len() > MAX_SIDECAR_BYTES {
         return None;
     }
-    std::fs::read_to_string(path).ok()
+    std::fs::read_to_string(&real).ok()
 }
 
-/// The `.json` sidecar if it parses, else the `.txt` one as the caption.
-pub(crate) fn read_sidecar(image: &Path) -> Sidecar {
-    if let Some(side) = read_small(&image.with_extension("json"))
+/// The `.json` sidecar if it parses, else the `.txt` one as the caption; only files
+/// inside `root` (canonical) are read.
+pub(crate) fn read_sidecar(root: &Path, image: &Path) -> Sidecar {
+    if let Some(side) = read_small(root, &image.with_extension("json"))
         .and_then(|json| serde_json::from_str::<Sidecar>(&json).ok())
     {
         return side;
     }
     Sidecar {
-        caption: read_small(&image.with_extension("txt")).map(|s| s.trim().to_string()),
+        caption: read_small(root, &image.with_extension("txt")).map(|s| s.trim().to_string()),
         ..Sidecar::default()
     }
 }
@@ -230,7 +238,7 @@ fn candidate(path: &Path, side: Sidecar, query: &str) -> Option<Candidate> {
         .clone()
         .or(side.caption.clone())
         .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .filter(|t| !t.trim().is_empty());
+        .and_then(|t| plain_title(&t));
     c.mime = image_mime(&extension(path));
     c.creator = side.creator;
     c.license = side.license.map(|l| License {

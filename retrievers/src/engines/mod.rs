@@ -1,8 +1,10 @@
 //! The built-in search engines, one file each.
 //!
-//! Engine API calls are sent as [`crate::Trust::Trusted`] (their base URLs are
-//! configured by the user); the image URLs they return are untrusted and are fetched
-//! later, under the SSRF policy, by the selectors.
+//! Engine API calls to the configured base URL's origin are sent as
+//! [`crate::Trust::Trusted`]; a page URL taken from a response and pointing elsewhere
+//! (DuckDuckGo's `next`) is fetched as [`crate::Trust::Untrusted`]. The image URLs the
+//! engines return are untrusted and are fetched later, under the SSRF policy, by the
+//! selectors.
 
 mod bing;
 mod brave;

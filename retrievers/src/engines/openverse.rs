@@ -157,11 +157,11 @@ pub(crate) fn parse_page(
             image: item.url.as_deref(),
             thumbnail: item.thumbnail.as_deref(),
             page: item.foreign_landing_url.as_deref(),
+            title: item.title.as_deref(),
         };
         let Some(mut c) = links.candidate(NAME, query, page_url) else {
             continue;
         };
-        c.title = item.title;
         c.width = item.width;
         c.height = item.height;
         c.mime = item.filetype.as_deref().and_then(image_mime);

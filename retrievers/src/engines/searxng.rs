@@ -115,11 +115,11 @@ pub(crate) fn parse_page(
             image: item.img_src.as_deref(),
             thumbnail: item.thumbnail_src.as_deref(),
             page: item.url.as_deref(),
+            title: item.title.as_deref(),
         };
         let Some(mut c) = links.candidate(NAME, query, page_url) else {
             continue;
         };
-        c.title = item.title;
         if let Some((w, h)) = item.resolution.as_deref().and_then(parse_resolution) {
             c.width = Some(w);
             c.height = Some(h);

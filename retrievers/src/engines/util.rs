@@ -9,12 +9,20 @@ use crate::{Candidate, HttpError, SearchError, SearchQuery};
 
 /// Resolve `raw` (absolute, protocol-relative `//host/x` or relative) against `base`;
 /// only `http` and `https` results are kept.
+///
+/// A protocol-relative URL becomes `https:` whatever the scheme of `base`: the page it
+/// came from may have been fetched over plain HTTP (a proxy, a mirror, a test server),
+/// but the image host is somebody else's and is asked for over TLS.
 pub(crate) fn resolve(base: &Url, raw: &str) -> Option<Url> {
     let raw = raw.trim();
     if raw.is_empty() {
         return None;
     }
-    let url = base.join(raw).ok()?;
+    let url = if raw.starts_with("//") {
+        Url::parse(&format!("https:{raw}")).ok()?
+    } else {
+        base.join(raw).ok()?
+    };
     match url.scheme() {
         "http" | "https" if url.host().is_some() => Some(url),
         _ => None,
@@ -131,14 +139,30 @@ pub(crate) fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Stri
     .filter(|s| !s.is_empty()))
 }
 
-/// The text content of an HTML fragment, whitespace collapsed.
+/// The text content of an HTML fragment: tags dropped, character references
+/// (`&amp;`, `&#39;`, `&quot;` …) decoded exactly once (by html5ever, through
+/// `scraper`, to the HTML standard), Bing's U+E000/U+E001 highlight marks removed and
+/// whitespace collapsed.
 pub(crate) fn strip_html(fragment: &str) -> String {
+    let fragment: String = fragment
+        .chars()
+        .filter(|c| !('\u{e000}'..='\u{e001}').contains(c))
+        .collect();
     if !fragment.contains('<') && !fragment.contains('&') {
-        return collapse(fragment);
+        return collapse(&fragment);
     }
-    let doc = scraper::Html::parse_fragment(fragment);
-    let text: String = doc.root_element().text().collect::<Vec<_>>().join(" ");
+    let doc = scraper::Html::parse_fragment(&fragment);
+    let text: String = doc.root_element().text().collect::<Vec<_>>().join("");
     collapse(&text)
+}
+
+/// A title as it should reach the prefilter, the judge and the report: the plain text
+/// of what the engine sent (see [`strip_html`]), or `None` when nothing is left.
+///
+/// Every engine's titles go through here once, where the candidate is built
+/// ([`Links::candidate`], and the local folder's sidecars).
+pub(crate) fn plain_title(raw: &str) -> Option<String> {
+    Some(strip_html(raw)).filter(|t| !t.is_empty())
 }
 
 fn collapse(s: &str) -> String {
@@ -198,16 +222,20 @@ pub(crate) struct Links<'a> {
     pub(crate) thumbnail: Option<&'a str>,
     /// The page it is shown on.
     pub(crate) page: Option<&'a str>,
+    /// Its title or caption as the engine sent it (HTML tags and entities included).
+    pub(crate) title: Option<&'a str>,
 }
 
 impl Links<'_> {
     /// A candidate of `engine` for `query` with the links resolved against `base` (the
-    /// URL the answer came from); `None` when the image link is missing or not http(s).
+    /// URL the answer came from) and the title made plain text ([`plain_title`]);
+    /// `None` when the image link is missing or not http(s).
     pub(crate) fn candidate(&self, engine: &str, query: &str, base: &Url) -> Option<Candidate> {
         let image_url = resolve(base, self.image?)?;
         let mut c = Candidate::new(image_url, engine, query);
         c.thumbnail_url = self.thumbnail.and_then(|u| resolve(base, u));
         c.source_page = self.page.and_then(|u| resolve(base, u));
+        c.title = self.title.and_then(plain_title);
         Some(c)
     }
 }

@@ -165,8 +165,24 @@ struct ImageInfo {
     width: Option<u32>,
     #[serde(default, deserialize_with = "dim")]
     height: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "metadata")]
     extmetadata: HashMap<String, MetaValue>,
+}
+
+/// `extmetadata` is an object, except for files without metadata, where PHP sends an
+/// empty array `[]`; anything but an object is read as no metadata, and entries that
+/// are not `{"value": …}` are skipped, so the file itself is kept.
+fn metadata<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<HashMap<String, MetaValue>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    let Some(serde_json::Value::Object(map)) = v else {
+        return Ok(HashMap::new());
+    };
+    Ok(map
+        .into_iter()
+        .filter_map(|(k, v)| serde_json::from_value(v).ok().map(|m| (k, m)))
+        .collect())
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,13 +240,20 @@ fn candidate(page: Page, page_url: &Url, query: &str) -> Option<Candidate> {
             .map(strip_html)
             .filter(|s| !s.is_empty())
     };
+    // The title stays raw here: `Links::candidate` makes it plain text, once.
+    let object_name = info
+        .extmetadata
+        .get("ObjectName")
+        .and_then(|m| m.value.clone())
+        .filter(|s| !s.trim().is_empty());
+    let title = object_name.or_else(|| page.title.as_deref().map(file_title));
     let links = Links {
         image: info.url.as_deref(),
         thumbnail: info.thumburl.as_deref(),
         page: info.descriptionurl.as_deref(),
+        title: title.as_deref(),
     };
     let mut c = links.candidate(NAME, query, page_url)?;
-    c.title = meta("ObjectName").or_else(|| page.title.as_deref().map(file_title));
     c.width = info.width;
     c.height = info.height;
     c.mime = info.mime.clone();

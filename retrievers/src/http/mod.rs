@@ -2,7 +2,8 @@
 //!
 //! Two kinds of request go through it:
 //! * [`Trust::Trusted`]: endpoints the user configured (a model API, a search engine's
-//!   base URL, a local Ollama or SearXNG). No address policy is applied.
+//!   base URL, a local Ollama or SearXNG). No address policy is applied, and redirects
+//!   are followed only within the same host (keys in headers never go elsewhere).
 //! * [`Trust::Untrusted`]: URLs that came from the internet (search results and their
 //!   redirects). The [`SsrfPolicy`] is applied to the address actually connected to:
 //!   the untrusted client resolves names through a resolver that only hands out allowed
@@ -196,7 +197,7 @@ impl HttpClientBuilder {
                 .user_agent(cfg.user_agent.clone())
         };
         let trusted = base()
-            .redirect(reqwest::redirect::Policy::limited(cfg.max_redirects))
+            .redirect(ssrf::same_host_redirects(cfg.max_redirects))
             .build()
             .map_err(|e| HttpError::Config(error::describe(e)))?;
         let policy = Arc::new(cfg.ssrf.clone());

@@ -275,6 +275,32 @@ impl Resolve for GuardedResolver {
     }
 }
 
+/// The redirect policy for trusted requests (configured endpoints, which may carry keys
+/// in headers such as Brave's `X-Subscription-Token` that `reqwest` does not strip):
+/// at most `max` hops, and only within the host of the first request.
+pub(crate) fn same_host_redirects(max: usize) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() > max {
+            return attempt.error(TooManyRedirects(max));
+        }
+        let host = |u: &url::Url| {
+            u.host_str()
+                .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+        };
+        let from = attempt.previous().first().and_then(host);
+        let to = host(attempt.url());
+        if from.is_some() && from == to {
+            return attempt.follow();
+        }
+        let reason = format!(
+            "the endpoint {} redirected to another host ({}); not followed, so that its key or token is not sent there: set the base URL to the new address if you trust it",
+            from.unwrap_or_default(),
+            to.unwrap_or_default()
+        );
+        attempt.error(Refusal { reason })
+    })
+}
+
 /// The redirect policy for untrusted requests: at most `max` hops, each checked.
 pub(crate) fn guarded_redirects(policy: Arc<SsrfPolicy>, max: usize) -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(move |attempt| {
