@@ -7,7 +7,7 @@ ORT_LIB := $(CURDIR)/.tools/onnxruntime/onnxruntime/capi/libonnxruntime.so.1.31.
 PROMPT ?= A photo of the Hogwarts Legacy protagonist riding a Graphorn at dusk
 DEMO_ARGS ?=
 
-.PHONY: demo test setup fmt clippy bench
+.PHONY: demo test setup fmt clippy bench fuzz
 
 setup: $(ORT_LIB)
 
@@ -37,3 +37,14 @@ $(FULL_MODEL):
 # Selection benchmark (release build, full-size random-weight CLIP, generated on first run).
 bench: setup $(FULL_MODEL)
 	ORT_DYLIB_PATH=$(ORT_LIB) cargo bench -p iat2i-selectors
+
+# Fuzz every parser of outside input (engine answers, LMM JSON, judge and gate replies,
+# image sniffing and decoding, licences) for FUZZ_RUNS inputs each, on the stable
+# toolchain (a harness of our own: fuzz/). Runs through the test harness so that it
+# reuses the build of `make test`; crashers are minimised into fuzz/crashers/<target>/.
+# `make test` keeps only the short round (fuzz/src/lib.rs: every_target_survives_a_short_run).
+FUZZ_RUNS ?= 1000000
+FUZZ_TARGETS ?=
+fuzz: setup
+	IAT2I_FUZZ_RUNS=$(FUZZ_RUNS) IAT2I_FUZZ_TARGETS="$(FUZZ_TARGETS)" ORT_DYLIB_PATH=$(ORT_LIB) \
+		cargo test --workspace -- --ignored --nocapture --exact tests::fuzz_full_run --test-threads 1

@@ -136,30 +136,45 @@ impl LmmGate {
         )
     }
 
-    /// Clean the model's answer: trim, dedupe, cap the queries, and make sure a
-    /// reference request has at least one query.
-    fn tidy(&self, prompt: &str, mut a: Assessment) -> Assessment {
-        let mut seen = std::collections::HashSet::new();
-        a.queries = a
-            .queries
-            .into_iter()
-            .map(|q| q.trim().to_string())
-            .filter(|q| !q.is_empty() && seen.insert(q.to_lowercase()))
-            .take(self.max_queries)
-            .collect();
-        a.entities.retain(|e| !e.trim().is_empty());
-        if a.needs_reference && a.queries.is_empty() {
-            a.queries = if a.entities.is_empty() {
-                vec![prompt.chars().take(120).collect()]
-            } else {
-                a.entities.iter().take(self.max_queries).cloned().collect()
-            };
-        }
-        if a.needs_reference && a.gap == KnowledgeGap::None {
-            a.gap = KnowledgeGap::KnownButRare;
-        }
-        a
+    /// Clean the model's answer (see [`tidy`]).
+    fn tidy(&self, prompt: &str, a: Assessment) -> Assessment {
+        tidy(prompt, a, self.max_queries)
     }
+}
+
+/// A gate's reply text read as [`LmmGate`] reads it (tolerant JSON extraction, the
+/// schema, then [`tidy`]), for the fuzz harness; `None` where the assessment would fail
+/// with a non-JSON error. Not part of the API.
+#[doc(hidden)]
+pub fn parse_assessment_reply(text: &str, prompt: &str, max_queries: usize) -> Option<Assessment> {
+    let value = crate::lmm::extract_json(text)?;
+    let a: Assessment = serde_json::from_value(value).ok()?;
+    Some(tidy(prompt, a, max_queries))
+}
+
+/// Clean the model's answer: trim, dedupe, cap the queries, and make sure a reference
+/// request has at least one query.
+fn tidy(prompt: &str, mut a: Assessment, max_queries: usize) -> Assessment {
+    let mut seen = std::collections::HashSet::new();
+    a.queries = a
+        .queries
+        .into_iter()
+        .map(|q| q.trim().to_string())
+        .filter(|q| !q.is_empty() && seen.insert(q.to_lowercase()))
+        .take(max_queries)
+        .collect();
+    a.entities.retain(|e| !e.trim().is_empty());
+    if a.needs_reference && a.queries.is_empty() {
+        a.queries = if a.entities.is_empty() {
+            vec![prompt.chars().take(120).collect()]
+        } else {
+            a.entities.iter().take(max_queries).cloned().collect()
+        };
+    }
+    if a.needs_reference && a.gap == KnowledgeGap::None {
+        a.gap = KnowledgeGap::KnownButRare;
+    }
+    a
 }
 
 #[async_trait]

@@ -147,6 +147,16 @@ impl WireVerdict {
     }
 }
 
+/// A judge's reply text read as [`LmmJudge`] reads it (tolerant JSON extraction, the
+/// wire schema, then the verdict), for the fuzz harness; `None` where the review would
+/// fail with a non-JSON error. Not part of the API.
+#[doc(hidden)]
+pub fn parse_verdict_reply(text: &str, prompt: &str) -> Option<Verdict> {
+    let value = crate::lmm::extract_json(text)?;
+    let wire: WireVerdict = serde_json::from_value(value).ok()?;
+    Some(wire.into_verdict(prompt))
+}
+
 /// What a judge looks at.
 #[derive(Debug, Clone, Copy)]
 pub struct ReviewInput<'a> {

@@ -27,6 +27,8 @@
 mod candidate;
 pub mod engines;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 mod license;
 mod multi;

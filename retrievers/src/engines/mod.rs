@@ -6,16 +6,16 @@
 //! engines return are untrusted and are fetched later, under the SSRF policy, by the
 //! selectors.
 
-mod bing;
-mod brave;
-mod duckduckgo;
+pub(crate) mod bing;
+pub(crate) mod brave;
+pub(crate) mod duckduckgo;
 mod endpoint;
-mod local;
-mod openverse;
+pub(crate) mod local;
+pub(crate) mod openverse;
 mod paging;
-mod searxng;
+pub(crate) mod searxng;
 mod util;
-mod wikimedia;
+pub(crate) mod wikimedia;
 
 #[cfg(test)]
 mod proptests;
