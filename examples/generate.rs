@@ -100,6 +100,10 @@ struct Args {
     /// No progress display.
     #[arg(long, short)]
     quiet: bool,
+    /// Fail (exit code 3, before any image is paid for when possible) when the run needs
+    /// a reference image and cannot get one, instead of generating without it.
+    #[arg(long)]
+    require_reference: bool,
 
     #[command(flatten)]
     engines: EngineArgs,
@@ -115,6 +119,11 @@ const EXAMPLES: &str =
   # A keyless local OpenAI-compatible server, never searching:
   cargo run --example generate -- \"A red apple\" --gate-mode never \\
       --base-url http://localhost:8000/v1 --model qwen2.5-vl
+
+Exit codes:
+  0  an image was written (anything the run lost on the way is listed under \"degraded\")
+  1  the run failed      2  bad arguments or settings (checked before any paid call)
+  3  --require-reference was given and the run has no reference
 
 Environment:
   OPENAI_API_KEY   API key for the chat and image endpoints (never printed)
@@ -142,6 +151,10 @@ async fn main() -> ExitCode {
         eprintln!("{NO_ENDPOINT}");
         return ExitCode::from(2);
     }
+    if let Err(e) = preflight(&args) {
+        eprintln!("generate: {e:#}");
+        return ExitCode::from(2);
+    }
     match run(args, key).await {
         Ok(code) => code,
         Err(e) => {
@@ -149,6 +162,56 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Check what can be checked before the first paid call: the model directory and
+/// where the image and the report will be written.
+fn preflight(args: &Args) -> Result<()> {
+    if let Some(dir) = &args.model_dir {
+        for file in ["vision/model.onnx", "text/model.onnx"] {
+            let path = dir.join(file);
+            anyhow::ensure!(
+                path.is_file(),
+                "--model-dir {}: {} is missing (a CLIP model directory holds vision/model.onnx, \
+                 text/model.onnx and their tokenizer and preprocessor files)",
+                dir.display(),
+                path.display()
+            );
+        }
+    }
+    writable(&args.out, "--out")?;
+    writable(&args.report, "--report")?;
+    Ok(())
+}
+
+/// `path` can be written: its folder exists and takes a new file, and it is not a folder.
+fn writable(path: &Path, flag: &str) -> Result<()> {
+    anyhow::ensure!(
+        !path.is_dir(),
+        "{flag} {} is a directory; give a file name",
+        path.display()
+    );
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    anyhow::ensure!(
+        dir.is_dir(),
+        "{flag} {}: the directory {} does not exist",
+        path.display(),
+        dir.display()
+    );
+    let probe = dir.join(format!(".iat2i-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").with_context(|| {
+        format!(
+            "{flag} {}: cannot write in {}",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    // The probe was just created; failing to remove it only leaves an empty file.
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 fn init_tracing() {
@@ -189,6 +252,7 @@ fn builder(args: &Args, key: &Option<Secret>, progress: &ProgressBar) -> Result<
         .gate_mode(args.gate_mode)
         .max_rounds(args.max_rounds)
         .query_languages(args.languages.clone())
+        .require_reference(args.require_reference)
         .on_event(progress_callback(progress.clone()));
     if let Some(m) = &args.gate_model {
         b = b.gate_lmm(chat(args, key, m)?);
@@ -246,6 +310,7 @@ fn progress_callback(pb: ProgressBar) -> impl Fn(&PipelineEvent) + Send + Sync +
         PipelineEvent::StageFailed { stage, error, .. } => {
             pb.println(format!("{stage} failed: {error}"))
         }
+        PipelineEvent::Degraded { degradation } => pb.println(format!("degraded: {degradation}")),
         _ => {}
     }
 }
@@ -273,6 +338,13 @@ async fn run(args: Args, key: Option<Secret>) -> Result<ExitCode> {
             println!("image:  {}", args.out.display());
             println!("report: {}", args.report.display());
             println!("{}", outcome.report.stop_reason);
+            print_degraded(&outcome.report);
+            if outcome.report.lost_reference() {
+                println!(
+                    "warning: the image was generated WITHOUT the reference the prompt needed \
+                     (--require-reference makes this fail)"
+                );
+            }
             let u = &outcome.report.usage;
             println!(
                 "usage: {} chat tokens in {} calls; {} image tokens for {} image(s)",
@@ -284,10 +356,32 @@ async fn run(args: Args, key: Option<Secret>) -> Result<ExitCode> {
             if let Some(report) = e.report() {
                 write_report(&args.report, report)?;
                 eprintln!("partial report: {}", args.report.display());
+                print_degraded(report);
             }
             eprintln!("generate: {e}");
+            if let PipelineError::ReferenceRequired { image, .. } = &e {
+                if let Some(image) = image {
+                    write_png(&args.out, image)?;
+                    eprintln!(
+                        "image made before the reference was lost: {}",
+                        args.out.display()
+                    );
+                }
+                return Ok(ExitCode::from(3));
+            }
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// What the run lost, on stdout where the result is printed (also in the report).
+fn print_degraded(report: &Report) {
+    if report.degraded.is_empty() {
+        return;
+    }
+    println!("degraded ({}):", report.degraded.len());
+    for d in &report.degraded {
+        println!("  - {d}");
     }
 }
 

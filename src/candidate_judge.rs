@@ -1,5 +1,6 @@
 //! An LMM that picks the most instructive reference among the selector's top candidates.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -11,10 +12,13 @@ use crate::lmm::{Lmm, Message, Usage, chat_json};
 
 /// A [`CandidateJudge`] that shows a vision LMM the top-k thumbnails with the prompt
 /// and asks which one best shows what the prompt needs.
+///
+/// One judge serves every run of a pipeline, concurrently; the tokens it spends are
+/// counted per run (by [`SelectionRequest::run_id`]) and taken by the run's report.
 #[derive(Debug, Clone)]
 pub struct LmmCandidateJudge {
     lmm: Arc<dyn Lmm>,
-    usage: Arc<Mutex<Usage>>,
+    usage: Arc<Mutex<HashMap<String, Usage>>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -36,13 +40,35 @@ impl LmmCandidateJudge {
     pub fn new(lmm: Arc<dyn Lmm>) -> Self {
         LmmCandidateJudge {
             lmm,
-            usage: Arc::new(Mutex::new(Usage::default())),
+            usage: Arc::default(),
         }
     }
 
-    /// Tokens spent by this judge so far.
-    pub fn usage(&self) -> Usage {
-        self.usage.lock().map(|u| *u).unwrap_or_default()
+    /// Tokens spent so far for run `run_id` (failed calls that were billed included).
+    pub fn usage(&self, run_id: &str) -> Usage {
+        self.usage
+            .lock()
+            .map(|u| u.get(run_id).copied().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Tokens spent for run `run_id`, forgetting them (the pipeline calls this when the
+    /// run ends, so the counts never outlive the run).
+    pub fn take_usage(&self, run_id: &str) -> Usage {
+        let mut map = match self.usage.lock() {
+            Ok(m) => m,
+            // A panic while holding the lock cannot leave the counts half-written.
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.remove(run_id).unwrap_or_default()
+    }
+
+    fn count(&self, run_id: &str, usage: &Usage) {
+        let mut map = match self.usage.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.entry(run_id.to_string()).or_default().add(usage);
     }
 }
 
@@ -69,9 +95,7 @@ impl CandidateJudge for LmmCandidateJudge {
         let reply = chat_json::<WirePick>(self.lmm.as_ref(), "pick", messages)
             .await
             .map_err(|e| SelectError::Judge(e.to_string()))?;
-        if let Ok(mut u) = self.usage.lock() {
-            u.add(&reply.usage);
-        }
+        self.count(&request.run_id, &reply.usage);
         let index = reply.value.index as usize;
         if index >= options.len() {
             return Err(SelectError::Judge(format!(

@@ -1,43 +1,12 @@
 //! The pipeline's error: which stage failed, what failed, what to do, and the partial
 //! report of the work done before.
 
-use serde::{Deserialize, Serialize};
-
-use crate::generator::ImageError;
+use crate::generator::{GeneratedImage, ImageError};
 use crate::lmm::LmmError;
 use crate::report::Report;
 use iat2i_selectors::SelectError;
 
-/// The stages of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StageName {
-    /// The request itself.
-    Request,
-    /// The knowledge gate.
-    Gate,
-    /// Image search.
-    Search,
-    /// Reference selection.
-    Select,
-    /// Image generation.
-    Generate,
-    /// Self-reflection.
-    Judge,
-}
-
-impl std::fmt::Display for StageName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            StageName::Request => "request",
-            StageName::Gate => "knowledge gate",
-            StageName::Search => "image search",
-            StageName::Select => "reference selection",
-            StageName::Generate => "image generation",
-            StageName::Judge => "judge",
-        })
-    }
-}
+pub use crate::stage::StageName;
 
 /// The error of one stage.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +24,18 @@ pub enum StageError {
     /// Anything else.
     #[error("{0}")]
     Other(String),
+}
+
+impl StageError {
+    /// Whether the endpoint answered HTTP 429 (rate limit or quota) after the retries.
+    pub fn is_rate_limited(&self) -> bool {
+        let status = match self {
+            StageError::Lmm(LmmError::Http { source, .. }) => source.status(),
+            StageError::Image(ImageError::Http { source, .. }) => source.status(),
+            _ => None,
+        };
+        status.map(|s| s.as_u16()) == Some(429)
+    }
 }
 
 /// Why a run produced no image.
@@ -80,6 +61,24 @@ pub enum PipelineError {
         /// What was done before the failure.
         report: Box<Report>,
     },
+    /// The caller required a reference image
+    /// ([`crate::PipelineBuilder::require_reference`]) and the run has none; the report's
+    /// `degraded` list says why.
+    #[error(
+        "a reference image was required and the run has none: {detail}. See the report's \
+         `degraded` list; fix the cause (model directory, ONNX Runtime, search engines, \
+         store) or allow runs without a reference"
+    )]
+    ReferenceRequired {
+        /// The stage where the reference was lost.
+        stage: StageName,
+        /// Why it was lost.
+        detail: String,
+        /// What was done before the run stopped.
+        report: Box<Report>,
+        /// The best image made before the run stopped (in generate-first mode), when any.
+        image: Option<Box<GeneratedImage>>,
+    },
 }
 
 impl PipelineError {
@@ -87,6 +86,7 @@ impl PipelineError {
     pub fn report(&self) -> Option<&Report> {
         match self {
             PipelineError::Stage { report, .. } => Some(report),
+            PipelineError::ReferenceRequired { report, .. } => Some(report),
             _ => None,
         }
     }
@@ -95,12 +95,18 @@ impl PipelineError {
     pub fn stage(&self) -> Option<StageName> {
         match self {
             PipelineError::Stage { stage, .. } => Some(*stage),
+            PipelineError::ReferenceRequired { stage, .. } => Some(*stage),
             _ => None,
         }
     }
 
     pub(crate) fn stage_failed(stage: StageName, source: StageError, report: Report) -> Self {
         let hint = match stage {
+            _ if source.is_rate_limited() => {
+                "The model endpoint rate-limited the calls (HTTP 429) and the retries ran out: \
+                 wait and run again, lower the request rate or concurrency, or check the \
+                 account's quota"
+            }
             StageName::Gate | StageName::Judge => {
                 "Check the chat model's base URL, API key and model name, and that the model \
                  supports JSON answers (and images, for the judge)"

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::error::StageName;
+use crate::degraded::Degradation;
 use crate::gate::Assessment;
 use crate::judge::Verdict;
+use crate::stage::StageName;
 
 /// One step of a run, in the order they happen.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -85,6 +86,12 @@ pub enum PipelineEvent {
         round: Option<u32>,
         /// What failed.
         error: String,
+    },
+    /// The run lost something and goes on without it (also in the report's
+    /// `degraded` list).
+    Degraded {
+        /// What was lost, where and why.
+        degradation: Degradation,
     },
     /// The run finished.
     Finished {

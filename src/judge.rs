@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::generator::{InputImage, ReferenceImage};
 use crate::lmm::{JsonReply, Lmm, LmmError, Message, chat_json};
 
+/// The lowest score an `aligned` verdict may have on any axis that applies (the rule the
+/// judge is given).
+pub const ALIGNED_MIN_SCORE: f32 = 7.0;
+
 /// Scores from 0 to 10.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Scores {
@@ -18,31 +22,42 @@ pub struct Scores {
     /// Are the entities drawn as they really look; is it consistent with common sense?
     pub knowledge_consistency: f32,
     /// Was the reference used for what it is for, without copying its background or style?
-    /// (10 when no reference was given.)
-    pub reference_use: f32,
+    /// `None` when no reference was given: the axis does not apply to that round.
+    pub reference_use: Option<f32>,
     /// Aesthetic quality.
     pub aesthetics: f32,
 }
 
 impl Scores {
-    /// The four scores clamped to 0..=10 (NaN becomes 0).
+    /// The scores clamped to 0..=10 (NaN becomes 0).
     pub fn clamped(self) -> Scores {
         let c = |v: f32| if v.is_nan() { 0.0 } else { v.clamp(0.0, 10.0) };
         Scores {
             instruction_following: c(self.instruction_following),
             knowledge_consistency: c(self.knowledge_consistency),
-            reference_use: c(self.reference_use),
+            reference_use: self.reference_use.map(c),
             aesthetics: c(self.aesthetics),
         }
     }
 
-    /// The mean of the four scores.
+    /// The axes that apply, by name: `reference_use` only when it was scored.
+    pub fn applicable(&self) -> Vec<(&'static str, f32)> {
+        let mut axes = vec![
+            ("instruction_following", self.instruction_following),
+            ("knowledge_consistency", self.knowledge_consistency),
+        ];
+        if let Some(r) = self.reference_use {
+            axes.push(("reference_use", r));
+        }
+        axes.push(("aesthetics", self.aesthetics));
+        axes
+    }
+
+    /// The mean of the axes that apply (a round without a reference is not given a free
+    /// 10 for using it).
     pub fn mean(&self) -> f32 {
-        (self.instruction_following
-            + self.knowledge_consistency
-            + self.reference_use
-            + self.aesthetics)
-            / 4.0
+        let axes = self.applicable();
+        axes.iter().map(|(_, v)| v).sum::<f32>() / axes.len() as f32
     }
 }
 
@@ -82,12 +97,51 @@ pub struct Verdict {
     pub knowledge_gap: bool,
     /// What to do next.
     pub action: Action,
+    /// When the judge said `aligned` but its own scores break the rule it was given
+    /// (every applicable score at least [`ALIGNED_MIN_SCORE`]): which score, in words.
+    /// Such a verdict is not trusted as aligned when rounds are ranked or the loop stops.
+    #[serde(default)]
+    pub contradiction: Option<String>,
 }
 
 impl Verdict {
-    /// The score used to pick the best round: the mean of the four scores.
+    /// The score used to pick the best round: the mean of the axes that apply.
     pub fn score(&self) -> f32 {
         self.scores.mean()
+    }
+
+    /// Aligned, and the scores agree (no [`Self::contradiction`]).
+    pub fn trusted_aligned(&self) -> bool {
+        self.aligned && self.contradiction.is_none()
+    }
+
+    /// The verdict for a round that had (or had not) a reference: without one,
+    /// `reference_use` does not apply and is removed; an `aligned` that contradicts the
+    /// scores is noted in [`Self::contradiction`]. The pipeline applies this to every
+    /// judge's verdict.
+    pub fn checked(mut self, had_reference: bool) -> Verdict {
+        self.scores = self.scores.clamped();
+        if !had_reference {
+            self.scores.reference_use = None;
+        }
+        self.contradiction = None;
+        if self.aligned {
+            let low: Vec<String> = self
+                .scores
+                .applicable()
+                .into_iter()
+                .filter(|(_, v)| *v < ALIGNED_MIN_SCORE)
+                .map(|(name, v)| format!("{name} {v:.1}"))
+                .collect();
+            if !low.is_empty() {
+                self.contradiction = Some(format!(
+                    "the judge said aligned, but scored {} (aligned needs every score at \
+                     least {ALIGNED_MIN_SCORE}); not trusted as aligned",
+                    low.join(", ")
+                ));
+            }
+        }
+        self
     }
 }
 
@@ -143,6 +197,7 @@ impl WireVerdict {
             feedback: self.feedback,
             knowledge_gap: self.knowledge_gap,
             action,
+            contradiction: None,
         }
     }
 }
@@ -183,8 +238,8 @@ const JUDGE_SYSTEM: &str = "You review an image generated for a prompt. Score fr
 instruction_following (does it show what the prompt asks), knowledge_consistency (are the \
 named entities drawn as they really look, is it consistent with common sense), reference_use \
 (did it take the entity's appearance from the reference without copying its background, pose \
-or style; 10 when there is no reference), aesthetics. aligned=true only when the image \
-satisfies the prompt and every score is at least 7. knowledge_gap=true when the failure comes \
+or style; null when there is no reference), aesthetics. aligned=true only when the image \
+satisfies the prompt and every score given is at least 7. knowledge_gap=true when the failure comes \
 from not knowing what an entity looks like. Then choose one action: accept (aligned); \
 refine_prompt (the prompt wording misled the model: give new_prompt); next_reference (the \
 reference shows the wrong thing or is poor and another is available); drop_reference (the \
@@ -236,7 +291,10 @@ impl Judge for LmmJudge {
         let messages = vec![Message::system(JUDGE_SYSTEM), Self::message(input)];
         let reply = chat_json::<WireVerdict>(self.lmm.as_ref(), "verdict", messages).await?;
         Ok(JsonReply {
-            value: reply.value.into_verdict(input.prompt),
+            value: reply
+                .value
+                .into_verdict(input.prompt)
+                .checked(!input.references.is_empty()),
             usage: reply.usage,
         })
     }
@@ -270,5 +328,54 @@ mod tests {
         );
         let json = serde_json::to_value(&v).unwrap();
         assert_eq!(json["action"]["kind"], "refine_prompt");
+    }
+
+    fn verdict(aligned: bool, scores: [f32; 4]) -> Verdict {
+        Verdict {
+            aligned,
+            scores: Scores {
+                instruction_following: scores[0],
+                knowledge_consistency: scores[1],
+                reference_use: Some(scores[2]),
+                aesthetics: scores[3],
+            },
+            feedback: String::new(),
+            knowledge_gap: false,
+            action: Action::Accept,
+            contradiction: None,
+        }
+    }
+
+    #[test]
+    fn a_round_without_a_reference_is_scored_on_the_axes_that_apply() {
+        // The judge still sent reference_use 10 for a round without a reference.
+        let without = verdict(false, [7.0, 7.0, 10.0, 7.0]).checked(false);
+        assert_eq!(without.scores.reference_use, None);
+        assert_eq!(without.score(), 7.0);
+        let with = verdict(false, [8.0, 8.0, 6.0, 8.0]).checked(true);
+        assert_eq!(with.score(), 7.5);
+        assert!(with.score() > without.score());
+    }
+
+    #[test]
+    fn an_aligned_that_contradicts_the_scores_is_noted_and_not_trusted() {
+        let v = verdict(true, [9.0, 3.0, 8.0, 8.0]).checked(true);
+        assert!(v.aligned && !v.trusted_aligned());
+        let note = v.contradiction.as_deref().unwrap();
+        assert!(note.contains("knowledge_consistency 3.0"), "{note}");
+        let honest = verdict(true, [9.0, 7.0, 8.0, 8.0]).checked(true);
+        assert!(honest.trusted_aligned() && honest.contradiction.is_none());
+        // A low reference_use does not count when there was no reference.
+        let no_ref = verdict(true, [9.0, 8.0, 0.0, 8.0]).checked(false);
+        assert!(no_ref.trusted_aligned());
+    }
+
+    #[test]
+    fn the_judge_is_no_longer_told_to_give_reference_use_ten() {
+        assert!(!JUDGE_SYSTEM.contains("10 when there is no reference"));
+        assert!(JUDGE_SYSTEM.contains("null when there is no reference"));
+        let schema = crate::lmm::strict_schema::<WireVerdict>();
+        let r = &schema["properties"]["scores"]["properties"]["reference_use"];
+        assert!(r.to_string().contains("null"), "{r}");
     }
 }

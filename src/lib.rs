@@ -79,6 +79,7 @@
 #![warn(missing_docs)]
 
 pub mod candidate_judge;
+pub mod degraded;
 pub mod error;
 pub mod events;
 pub mod gate;
@@ -88,12 +89,14 @@ pub mod lmm;
 pub mod pipeline;
 pub mod report;
 mod secret;
+pub mod stage;
 
 pub use iat2i_retrievers as retrievers;
 pub use iat2i_selectors as selectors;
 
 pub use candidate_judge::LmmCandidateJudge;
-pub use error::{PipelineError, StageError, StageName};
+pub use degraded::{Cause, Degradation, Lost};
+pub use error::{PipelineError, StageError};
 pub use events::{EventCallback, PipelineEvent};
 pub use gate::{Assessment, Gate, GateMode, KnowledgeGap, LmmGate};
 pub use generator::{
@@ -105,13 +108,14 @@ pub use lmm::{Lmm, LmmError, OpenAiChat, Usage};
 pub use pipeline::{Outcome, Pipeline, PipelineBuilder, Request};
 pub use report::Report;
 pub use secret::Secret;
+pub use stage::StageName;
 
 /// The main types of all three crates: `use iat2i::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Action, Assessment, Gate, GateMode, GeneratedImage, Generator, Judge, KnowledgeGap, Lmm,
-        LmmCandidateJudge, LmmGate, LmmJudge, OpenAiChat, OpenAiImages, Outcome, Pipeline,
-        PipelineError, PipelineEvent, Report, Request, Secret, Verdict,
+        Action, Assessment, Degradation, Gate, GateMode, GeneratedImage, Generator, Judge,
+        KnowledgeGap, Lmm, LmmCandidateJudge, LmmGate, LmmJudge, Lost, OpenAiChat, OpenAiImages,
+        Outcome, Pipeline, PipelineError, PipelineEvent, Report, Request, Secret, Verdict,
     };
     pub use iat2i_retrievers::{
         Candidate, HttpClient, ImageSearch, LicensePolicy, MultiSearch, SearchQuery, Trust,

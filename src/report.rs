@@ -4,15 +4,16 @@
 //! and image bytes are summarised by size and type.
 
 use iat2i_retrievers::{Candidate, EngineRun, License};
-use iat2i_selectors::{Reference, Selection};
+use iat2i_selectors::{Dropped, Reference, Selection};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::error::StageName;
+use crate::degraded::{Degradation, Lost};
 use crate::gate::{Assessment, GateMode};
 use crate::generator::ImageUsage;
 use crate::judge::Verdict;
 use crate::lmm::Usage;
+use crate::stage::StageName;
 
 /// Everything a run decided and spent.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -39,6 +40,11 @@ pub struct Report {
     pub rounds: Vec<RoundRecord>,
     /// Every stage failure, including ones the run recovered from.
     pub errors: Vec<ErrorRecord>,
+    /// What the run lost on the way and why (no reference, an engine blocked, the gate
+    /// falling back ...): a run that returned an image may still have lost something a
+    /// user relies on. Empty when nothing was lost.
+    #[serde(default)]
+    pub degraded: Vec<Degradation>,
     /// Token and image usage.
     pub usage: UsageTotals,
     /// The round whose image is returned.
@@ -49,6 +55,25 @@ pub struct Report {
     pub stop_reason: String,
     /// Wall time of the whole run in milliseconds.
     pub total_ms: u64,
+}
+
+impl Report {
+    /// Record a loss (an identical one already recorded is not repeated).
+    pub fn degrade(&mut self, degradation: Degradation) {
+        if !self.degraded.contains(&degradation) {
+            self.degraded.push(degradation);
+        }
+    }
+
+    /// Whether the run lost `what`.
+    pub fn lost(&self, what: Lost) -> bool {
+        self.degraded.iter().any(|d| d.lost == what)
+    }
+
+    /// Whether the run wanted a reference image and generated without one.
+    pub fn lost_reference(&self) -> bool {
+        self.lost(Lost::Reference)
+    }
 }
 
 /// The request, summarised.
@@ -97,6 +122,10 @@ pub struct RetrievalRecord {
     pub select_ms: u64,
     /// Why this pass produced no reference, when it did not.
     pub error: Option<String>,
+    /// When selection failed: every candidate with the stage that dropped it and why
+    /// (a successful selection keeps them in `selection.dropped`).
+    #[serde(default)]
+    pub dropped: Vec<Dropped>,
 }
 
 /// A reference sent to the generator.

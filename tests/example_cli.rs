@@ -168,3 +168,84 @@ fn a_local_image_server_alone_still_needs_a_key_for_openai_chat() {
     assert_eq!(out.status.code(), Some(2), "{}", shown(&out));
     assert!(shown(&out).contains("OPENAI_API_KEY"));
 }
+
+/// `generate` with the gate asking for a reference that no engine can supply (the only
+/// engine, Openverse, points at a server that answers 404).
+fn without_a_reference(server: &MockServer, dir: &std::path::Path) -> Command {
+    let mut c = command();
+    c.current_dir(dir)
+        .env("OPENAI_API_KEY", KEY)
+        .args(["--quiet", "--timeout", "5", "--base-url", &base(server)])
+        .args(["--engine", "openverse", "--openverse-url", &server.uri()])
+        .arg("A Graphorn at dusk");
+    c
+}
+
+#[tokio::test]
+async fn a_run_without_its_reference_says_so_and_require_reference_fails_it() {
+    let server = MockServer::start().await;
+    mount_chat(&server, "assessment", &["gate_needs_reference.json"]).await;
+    mount_chat(&server, "verdict", &["verdict_aligned.json"]).await;
+    mount_images(&server, "generations", &["images_red.json"]).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let out = without_a_reference(&server, dir.path()).output().unwrap();
+    let text = shown(&out);
+    assert!(out.status.success(), "{text}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("degraded ("), "{text}");
+    assert!(stdout.contains("lost the reference image"), "{text}");
+    assert!(stdout.contains("WITHOUT the reference"), "{text}");
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    let lost: Vec<&str> = r["degraded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["lost"].as_str().unwrap())
+        .collect();
+    assert!(lost.contains(&"reference"), "{lost:?}");
+    assert_eq!(
+        requests_to(&server, "/v1/images/generations").await.len(),
+        1
+    );
+
+    let out = without_a_reference(&server, dir.path())
+        .arg("--require-reference")
+        .output()
+        .unwrap();
+    let text = shown(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("reference image was required"), "{text}");
+    assert_eq!(
+        requests_to(&server, "/v1/images/generations").await.len(),
+        1,
+        "no image paid for in the second run"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_out_path_or_model_dir_is_refused_before_any_call() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (&["--out", "no/such/dir/image.png"], "does not exist"),
+        (&["--report", "."], "is a directory"),
+        (&["--model-dir", "no-model-here"], "vision/model.onnx"),
+    ];
+    for (args, wanted) in cases {
+        let out = command()
+            .current_dir(dir.path())
+            .env("OPENAI_API_KEY", KEY)
+            .args(["--quiet", "--base-url", &base(&server)])
+            .args(args)
+            .arg("A red apple")
+            .output()
+            .unwrap();
+        let text = shown(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {text}");
+        assert!(text.contains(wanted), "{args:?}: {text}");
+    }
+    let calls = server.received_requests().await.unwrap();
+    assert!(calls.is_empty(), "a call was made: {calls:?}");
+}

@@ -84,11 +84,17 @@ async fn a_garbage_gate_fails_clearly_before_generating() {
     assert_eq!(h.chat("assessment").await.len(), 2);
 }
 
-/// Runs "A Graphorn", which must fail at the gate before any image is asked for.
+/// Runs "A Graphorn" with `require_gate` (without it, a failed gate falls back to
+/// generating first: see pipeline_degraded.rs); it must fail at the gate before any
+/// image is asked for.
 async fn fails_at_the_gate(h: &Harness) -> PipelineError {
-    let err = h
-        .fail(GateMode::FromPrompt, Request::new("A Graphorn"))
-        .await;
+    let pipeline = h.builder(GateMode::FromPrompt, 3).require_gate(true);
+    let err = pipeline
+        .build()
+        .unwrap()
+        .run(Request::new("A Graphorn"))
+        .await
+        .unwrap_err();
     assert_eq!(err.stage(), Some(StageName::Gate));
     assert!(h.generations().await.is_empty() && h.edits().await.is_empty());
     err

@@ -127,3 +127,47 @@ fn a_run_can_be_spawned_on_a_multithreaded_runtime() {
         drop(fut);
     });
 }
+
+#[tokio::test]
+async fn the_builder_refuses_settings_it_would_silently_drop() {
+    let h = Harness::start(&[], &[]).await;
+    let lmm: Arc<dyn Lmm> = Arc::new(chat_client(&h.server, test_http()));
+    let gate: Arc<dyn Gate> = Arc::new(LmmGate::new(lmm.clone()));
+    let cases: Vec<(iat2i::PipelineBuilder, &str)> = vec![
+        (
+            h.builder(GateMode::FromPrompt, 3)
+                .selector_config(SelectorConfig::default()),
+            "selector_config(..) configures the default selector",
+        ),
+        (
+            h.builder(GateMode::FromPrompt, 3)
+                .candidate_judge_lmm(lmm.clone()),
+            "candidate_judge_lmm(..) is used by the default selector only",
+        ),
+        (
+            h.builder(GateMode::FromPrompt, 3)
+                .gate(gate.clone())
+                .query_languages(vec!["en".into(), "ja".into()]),
+            "query_languages(..) configures the default LMM gate",
+        ),
+        (
+            h.builder(GateMode::FromPrompt, 0),
+            "max_rounds(0): a run needs at least one round",
+        ),
+        (
+            h.builder(GateMode::Never, 3).require_reference(true),
+            "GateMode::Never",
+        ),
+    ];
+    for (builder, wanted) in cases {
+        let err = builder.build().unwrap_err();
+        assert!(matches!(err, PipelineError::Config(_)), "{err:?}");
+        assert!(err.to_string().contains(wanted), "{wanted}: {err}");
+    }
+    // The same settings are accepted where they apply.
+    let ok = h
+        .builder(GateMode::FromPrompt, 1)
+        .query_languages(vec!["en".into(), "ja".into()])
+        .build();
+    assert!(ok.is_ok(), "{ok:?}");
+}

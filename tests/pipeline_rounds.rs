@@ -237,3 +237,84 @@ async fn when_no_round_is_aligned_the_best_round_is_returned_and_the_report_says
         "max_rounds (3) reached without alignment; best was round 2 (mean score 6.5/10)"
     );
 }
+
+/// A chat completion (shaped like the recorded ones) whose answer is `verdict`.
+fn verdict_reply(verdict: serde_json::Value) -> wiremock::ResponseTemplate {
+    let mut body = fixture_json("verdict_aligned.json");
+    body["choices"][0]["message"]["content"] = serde_json::json!(verdict.to_string());
+    wiremock::ResponseTemplate::new(200).set_body_json(body)
+}
+
+fn verdict(aligned: bool, scores: [f32; 4], action: &str) -> serde_json::Value {
+    serde_json::json!({
+        "aligned": aligned,
+        "scores": {"instruction_following": scores[0], "knowledge_consistency": scores[1],
+                   "reference_use": scores[2], "aesthetics": scores[3]},
+        "feedback": "feedback", "knowledge_gap": false, "action": action,
+        "new_prompt": null, "new_queries": []
+    })
+}
+
+#[tokio::test]
+async fn a_round_without_a_reference_does_not_win_on_a_free_reference_score() {
+    let h = Harness::start(&["gate_needs_reference.json"], &[]).await;
+    // Round 1 (with the reference): mean 7.5. Round 2 (reference dropped): the judge
+    // still sends reference_use 10, which used to lift its mean to 7.75.
+    let replies = vec![
+        verdict_reply(verdict(false, [8.0, 8.0, 6.0, 8.0], "drop_reference")),
+        verdict_reply(verdict(false, [7.0, 7.0, 10.0, 7.0], "refine_prompt")),
+    ];
+    mount_chat_replies(&h.server, "verdict", Sequence::new(replies)).await;
+    mount_images_any(&h.server, &["images_green.json", "images_red.json"]).await;
+    let pipeline = h.builder(GateMode::FromPrompt, 2).build().unwrap();
+    let out = pipeline.run(Request::new("A Graphorn")).await.unwrap();
+
+    assert_eq!(out.round, 1, "the round with the reference scored higher");
+    assert_image_is(&out.image, "images_green.json");
+    let r = &out.report;
+    assert!(r.rounds[1].references.is_empty());
+    let v2 = r.rounds[1].verdict.as_ref().unwrap();
+    assert_eq!(v2.scores.reference_use, None, "the axis does not apply");
+    assert_eq!(v2.score(), 7.0);
+    assert_eq!(r.best_score, Some(7.5));
+    let sent = &h.chat("verdict").await[1];
+    let system = sent["messages"][0]["content"].to_string();
+    assert!(
+        !system.contains("10 when there is no reference"),
+        "{system}"
+    );
+}
+
+#[tokio::test]
+async fn an_aligned_that_contradicts_its_scores_is_shown_and_not_trusted() {
+    let h = Harness::start(&["gate_no_reference.json"], &[]).await;
+    // Round 1: "aligned" with knowledge_consistency 3 (the rule needs every score >= 7).
+    // Round 2: honestly unaligned, but better on every axis.
+    let replies = vec![
+        verdict_reply(verdict(true, [8.0, 3.0, 0.0, 8.0], "refine_prompt")),
+        verdict_reply(verdict(false, [8.0, 6.0, 0.0, 8.0], "refine_prompt")),
+    ];
+    mount_chat_replies(&h.server, "verdict", Sequence::new(replies)).await;
+    h.images("generations", &["images_red.json", "images_blue.json"])
+        .await;
+    let pipeline = h.builder(GateMode::FromPrompt, 2).build().unwrap();
+    let out = pipeline.run(Request::new("A red apple")).await.unwrap();
+
+    let r = &out.report;
+    assert_eq!(
+        r.rounds.len(),
+        2,
+        "a contradicted `aligned` does not stop the loop"
+    );
+    let v1 = r.rounds[0].verdict.as_ref().unwrap();
+    assert!(v1.aligned);
+    let note = v1.contradiction.as_deref().unwrap();
+    assert!(note.contains("knowledge_consistency 3.0"), "{note}");
+    let json = serde_json::to_value(r).unwrap();
+    assert!(json["rounds"][0]["verdict"]["contradiction"].is_string());
+    assert_eq!(
+        out.round, 2,
+        "the ranking did not trust the contradicted aligned"
+    );
+    assert_image_is(&out.image, "images_blue.json");
+}

@@ -34,7 +34,9 @@ pub struct PipelineBuilder {
     selector_config: Option<SelectorConfig>,
     gate_mode: GateMode,
     max_rounds: Option<u32>,
-    languages: Vec<String>,
+    require_reference: bool,
+    require_gate: bool,
+    languages: Option<Vec<String>>,
     search_options: SearchQuery,
     events: EventSink,
 }
@@ -139,15 +141,29 @@ impl PipelineBuilder {
         self.gate_mode = mode;
         self
     }
-    /// The most generation rounds (default 3, at least 1).
+    /// The most generation rounds (default 3; 0 is refused by [`Self::build`]).
     pub fn max_rounds(mut self, n: u32) -> Self {
-        self.max_rounds = Some(n.max(1));
+        self.max_rounds = Some(n);
+        self
+    }
+    /// Fail the run when it wanted a reference image (the gate asked for one, the gate
+    /// mode is [`GateMode::Always`], or the judge found a knowledge gap) and could not
+    /// get one, instead of generating without it (default: go on, and record the loss in
+    /// the report's `degraded` list). Checked before the first image is paid for.
+    pub fn require_reference(mut self, yes: bool) -> Self {
+        self.require_reference = yes;
+        self
+    }
+    /// Fail the run when the gate fails (default: fall back to generating first and
+    /// letting the judge decide, recorded in the report's `degraded` list).
+    pub fn require_gate(mut self, yes: bool) -> Self {
+        self.require_gate = yes;
         self
     }
     /// Languages the LMM gate writes queries in (default English; `["en", "zh", "ja"]`
     /// raises recall).
     pub fn query_languages(mut self, languages: Vec<String>) -> Self {
-        self.languages = languages;
+        self.languages = Some(languages);
         self
     }
     /// Receive every [`PipelineEvent`] in a callback.
@@ -161,8 +177,10 @@ impl PipelineBuilder {
         self
     }
 
-    /// Build the pipeline, saying what is missing when something is.
+    /// Build the pipeline, saying what is missing when something is, and refusing
+    /// settings it would otherwise have to ignore.
     pub fn build(self) -> Result<Pipeline, PipelineError> {
+        self.refuse_ignored_settings()?;
         let generator = self.generator.clone().ok_or_else(|| {
             PipelineError::Config(
                 "no image generator: call .generator(Arc::new(OpenAiImages::from_env(..)?))".into(),
@@ -218,10 +236,72 @@ impl PipelineBuilder {
             candidate_judge,
             gate_mode: self.gate_mode,
             max_rounds: self.max_rounds.unwrap_or(3),
+            require_reference: self.require_reference,
+            require_gate: self.require_gate,
             search_options: self.search_options,
             events: self.events,
             models,
         })
+    }
+
+    /// Settings that only configure a default part the caller replaced (or values that
+    /// mean nothing) are refused: silently dropping them would run something else than
+    /// the caller asked for.
+    fn refuse_ignored_settings(&self) -> Result<(), PipelineError> {
+        let mut problems = Vec::new();
+        if self.selector.is_some() {
+            if self.selector_config.is_some() {
+                problems.push(
+                    "selector_config(..) configures the default selector, but a custom \
+                     selector(..) was given: configure that selector instead",
+                );
+            }
+            if self.candidate_judge_lmm.is_some() {
+                problems.push(
+                    "candidate_judge_lmm(..) is used by the default selector only, but a custom \
+                     selector(..) was given: give your selector its own candidate judge",
+                );
+            }
+        }
+        if self.gate.is_some() {
+            if self.languages.is_some() {
+                problems.push(
+                    "query_languages(..) configures the default LMM gate, but a custom gate(..) \
+                     was given: configure that gate's languages instead",
+                );
+            }
+            if self.gate_lmm.is_some() {
+                problems.push(
+                    "gate_lmm(..) configures the default LMM gate, but a custom gate(..) was \
+                     given",
+                );
+            }
+        }
+        if self.judge.is_some() && self.judge_lmm.is_some() && self.selector.is_some() {
+            problems.push(
+                "judge_lmm(..) configures the default judge (and candidate judge), but a custom \
+                 judge(..) and selector(..) were given",
+            );
+        }
+        if self.search.is_some() && self.engines.is_some() {
+            problems.push(
+                "engines(..) is ignored when a configured search(..) is given: add the engines \
+                 to that MultiSearch",
+            );
+        }
+        if self.max_rounds == Some(0) {
+            problems.push("max_rounds(0): a run needs at least one round");
+        }
+        if self.require_reference && self.gate_mode == GateMode::Never {
+            problems.push(
+                "require_reference(true) with GateMode::Never: that mode never searches for a \
+                 reference",
+            );
+        }
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(PipelineError::Config(problems.join("; "))),
+        }
     }
 
     fn resolve_gate(
@@ -231,7 +311,7 @@ impl PipelineBuilder {
         Ok(match (&self.gate, lmm) {
             (Some(g), _) => Some(g.clone()),
             (None, Some(l)) => Some(Arc::new(
-                LmmGate::new(l.clone()).with_languages(self.languages.clone()),
+                LmmGate::new(l.clone()).with_languages(self.languages.clone().unwrap_or_default()),
             )),
             (None, None) if self.gate_mode == GateMode::Never => None,
             (None, None) => return Err(missing("gate")),

@@ -1,6 +1,7 @@
 //! The loop: gate -> search -> select -> (generate -> judge -> act) x rounds.
 
 mod builder;
+mod losses;
 mod retrieval;
 mod round;
 mod state;
@@ -72,6 +73,8 @@ pub struct Pipeline {
     candidate_judge: Option<LmmCandidateJudge>,
     gate_mode: GateMode,
     max_rounds: u32,
+    require_reference: bool,
+    require_gate: bool,
     search_options: SearchQuery,
     events: EventSink,
     models: ModelsRecord,
@@ -83,6 +86,8 @@ impl std::fmt::Debug for Pipeline {
             .field("models", &self.models)
             .field("gate_mode", &self.gate_mode)
             .field("max_rounds", &self.max_rounds)
+            .field("require_reference", &self.require_reference)
+            .field("require_gate", &self.require_gate)
             .finish_non_exhaustive()
     }
 }
@@ -128,15 +133,21 @@ impl Pipeline {
             edit: st.edit_image.is_some(),
             max_rounds: self.max_rounds,
         });
-        if matches!(self.gate_mode, GateMode::FromPrompt | GateMode::Always) {
-            let assessment = match self.assess(&mut st).await {
-                Ok(a) => a,
-                Err(e) => return Err(st.fail(self, StageName::Gate, e)),
-            };
-            if self.gate_mode == GateMode::Always || assessment.needs_reference {
-                let queries = self.queries_for(&mut st, assessment.queries).await;
-                self.retrieve(&mut st, queries, "gate".into()).await;
+        if matches!(st.gate_mode, GateMode::FromPrompt | GateMode::Always) {
+            match self.assess(&mut st).await {
+                Ok(assessment) => {
+                    if st.gate_mode == GateMode::Always || assessment.needs_reference {
+                        let queries = self.queries_for(&mut st, assessment.queries).await;
+                        self.retrieve(&mut st, queries, "gate".into()).await;
+                    }
+                }
+                Err(e) if self.require_gate => return Err(st.fail(self, StageName::Gate, e)),
+                Err(e) => self.gate_fell_back(&mut st, e).await,
             }
+        }
+        if st.missing_required_reference(self) {
+            // Before the first paid image: the caller asked not to generate without it.
+            return Err(st.reference_required(self));
         }
         for n in 1..=self.max_rounds {
             if let Some(stop) = self.round(&mut st, n).await {

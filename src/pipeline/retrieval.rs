@@ -1,10 +1,12 @@
 use std::time::Instant;
 
-use iat2i_selectors::SelectionRequest;
+use iat2i_selectors::{SelectError, SelectionRequest};
 use tracing::Instrument;
 
 use super::Pipeline;
+use super::losses::select_cause;
 use super::state::RunState;
+use crate::degraded::{Cause, Degradation, Lost};
 use crate::error::{StageError, StageName};
 use crate::events::PipelineEvent;
 use crate::gate::Assessment;
@@ -40,10 +42,11 @@ impl Pipeline {
         }
         let assessment = match &st.assessment {
             Some(a) => Some(a.clone()),
-            None if self.gate.is_some() => match self.assess(st).await {
+            None if self.gate.is_some() && !st.gate_failed => match self.assess(st).await {
                 Ok(a) => Some(a),
                 Err(e) => {
                     st.record_error(self, StageName::Gate, None, e.to_string());
+                    st.gate_failed = true;
                     None
                 }
             },
@@ -80,14 +83,21 @@ impl Pipeline {
             count: found.candidates.len(),
             failed_runs,
         });
+        self.failed_engines(st, &found.runs);
         record.runs = found.runs;
         record.candidates = found.candidates.clone();
         if found.candidates.is_empty() {
             let why = format!(
-                "no candidates from {} engine run(s) ({failed_runs} failed); generating without a new reference",
+                "no candidates from {} engine run(s) ({failed_runs} failed)",
                 record.runs.len()
             );
             st.record_error(self, StageName::Search, None, why.clone());
+            let cause = if failed_runs > 0 && failed_runs == record.runs.len() {
+                Cause::EngineFailed
+            } else {
+                Cause::NoCandidates
+            };
+            self.lost_reference(st, StageName::Search, cause, &why);
             record.error = Some(why);
             st.report.retrievals.push(record);
             return;
@@ -124,6 +134,17 @@ impl Pipeline {
         record.select_ms = t.elapsed().as_millis() as u64;
         match result {
             Ok(selection) => {
+                if let Some(reason) = &selection.judge_reason
+                    && reason.contains("fell back")
+                {
+                    let d = Degradation::new(
+                        Lost::CandidateJudgePick,
+                        Cause::CallFailed,
+                        StageName::Select,
+                        reason.clone(),
+                    );
+                    st.degrade(self, d);
+                }
                 self.events.emit(PipelineEvent::SelectionFinished {
                     reference: selection.best.candidate.image_url.to_string(),
                     alternates: selection.alternates.len(),
@@ -136,6 +157,10 @@ impl Pipeline {
             Err(e) => {
                 let msg = e.to_string();
                 st.record_error(self, StageName::Select, None, msg.clone());
+                self.lost_reference(st, StageName::Select, select_cause(&e), &msg);
+                if let SelectError::NoCandidates { dropped } = e {
+                    record.dropped = dropped;
+                }
                 record.error = Some(msg);
             }
         }

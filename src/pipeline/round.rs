@@ -126,12 +126,18 @@ impl Pipeline {
             Ok(reply) => {
                 st.report.usage.judge.add(&reply.usage);
                 rec.judge_usage = Some(reply.usage);
-                rec.verdict = Some(reply.value.clone());
+                // Any judge's verdict: reference_use only when a reference was sent, and
+                // an `aligned` its own scores contradict is noted.
+                let verdict = reply.value.checked(!request.references.is_empty());
+                if let Some(c) = &verdict.contradiction {
+                    tracing::warn!(round = n, contradiction = %c, "judge contradicts itself");
+                }
+                rec.verdict = Some(verdict.clone());
                 self.events.emit(PipelineEvent::Judged {
                     round: n,
-                    verdict: reply.value.clone(),
+                    verdict: verdict.clone(),
                 });
-                Some(reply.value)
+                Some(verdict)
             }
             Err(e) => {
                 let msg = e.to_string();
@@ -150,7 +156,7 @@ impl Pipeline {
         v: &Verdict,
         rec: &mut RoundRecord,
     ) -> Option<String> {
-        if v.aligned {
+        if v.trusted_aligned() {
             rec.next_step = Some("stop: aligned".into());
             return Some(format!("aligned in round {n}"));
         }
@@ -164,7 +170,7 @@ impl Pipeline {
             rec.next_step = Some("stop: no rounds left".into());
             return None;
         }
-        let first_retrieval = self.gate_mode == GateMode::GenerateFirst && st.selection.is_none();
+        let first_retrieval = st.gate_mode == GateMode::GenerateFirst && st.selection.is_none();
         if first_retrieval && (v.knowledge_gap || matches!(v.action, Action::Research { .. })) {
             let given = match &v.action {
                 Action::Research { queries } => queries.clone(),
@@ -173,6 +179,12 @@ impl Pipeline {
             let queries = self.queries_for(st, given).await;
             let reason = format!("the judge found a knowledge gap in round {n}");
             self.retrieve(st, queries, reason).await;
+            if st.missing_required_reference(self) {
+                rec.next_step = Some("stop: the required reference could not be found".into());
+                return Some(format!(
+                    "no reference found after round {n}, and one was required"
+                ));
+            }
             if let Action::RefinePrompt { prompt } = &v.action {
                 st.prompt = prompt.clone();
             }

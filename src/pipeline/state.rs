@@ -4,9 +4,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use iat2i_selectors::{Reference, Selection};
 
 use super::{Outcome, Pipeline};
+use crate::degraded::{Degradation, Lost};
 use crate::error::{PipelineError, StageError, StageName};
 use crate::events::PipelineEvent;
-use crate::gate::Assessment;
+use crate::gate::{Assessment, GateMode};
 use crate::generator::{GeneratedImage, InputImage};
 use crate::judge::Verdict;
 use crate::report::{ErrorRecord, ImageRecord, Report, RequestRecord};
@@ -29,11 +30,12 @@ pub(super) struct Kept {
     pub verdict: Option<Verdict>,
 }
 
-/// Ordering key: judged beats unjudged, aligned beats unaligned, then the mean score.
+/// Ordering key: judged beats unjudged, aligned (when the scores agree) beats
+/// unaligned, then the mean of the axes that apply to the round.
 fn rank(verdict: &Option<Verdict>) -> (u8, f32) {
     match verdict {
         None => (0, 0.0),
-        Some(v) => (1 + u8::from(v.aligned), v.score()),
+        Some(v) => (1 + u8::from(v.trusted_aligned()), v.score()),
     }
 }
 
@@ -51,6 +53,12 @@ pub(super) struct RunState {
     pub best: Option<Kept>,
     pub stop: Option<String>,
     pub last_error: Option<(StageName, StageError)>,
+    /// The gate mode of this run: the pipeline's, until a failed gate falls back to
+    /// generating first.
+    pub gate_mode: GateMode,
+    /// The gate failed in this run: it is not asked again (queries come from the judge
+    /// or the prompt).
+    pub gate_failed: bool,
 }
 
 impl RunState {
@@ -86,6 +94,8 @@ impl RunState {
             best: None,
             stop: None,
             last_error: None,
+            gate_mode: p.gate_mode,
+            gate_failed: false,
         }
     }
 
@@ -136,6 +146,48 @@ impl RunState {
         });
     }
 
+    /// Record a loss: in the report's `degraded` list, as an event and in the log.
+    pub fn degrade(&mut self, p: &Pipeline, degradation: Degradation) {
+        tracing::warn!(%degradation, "run degraded");
+        p.events.emit(PipelineEvent::Degraded {
+            degradation: degradation.clone(),
+        });
+        self.report.degrade(degradation);
+    }
+
+    /// Whether the run wanted a reference, has none, and the caller required one.
+    pub fn missing_required_reference(&self, p: &Pipeline) -> bool {
+        p.require_reference && self.selection.is_none() && self.report.lost_reference()
+    }
+
+    /// End the run because the required reference is missing; the best image so far
+    /// (if any) travels with the error.
+    pub fn reference_required(mut self, p: &Pipeline) -> PipelineError {
+        let loss = self
+            .report
+            .degraded
+            .iter()
+            .rev()
+            .find(|d| d.lost == Lost::Reference)
+            .cloned();
+        let (stage, detail) = match loss {
+            Some(d) => (d.stage, format!("{} ({})", d.detail, d.cause)),
+            None => (StageName::Select, "no reference was selected".to_string()),
+        };
+        let image = self.best.take().map(|k| Box::new(k.image));
+        self.report.best_round = None;
+        self.close(
+            p,
+            format!("stopped: a reference image was required and the run has none: {detail}"),
+        );
+        PipelineError::ReferenceRequired {
+            stage,
+            detail,
+            report: Box::new(self.report),
+            image,
+        }
+    }
+
     /// Keep `image` if it beats the best so far.
     pub fn consider(&mut self, round: u32, image: GeneratedImage, verdict: Option<Verdict>) {
         let better = match &self.best {
@@ -154,7 +206,7 @@ impl RunState {
     fn close(&mut self, p: &Pipeline, stop_reason: String) {
         self.report.stop_reason = stop_reason.clone();
         if let Some(cj) = &p.candidate_judge {
-            self.report.usage.candidate_judge = cj.usage();
+            self.report.usage.candidate_judge = cj.take_usage(&self.report.run_id);
         }
         let u = &mut self.report.usage;
         let mut total = u.gate;
@@ -189,6 +241,9 @@ impl RunState {
 
     /// End the run with the best image, or the last error when there is none.
     pub fn finish(mut self, p: &Pipeline) -> Result<Outcome, PipelineError> {
+        if self.missing_required_reference(p) {
+            return Err(self.reference_required(p));
+        }
         let Some(best) = self.best.take() else {
             return Err(match self.last_error.take() {
                 Some((stage, err)) => self.fail(p, stage, err),
