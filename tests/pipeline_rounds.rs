@@ -231,10 +231,11 @@ async fn when_no_round_is_aligned_the_best_round_is_returned_and_the_report_says
     let r = &out.report;
     assert_eq!(r.rounds.len(), 3);
     assert_eq!(r.best_round, Some(2));
-    assert_eq!(r.best_score, Some(6.5));
+    // No reference was sent, so reference_use does not count: (7 + 6 + 7) / 3.
+    assert_eq!(r.best_score, Some(20.0 / 3.0));
     assert_eq!(
         r.stop_reason,
-        "max_rounds (3) reached without alignment; best was round 2 (mean score 6.5/10)"
+        "max_rounds (3) reached without alignment; best was round 2 (mean score 6.7/10)"
     );
 }
 
