@@ -64,6 +64,13 @@ pub enum PipelineEvent {
         /// How many reference images are sent.
         references: usize,
     },
+    /// The generator reported progress (ComfyUI's queue and sampler steps).
+    GeneratorProgress {
+        /// Round number.
+        round: u32,
+        /// What the backend reported.
+        progress: crate::generator::GeneratorProgress,
+    },
     /// An image was generated.
     Generated {
         /// Round number.

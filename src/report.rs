@@ -212,6 +212,13 @@ pub struct RoundRecord {
     pub revised_prompt: Option<String>,
     /// The generator's usage.
     pub image_usage: Option<ImageUsage>,
+    /// Images the generator returned this round (the judge kept the best).
+    #[serde(default)]
+    pub images_generated: u32,
+    /// What the generator left out or changed to fit its limits (references dropped or
+    /// re-encoded, unsupported settings).
+    #[serde(default)]
+    pub generator_notes: Vec<String>,
     /// The judge's verdict.
     pub verdict: Option<Verdict>,
     /// The judge's token usage.

@@ -5,40 +5,39 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use iat2i::generator::{
-    GenerationRequest, Generator, ImageError, InputImage, OpenAiImages, ReferenceImage,
+    GenerationRequest, Generator, ImageError, ImageSize, InputImage, OpenAiImages, ReferenceImage,
 };
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// A request with a prompt and nothing else.
 fn text_only(prompt: &str) -> GenerationRequest {
-    GenerationRequest {
-        prompt: prompt.into(),
-        references: vec![],
-        edit_image: None,
-    }
+    GenerationRequest::new(prompt)
 }
 
 fn reference(name: &str, label: &str) -> ReferenceImage {
-    ReferenceImage {
-        image: InputImage {
+    ReferenceImage::subject(
+        InputImage {
             bytes: fixture_bytes(name),
             mime: "image/png".into(),
         },
-        label: label.into(),
-    }
+        label,
+    )
 }
 
 #[tokio::test]
 async fn without_references_it_posts_json_to_generations_without_response_format() {
     let server = MockServer::start().await;
     mount_images(&server, "generations", &["images_red.json"]).await;
-    let img = images_client(&server)
+    let out = images_client(&server)
         .generate(&text_only("a red apple"))
         .await
         .unwrap();
+    assert_eq!(out.usage, out.images[0].usage);
+    assert_eq!(out.prompt_sent, "a red apple");
+    let img = &out.images[0];
     assert_eq!(img.mime, "image/png");
-    assert_image_is(&img, "images_red.json");
+    assert_image_is(img, "images_red.json");
     assert_eq!(img.usage.input_tokens, 50);
     assert_eq!(img.usage.output_tokens, 4160);
     assert_eq!(img.usage.total_tokens, 4210);
@@ -63,20 +62,21 @@ async fn with_references_it_posts_multipart_to_edits_user_image_first() {
     let server = MockServer::start().await;
     mount_images(&server, "edits", &["images_green.json"]).await;
     let input = fixture_bytes("input.png");
-    let img = images_client(&server)
+    let out = images_client(&server)
         .with_quality(Some("high".into()))
-        .generate(&GenerationRequest {
-            prompt: "Add a Graphorn. Reference image 2 shows a Graphorn".into(),
-            references: vec![
-                reference("reference_a.png", "a Graphorn"),
-                reference("reference_b.png", "a Graphorn"),
-            ],
-            edit_image: Some(InputImage::sniff(input.clone())),
-        })
+        .generate(
+            &GenerationRequest::new("Add a Graphorn")
+                .with_references(vec![
+                    reference("reference_a.png", "a Graphorn"),
+                    reference("reference_b.png", "a Graphorn"),
+                ])
+                .with_edit_image(InputImage::sniff(input.clone())),
+        )
         .await
         .unwrap();
-    assert_image_is(&img, "images_green.json");
-    assert_eq!(img.usage.input_tokens, 180);
+    assert_image_is(&out.images[0], "images_green.json");
+    assert_eq!(out.usage.input_tokens, 180);
+    assert!(out.prompt_sent.contains("Image 1 is the image to edit"));
 
     let reqs = requests_to(&server, "/v1/images/edits").await;
     assert_eq!(reqs.len(), 1);
@@ -92,6 +92,7 @@ async fn with_references_it_posts_multipart_to_edits_user_image_first() {
     assert_eq!(form.text("quality"), "high");
     let prompt = form.text("prompt");
     assert!(prompt.contains("Reference image 2 shows a Graphorn"));
+    assert!(prompt.contains("Reference image 3 shows a Graphorn"));
     // The user's image first, then the references in order, each sent as a PNG.
     let (a, b) = (
         fixture_bytes("reference_a.png"),
@@ -112,16 +113,17 @@ async fn at_most_sixteen_images_are_sent() {
     let server = MockServer::start().await;
     mount_images(&server, "edits", &["images_green.json"]).await;
     let refs: Vec<ReferenceImage> = (0..20).map(|_| reference("reference_a.png", "x")).collect();
-    images_client(&server)
-        .generate(&GenerationRequest {
-            prompt: "p".into(),
-            references: refs,
-            edit_image: None,
-        })
+    let out = images_client(&server)
+        .generate(&GenerationRequest::new("p").with_references(refs))
         .await
         .unwrap();
     let form = Form::parse(&requests_to(&server, "/v1/images/edits").await[0]);
     assert_eq!(form.images().len(), 16);
+    assert!(
+        out.notes[0].contains("4 of 20 reference images not sent"),
+        "{:?}",
+        out.notes
+    );
 }
 
 #[tokio::test]
@@ -147,7 +149,8 @@ async fn dalle_style_servers_get_response_format_and_url_answers_are_fetched() {
         .mount(&server)
         .await;
     let generator = OpenAiImages::new(test_http(), &base(&server), "dall-e-3").unwrap();
-    let img = generator.generate(&text_only("a cat")).await.unwrap();
+    let out = generator.generate(&text_only("a cat")).await.unwrap();
+    let img = &out.images[0];
     assert_eq!(img.bytes, Bytes::from(png.to_vec()));
     assert_eq!(img.revised_prompt.as_deref(), Some("a cat, photo"));
     let sent = &requests_to(&server, "/v1/images/generations").await[0];
@@ -191,4 +194,42 @@ async fn an_answer_without_an_image_is_a_clear_error() {
         .await
         .unwrap_err();
     assert!(matches!(err, ImageError::NoImage { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn n_size_negative_prompt_and_options_reach_the_request() {
+    let server = MockServer::start().await;
+    let two = serde_json::json!({
+        "created": 1713833628,
+        "data": [fixture_json("images_red.json")["data"][0], fixture_json("images_blue.json")["data"][0]],
+        "usage": fixture_json("images_red.json")["usage"]
+    });
+    Mock::given(method("POST"))
+        .and(path("/v1/images/generations"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(two))
+        .mount(&server)
+        .await;
+    let mut request = text_only("a red apple");
+    request.n = 2;
+    request.size = Some(ImageSize::parse("16:9").unwrap());
+    request.seed = Some(7);
+    request.negative_prompt = Some("text".into());
+    request
+        .options
+        .insert("background".into(), serde_json::json!("transparent"));
+    let out = images_client(&server).generate(&request).await.unwrap();
+    assert_eq!(out.images.len(), 2);
+    assert_eq!(out.usage.images, 2);
+    assert_image_is(&out.images[1], "images_blue.json");
+    assert!(
+        out.notes.iter().any(|n| n.contains("seed")),
+        "{:?}",
+        out.notes
+    );
+    let body = json_body(&requests_to(&server, "/v1/images/generations").await[0]);
+    assert_eq!(body["n"], 2);
+    assert_eq!(body["size"], "1536x1024");
+    assert_eq!(body["background"], "transparent");
+    assert!(body["prompt"].as_str().unwrap().ends_with("Avoid: text"));
+    assert!(body.get("seed").is_none());
 }

@@ -1,13 +1,26 @@
 //! Image generators: a prompt, reference images and an optional image to edit in; an
 //! image out.
 
+mod chat_images;
+pub mod comfyui;
+mod fit;
+mod gemini;
 mod openai;
+mod request;
 
+pub use chat_images::{ChatImages, OPENROUTER_DEFAULT_BASE};
+pub use comfyui::{COMFYUI_DEFAULT_BASE, ComfyUi, Workflow, WorkflowNodes};
+pub use fit::{ReferenceLimits, fit_image, fit_request};
+pub use gemini::{GEMINI_ASPECT_RATIOS, GEMINI_DEFAULT_BASE, GeminiImages};
 pub use openai::OpenAiImages;
+pub use request::{
+    Generation, GenerationRequest, GenerationSettings, GeneratorProgress, ImageSize, ProgressSink,
+    ReferenceImage, ReferenceRole, compose_prompt, reference_line,
+};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use iat2i_retrievers::HttpError;
+use iat2i_retrievers::{HttpClient, HttpError, HttpResponse, Trust};
 use serde::{Deserialize, Serialize};
 
 /// An encoded image with its MIME type.
@@ -41,27 +54,6 @@ pub fn dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
         .ok()
 }
 
-/// A reference image and what it is for.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReferenceImage {
-    /// The image.
-    pub image: InputImage,
-    /// What it shows (the entity), used to tell the model what to take from it.
-    pub label: String,
-}
-
-/// One generation call.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GenerationRequest {
-    /// The prompt to send, already saying what each reference is for
-    /// (see [`compose_prompt`]).
-    pub prompt: String,
-    /// Reference images, best first.
-    pub references: Vec<ReferenceImage>,
-    /// The user's image to edit, sent before the references.
-    pub edit_image: Option<InputImage>,
-}
-
 /// Token details of an image call's input, as OpenAI reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputTokensDetails {
@@ -91,6 +83,9 @@ pub struct ImageUsage {
     /// Images generated.
     #[serde(default)]
     pub images: u32,
+    /// Calls made.
+    #[serde(default)]
+    pub calls: u32,
 }
 
 impl ImageUsage {
@@ -100,6 +95,7 @@ impl ImageUsage {
         self.output_tokens += o.output_tokens;
         self.total_tokens += o.total_tokens;
         self.images += o.images;
+        self.calls += o.calls;
         if let Some(d) = o.input_tokens_details {
             let mine = self
                 .input_tokens_details
@@ -117,7 +113,8 @@ pub struct GeneratedImage {
     pub bytes: Bytes,
     /// Its MIME type, sniffed from the bytes.
     pub mime: String,
-    /// What the call cost.
+    /// What the call that made it cost (shared by all images of one call: add
+    /// [`Generation::usage`] once, not this per image).
     pub usage: ImageUsage,
     /// The prompt the service says it actually used, when it rewrote it.
     pub revised_prompt: Option<String>,
@@ -155,61 +152,97 @@ pub enum ImageError {
         /// What was missing.
         detail: String,
     },
+    /// The model declined: the prompt was blocked, the image withheld for safety,
+    /// recitation or policy, or it answered in words only. Not retried: rephrase the
+    /// prompt or change the reference.
+    #[error("image generator {endpoint} refused ({kind:?}: {reason}){}", said(.text))]
+    Refused {
+        /// Model and endpoint, without secrets.
+        endpoint: String,
+        /// What kind of refusal.
+        kind: RefusalKind,
+        /// The service's own reason code (`IMAGE_SAFETY`, `PROHIBITED_CONTENT` ...).
+        reason: String,
+        /// The model's text, when it wrote any.
+        text: Option<String>,
+    },
+    /// A workflow node failed (ComfyUI's `node_errors` or `execution_error`).
+    #[error("image generator {endpoint}: node {node} ({class_type}) failed: {message}")]
+    Node {
+        /// Server, without secrets.
+        endpoint: String,
+        /// The node id in the workflow.
+        node: String,
+        /// The node's class.
+        class_type: String,
+        /// What the server said.
+        message: String,
+    },
+    /// The job did not finish in time (it was interrupted where the backend allows).
+    #[error("image generator {endpoint} timed out after {after:?}: {detail}")]
+    Timeout {
+        /// Model and endpoint, without secrets.
+        endpoint: String,
+        /// How long it waited.
+        after: std::time::Duration,
+        /// What was done about it.
+        detail: String,
+    },
     /// Any other failure (for custom implementations).
     #[error("{0}")]
     Other(String),
 }
 
-/// Generates an image.
+fn said(text: &Option<String>) -> String {
+    text.as_deref()
+        .map(|t| format!(": {t}"))
+        .unwrap_or_default()
+}
+
+/// Why a model declined to draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RefusalKind {
+    /// The prompt itself was blocked before generation.
+    PromptBlocked,
+    /// The output was withheld for safety.
+    Safety,
+    /// The output was withheld as prohibited content.
+    Prohibited,
+    /// The output was withheld as a recitation of existing material.
+    Recitation,
+    /// The model made no image and said why not (or nothing).
+    NoImage,
+    /// The model answered in text only.
+    TextOnly,
+    /// Another reason the service gave.
+    Other,
+}
+
+impl ImageError {
+    /// Whether the model declined (a typed refusal, never retried).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, ImageError::Refused { .. })
+    }
+}
+
+/// Generates images.
 #[async_trait]
 pub trait Generator: Send + Sync + std::fmt::Debug {
-    /// Generate one image for `request`.
-    async fn generate(&self, request: &GenerationRequest) -> Result<GeneratedImage, ImageError>;
+    /// Generate `request.n` images (at least one) for `request`, expressing its
+    /// references the backend's own way.
+    async fn generate(&self, request: &GenerationRequest) -> Result<Generation, ImageError>;
 
     /// The model and endpoint, without secrets, for reports.
     fn describe(&self) -> String;
 }
 
-/// The prompt to send with `labels.len()` reference images: the user's prompt, then one
-/// line per reference saying what it shows and that it is only for that entity's
-/// appearance. In edit mode the user's image is image 1 and references are numbered from 2.
-pub fn compose_prompt(prompt: &str, labels: &[String], edit: bool) -> String {
-    if labels.is_empty() {
-        return prompt.to_string();
-    }
-    let mut out = String::from(prompt.trim());
-    out.push_str("\n\n");
-    if edit {
-        out.push_str(
-            "Image 1 is the image to edit; keep everything the prompt does not ask to change.\n",
-        );
-    }
-    let first = if edit { 2 } else { 1 };
-    for (i, label) in labels.iter().enumerate() {
-        let n = first + i;
-        out.push_str(&format!(
-            "Reference image {n} shows {label}; use it only for the appearance of {label} \
-             (shape, colours, markings, clothing), not for its background, framing, pose, \
-             lighting or style.\n"
-        ));
-    }
-    out.trim_end().to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn compose_names_each_reference_and_its_use() {
-        let p = compose_prompt("A Graphorn at dusk", &["a Graphorn".into()], false);
-        assert!(p.starts_with("A Graphorn at dusk"));
-        assert!(p.contains(
-            "Reference image 1 shows a Graphorn; use it only for the appearance of a Graphorn"
-        ));
-        let e = compose_prompt("Add a Graphorn", &["a Graphorn".into()], true);
-        assert!(e.contains("Image 1 is the image to edit"));
-        assert!(e.contains("Reference image 2 shows a Graphorn"));
-        assert_eq!(compose_prompt("plain", &[], true), "plain");
-    }
+/// Send a paid request (one that costs money or GPU time when the server processes it)
+/// to a configured endpoint.
+pub(crate) async fn send_paid<F>(http: &HttpClient, make: F) -> Result<HttpResponse, HttpError>
+where
+    F: Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync,
+{
+    http.execute(Trust::Trusted, make).await
 }

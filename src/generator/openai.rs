@@ -10,13 +10,16 @@ use tracing::Instrument;
 use url::Url;
 
 use super::{
-    GeneratedImage, GenerationRequest, Generator, ImageError, ImageUsage, InputImage, sniff_mime,
+    GeneratedImage, Generation, GenerationRequest, Generator, ImageError, ImageSize, ImageUsage,
+    InputImage, ReferenceLimits, compose_prompt, fit_request, sniff_mime,
 };
 use crate::lmm::openai_support::{OPENAI_DEFAULT_BASE, api_error, endpoint, parse_base};
 use crate::secret::Secret;
 
 /// The most images one edits call takes.
 pub const MAX_EDIT_IMAGES: usize = 16;
+/// The largest input image the edits endpoint takes (50 MB for the gpt-image family).
+pub const MAX_EDIT_IMAGE_BYTES: usize = 50 * 1024 * 1024;
 
 /// The OpenAI Images API (`gpt-image-1` by default) or a server speaking it.
 ///
@@ -25,6 +28,12 @@ pub const MAX_EDIT_IMAGES: usize = 16;
 /// user's image first, at most 16). For the gpt-image family `response_format` is never
 /// sent (the API rejects it) and `data[].b64_json` is read; for dall-e-style servers that
 /// answer with `data[].url` the image is fetched as an untrusted URL.
+///
+/// References are expressed in words: the prompt gets one line per reference saying
+/// what it shows and what to take from it (see [`compose_prompt`]); a negative prompt
+/// becomes an "Avoid:" line. The request's size maps to the nearest size the model
+/// offers; `n` is sent as is; `seed` is not supported by the API and is ignored with a
+/// note; `options` are merged into the body (JSON) or added as form fields.
 #[derive(Clone)]
 pub struct OpenAiImages {
     http: HttpClient,
@@ -33,6 +42,7 @@ pub struct OpenAiImages {
     api_key: Option<Secret>,
     size: Option<String>,
     quality: Option<String>,
+    limits: ReferenceLimits,
 }
 
 impl std::fmt::Debug for OpenAiImages {
@@ -61,6 +71,7 @@ impl OpenAiImages {
             quality: gpt_image.then(|| "auto".to_string()),
             model,
             api_key: None,
+            limits: ReferenceLimits::new(MAX_EDIT_IMAGES, MAX_EDIT_IMAGE_BYTES, 4096 * 4096),
         })
     }
 
@@ -101,13 +112,44 @@ impl OpenAiImages {
         self
     }
 
+    /// The input images the edits endpoint takes (count, bytes, pixels); larger ones are
+    /// downscaled, extra ones dropped with a note.
+    pub fn with_reference_limits(mut self, limits: ReferenceLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     fn gpt_image(&self) -> bool {
         is_gpt_image(&self.model)
     }
 
-    fn generations_body(&self, prompt: &str) -> Value {
-        let mut body = json!({ "model": self.model, "prompt": prompt, "n": 1 });
-        if let Some(s) = &self.size {
+    /// The `size` field: the request's, mapped to what the model offers, else the
+    /// configured default.
+    fn size_for(&self, request: &GenerationRequest) -> Option<String> {
+        match &request.size {
+            None => self.size.clone(),
+            Some(ImageSize::Pixels { width, height }) if !self.gpt_image() => {
+                Some(format!("{width}x{height}"))
+            }
+            Some(size) => {
+                let r = size.ratio().unwrap_or(1.0);
+                Some(
+                    if r > 1.2 {
+                        "1536x1024"
+                    } else if r < 1.0 / 1.2 {
+                        "1024x1536"
+                    } else {
+                        "1024x1024"
+                    }
+                    .to_string(),
+                )
+            }
+        }
+    }
+
+    fn generations_body(&self, request: &GenerationRequest, prompt: &str) -> Value {
+        let mut body = json!({ "model": self.model, "prompt": prompt, "n": request.n() });
+        if let Some(s) = self.size_for(request) {
             body["size"] = json!(s);
         }
         if let Some(q) = &self.quality {
@@ -116,10 +158,13 @@ impl OpenAiImages {
         if !self.gpt_image() {
             body["response_format"] = json!("b64_json");
         }
+        for (k, v) in &request.options {
+            body[k] = v.clone();
+        }
         body
     }
 
-    fn edits_form(&self, prompt: &str, images: &[InputImage]) -> Form {
+    fn edits_form(&self, request: &GenerationRequest, prompt: &str, images: &[InputImage]) -> Form {
         let field = if self.gpt_image() || images.len() > 1 {
             "image[]"
         } else {
@@ -128,18 +173,25 @@ impl OpenAiImages {
         let mut form = Form::new()
             .text("model", self.model.clone())
             .text("prompt", prompt.to_string())
-            .text("n", "1");
+            .text("n", request.n().to_string());
         for (i, img) in images.iter().enumerate() {
             form = form.part(field, image_part(i, img));
         }
-        if let Some(s) = &self.size {
-            form = form.text("size", s.clone());
+        if let Some(s) = self.size_for(request) {
+            form = form.text("size", s);
         }
         if let Some(q) = &self.quality {
             form = form.text("quality", q.clone());
         }
         if !self.gpt_image() {
             form = form.text("response_format", "b64_json");
+        }
+        for (k, v) in &request.options {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            form = form.text(k.clone(), text);
         }
         form
     }
@@ -199,7 +251,7 @@ struct WireImage {
 }
 
 impl OpenAiImages {
-    async fn read(&self, body: &[u8]) -> Result<GeneratedImage, ImageError> {
+    async fn read(&self, body: &[u8]) -> Result<(Vec<GeneratedImage>, ImageUsage), ImageError> {
         let endpoint = self.describe();
         let no_image = |detail: String| ImageError::NoImage {
             endpoint: endpoint.clone(),
@@ -211,28 +263,35 @@ impl OpenAiImages {
             let (message, _) = api_error(err);
             return Err(ImageError::Api { endpoint, message });
         }
-        let first = wire
-            .data
-            .and_then(|d| d.into_iter().next())
-            .ok_or_else(|| no_image("empty data".into()))?;
-        let bytes = match (&first.b64_json, &first.url) {
-            (Some(b64), _) => base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .map(Bytes::from)
-                .map_err(|e| no_image(format!("b64_json is not base64: {e}")))?,
-            (None, Some(url)) => self.fetch(url).await?,
-            (None, None) => return Err(no_image("neither b64_json nor url in data[0]".into())),
-        };
-        let mime = sniff_mime(&bytes)
-            .ok_or_else(|| no_image("the bytes are not a known image format".into()))?;
+        let data = wire.data.unwrap_or_default();
+        if data.is_empty() {
+            return Err(no_image("empty data".into()));
+        }
         let mut usage = wire.usage.unwrap_or_default();
-        usage.images = 1;
-        Ok(GeneratedImage {
-            bytes,
-            mime: mime.to_string(),
-            usage,
-            revised_prompt: first.revised_prompt,
-        })
+        usage.images = data.len() as u32;
+        usage.calls = 1;
+        let mut images = Vec::with_capacity(data.len());
+        for (i, item) in data.into_iter().enumerate() {
+            let bytes = match (&item.b64_json, &item.url) {
+                (Some(b64), _) => base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .map(Bytes::from)
+                    .map_err(|e| no_image(format!("data[{i}].b64_json is not base64: {e}")))?,
+                (None, Some(url)) => self.fetch(url).await?,
+                (None, None) => {
+                    return Err(no_image(format!("neither b64_json nor url in data[{i}]")));
+                }
+            };
+            let mime = sniff_mime(&bytes)
+                .ok_or_else(|| no_image(format!("data[{i}] is not a known image format")))?;
+            images.push(GeneratedImage {
+                bytes,
+                mime: mime.to_string(),
+                usage,
+                revised_prompt: item.revised_prompt,
+            });
+        }
+        Ok((images, usage))
     }
 
     async fn fetch(&self, url: &str) -> Result<Bytes, ImageError> {
@@ -251,16 +310,20 @@ impl OpenAiImages {
 
 #[async_trait]
 impl Generator for OpenAiImages {
-    async fn generate(&self, request: &GenerationRequest) -> Result<GeneratedImage, ImageError> {
-        let mut images: Vec<InputImage> = request.edit_image.iter().cloned().collect();
-        images.extend(request.references.iter().map(|r| r.image.clone()));
-        if images.len() > MAX_EDIT_IMAGES {
-            tracing::warn!(
-                count = images.len(),
-                "more than 16 images; sending the first 16"
-            );
-            images.truncate(MAX_EDIT_IMAGES);
+    async fn generate(&self, request: &GenerationRequest) -> Result<Generation, ImageError> {
+        let (edit, references, mut notes) = fit_request(request, &self.limits);
+        let fitted = GenerationRequest {
+            references,
+            edit_image: edit,
+            ..request.clone()
+        };
+        if request.seed.is_some() {
+            notes.push("the OpenAI Images API takes no seed; it was not sent".into());
         }
+        let first = if fitted.edit_image.is_some() { 2 } else { 1 };
+        let prompt = compose_prompt(&fitted, first);
+        let mut images: Vec<InputImage> = fitted.edit_image.iter().cloned().collect();
+        images.extend(fitted.references.iter().map(|r| r.image.clone()));
         let key = self.api_key.clone();
         let auth = |rb: reqwest::RequestBuilder| match &key {
             Some(k) => rb.bearer_auth(k.expose()),
@@ -270,25 +333,30 @@ impl Generator for OpenAiImages {
             tracing::info_span!("images.generate", model = %self.model, images = images.len());
         let result = if images.is_empty() {
             let url = endpoint(&self.base, "images/generations").map_err(ImageError::Config)?;
-            let body = self.generations_body(&request.prompt);
-            self.http
-                .execute(Trust::Trusted, |c| auth(c.post(url.clone()).json(&body)))
+            let body = self.generations_body(&fitted, &prompt);
+            super::send_paid(&self.http, |c| auth(c.post(url.clone()).json(&body)))
                 .instrument(span)
                 .await
         } else {
             let url = endpoint(&self.base, "images/edits").map_err(ImageError::Config)?;
-            self.http
-                .execute(Trust::Trusted, |c| {
-                    auth(
-                        c.post(url.clone())
-                            .multipart(self.edits_form(&request.prompt, &images)),
-                    )
-                })
-                .instrument(span)
-                .await
+            super::send_paid(&self.http, |c| {
+                auth(
+                    c.post(url.clone())
+                        .multipart(self.edits_form(&fitted, &prompt, &images)),
+                )
+            })
+            .instrument(span)
+            .await
         };
         let resp = result.map_err(|e| self.http_error(e))?;
-        self.read(&resp.body).await
+        let (images, usage) = self.read(&resp.body).await?;
+        Ok(Generation {
+            images,
+            usage,
+            prompt_sent: prompt,
+            text: None,
+            notes,
+        })
     }
 
     fn describe(&self) -> String {

@@ -10,7 +10,7 @@ use crate::candidate_judge::LmmCandidateJudge;
 use crate::error::PipelineError;
 use crate::events::{EventSink, PipelineEvent};
 use crate::gate::{Gate, GateMode, LmmGate};
-use crate::generator::{Generator, OpenAiImages};
+use crate::generator::{GenerationSettings, Generator, OpenAiImages};
 use crate::judge::{Judge, LmmJudge};
 use crate::lmm::{Lmm, OpenAiChat, model_http_client};
 use crate::report::ModelsRecord;
@@ -39,6 +39,7 @@ pub struct PipelineBuilder {
     languages: Option<Vec<String>>,
     search_options: SearchQuery,
     events: EventSink,
+    generation: GenerationSettings,
 }
 
 impl std::fmt::Debug for PipelineBuilder {
@@ -160,6 +161,13 @@ impl PipelineBuilder {
         self.require_gate = yes;
         self
     }
+    /// Size, seed, negative prompt, images per round and backend options for every
+    /// generation call. With `n > 1` the judge reviews each image of a round and keeps
+    /// the best.
+    pub fn generation(mut self, settings: GenerationSettings) -> Self {
+        self.generation = settings;
+        self
+    }
     /// Languages the LMM gate writes queries in (default English; `["en", "zh", "ja"]`
     /// raises recall).
     pub fn query_languages(mut self, languages: Vec<String>) -> Self {
@@ -241,6 +249,7 @@ impl PipelineBuilder {
             search_options: self.search_options,
             events: self.events,
             models,
+            generation: self.generation,
         })
     }
 

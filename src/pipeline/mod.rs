@@ -78,6 +78,7 @@ pub struct Pipeline {
     search_options: SearchQuery,
     events: EventSink,
     models: ModelsRecord,
+    generation: crate::generator::GenerationSettings,
 }
 
 impl std::fmt::Debug for Pipeline {

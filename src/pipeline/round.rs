@@ -7,7 +7,9 @@ use super::state::RunState;
 use crate::error::StageName;
 use crate::events::PipelineEvent;
 use crate::gate::GateMode;
-use crate::generator::{GeneratedImage, GenerationRequest, ReferenceImage, compose_prompt};
+use crate::generator::{
+    GeneratedImage, Generation, GenerationRequest, ProgressSink, ReferenceImage, ReferenceRole,
+};
 use crate::judge::{Action, ReviewInput, Verdict};
 use crate::report::{ImageRecord, ReferenceRecord, RoundRecord};
 
@@ -22,16 +24,20 @@ impl Pipeline {
                     mime: r.mime.clone(),
                 };
                 let record = ReferenceRecord::new(&label, r);
-                (vec![ReferenceImage { image, label }], vec![record])
+                let reference = ReferenceImage {
+                    image,
+                    label,
+                    role: ReferenceRole::Subject,
+                };
+                (vec![reference], vec![record])
             }
             None => (Vec::new(), Vec::new()),
         };
-        let labels: Vec<String> = references.iter().map(|r| r.label.clone()).collect();
-        let prompt_sent = compose_prompt(&st.prompt, &labels, st.edit_image.is_some());
+        // The generator words the references its own way; the report gets what it sent.
         let mut rec = RoundRecord {
             round: n,
             prompt: st.prompt.clone(),
-            prompt_sent: prompt_sent.clone(),
+            prompt_sent: st.prompt.clone(),
             references: records,
             ..RoundRecord::default()
         };
@@ -40,11 +46,13 @@ impl Pipeline {
             max_rounds: self.max_rounds,
             references: references.len(),
         });
-        let request = GenerationRequest {
-            prompt: prompt_sent,
-            references,
-            edit_image: st.edit_image.clone(),
-        };
+        let mut request = self.generation.request(st.prompt.clone());
+        request.references = references;
+        request.edit_image = st.edit_image.clone();
+        let events = self.events.clone();
+        request.progress = Some(ProgressSink::new(move |progress| {
+            events.emit(PipelineEvent::GeneratorProgress { round: n, progress })
+        }));
         let span = tracing::info_span!("iat2i.round", round = n);
         let stop = self
             .generate_and_judge(st, n, &request, &mut rec)
@@ -68,8 +76,14 @@ impl Pipeline {
             .instrument(tracing::info_span!("iat2i.generate"))
             .await;
         rec.generate_ms = t.elapsed().as_millis() as u64;
-        let image = match generated {
-            Ok(img) => img,
+        let generation = match generated {
+            Ok(g) if !g.images.is_empty() => g,
+            Ok(_) => {
+                let msg = format!("{} returned no image", self.generator.describe());
+                st.record_error(self, StageName::Generate, Some(n), msg.clone());
+                rec.error = Some(msg.clone());
+                return Some(format!("image generation failed in round {n}: {msg}"));
+            }
             Err(e) => {
                 let msg = e.to_string();
                 st.record_error(self, StageName::Generate, Some(n), msg.clone());
@@ -78,21 +92,64 @@ impl Pipeline {
                 return Some(format!("image generation failed in round {n}: {msg}"));
             }
         };
-        self.events.emit(PipelineEvent::Generated {
-            round: n,
-            bytes: image.bytes.len(),
-        });
-        st.report.usage.images.add(&image.usage);
-        rec.image = Some(ImageRecord::of(&image.mime, &image.bytes));
-        rec.revised_prompt = image.revised_prompt.clone();
-        rec.image_usage = Some(image.usage);
-        let verdict = self.judge_round(st, n, request, &image, rec).await;
-        let Some(verdict) = verdict else {
-            st.consider(n, image, None);
+        self.record_generation(st, &generation, rec);
+        let Some((image, verdict)) = self.judge_each(st, n, request, generation, rec).await else {
             return Some(format!("the judge failed in round {n}"));
         };
+        rec.revised_prompt = image.revised_prompt.clone();
+        rec.image = Some(ImageRecord::of(&image.mime, &image.bytes));
+        rec.verdict = Some(verdict.clone());
         st.consider(n, image, Some(verdict.clone()));
         self.act(st, n, &verdict, rec).await
+    }
+
+    fn record_generation(&self, st: &mut RunState, g: &Generation, rec: &mut RoundRecord) {
+        st.report.usage.images.add(&g.usage);
+        rec.prompt_sent = g.prompt_sent.clone();
+        rec.image_usage = Some(g.usage);
+        rec.images_generated = g.images.len() as u32;
+        rec.generator_notes = g.notes.clone();
+        if let Some(first) = g.images.first() {
+            rec.image = Some(ImageRecord::of(&first.mime, &first.bytes));
+            rec.revised_prompt = first.revised_prompt.clone();
+        }
+    }
+
+    /// Judge every image of the round and keep the best (best of n). `None` when the
+    /// judge failed; the images judged so far are still considered for the outcome.
+    async fn judge_each(
+        &self,
+        st: &mut RunState,
+        n: u32,
+        request: &GenerationRequest,
+        generation: Generation,
+        rec: &mut RoundRecord,
+    ) -> Option<(GeneratedImage, Verdict)> {
+        let mut best: Option<(GeneratedImage, Verdict)> = None;
+        for image in generation.images {
+            self.events.emit(PipelineEvent::Generated {
+                round: n,
+                bytes: image.bytes.len(),
+            });
+            let Some(verdict) = self.judge_round(st, n, request, &image, rec).await else {
+                if let Some((img, v)) = best {
+                    st.consider(n, img, Some(v));
+                }
+                st.consider(n, image, None);
+                return None;
+            };
+            let better = match &best {
+                None => true,
+                Some((_, b)) => {
+                    super::state::rank(&Some(verdict.clone()))
+                        > super::state::rank(&Some(b.clone()))
+                }
+            };
+            if better {
+                best = Some((image, verdict));
+            }
+        }
+        best
     }
 
     async fn judge_round(
@@ -125,7 +182,9 @@ impl Pipeline {
         match reviewed {
             Ok(reply) => {
                 st.report.usage.judge.add(&reply.usage);
-                rec.judge_usage = Some(reply.usage);
+                let mut usage = rec.judge_usage.unwrap_or_default();
+                usage.add(&reply.usage);
+                rec.judge_usage = Some(usage);
                 // Any judge's verdict: reference_use only when a reference was sent, and
                 // an `aligned` its own scores contradict is noted.
                 let verdict = reply.value.checked(!request.references.is_empty());

@@ -32,7 +32,7 @@ pub(super) struct Kept {
 
 /// Ordering key: judged beats unjudged, aligned (when the scores agree) beats
 /// unaligned, then the mean of the axes that apply to the round.
-fn rank(verdict: &Option<Verdict>) -> (u8, f32) {
+pub(super) fn rank(verdict: &Option<Verdict>) -> (u8, f32) {
     match verdict {
         None => (0, 0.0),
         Some(v) => (1 + u8::from(v.trusted_aligned()), v.score()),
