@@ -20,7 +20,10 @@ use clap::Parser;
 
 #[path = "common/engines.rs"]
 mod engines;
+#[path = "common/generators.rs"]
+mod generators;
 use engines::EngineArgs;
+use generators::GeneratorArgs;
 use iat2i::lmm::{OPENAI_DEFAULT_BASE, model_http_client};
 use iat2i::prelude::*;
 use iat2i::{Lmm, PipelineBuilder};
@@ -30,8 +33,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// image, search the web for one, pick the best, generate with it, and let a vision
 /// model judge the result, retrying until it matches the prompt.
 ///
-/// Needs an OpenAI-compatible chat endpoint (for deciding and judging) and an OpenAI
-/// Images-compatible endpoint (for generating). With OpenAI, set OPENAI_API_KEY and
+/// Needs an OpenAI-compatible chat endpoint (for deciding and judging) and an image
+/// generator: OpenAI Images (default), Gemini, a self-hosted ComfyUI or a
+/// chat-completions image model (--generator). With OpenAI, set OPENAI_API_KEY and
 /// nothing else. For a local keyless server, give --base-url (and --image-base-url).
 ///
 /// Writes the image to --out and a JSON report (every decision, query, candidate with
@@ -46,9 +50,6 @@ struct Args {
     /// Chat model for the knowledge gate and the judges (must accept images).
     #[arg(long, default_value = "gpt-4o-mini")]
     model: String,
-    /// Image model.
-    #[arg(long, default_value = "gpt-image-1")]
-    image_model: String,
     /// Chat model for the knowledge gate only (default: --model).
     #[arg(long)]
     gate_model: Option<String>,
@@ -56,12 +57,10 @@ struct Args {
     #[arg(long)]
     judge_model: Option<String>,
 
-    /// Base URL of the chat endpoint, ending in /v1 (OpenAI, Ollama, vLLM, OpenRouter ...).
+    /// Base URL of the chat endpoint, ending in /v1 (OpenAI, Ollama, vLLM, OpenRouter,
+    /// Gemini's https://generativelanguage.googleapis.com/v1beta/openai/ ...).
     #[arg(long, env = "OPENAI_BASE_URL", hide_env_values = true, default_value = OPENAI_DEFAULT_BASE)]
     base_url: String,
-    /// Base URL of the image endpoint (default: --base-url).
-    #[arg(long)]
-    image_base_url: Option<String>,
 
     /// At most this many generate-and-judge rounds (the best image of all is kept).
     #[arg(long, default_value_t = 3)]
@@ -81,12 +80,6 @@ struct Args {
     /// Edit this image (PNG, JPEG or WebP) instead of generating from scratch.
     #[arg(long, value_name = "IMAGE")]
     edit: Option<PathBuf>,
-    /// Image size to ask for (1024x1024, 1536x1024, 1024x1536, auto; default: the server's).
-    #[arg(long)]
-    size: Option<String>,
-    /// Image quality to ask for (low, medium, high, auto; default: the server's).
-    #[arg(long)]
-    quality: Option<String>,
     /// Seconds allowed for one chat call (image calls get 2.5 times as long).
     #[arg(long, default_value_t = 120)]
     timeout: u64,
@@ -107,6 +100,9 @@ struct Args {
 
     #[command(flatten)]
     engines: EngineArgs,
+
+    #[command(flatten)]
+    generator: GeneratorArgs,
 }
 
 const EXAMPLES: &str =
@@ -119,6 +115,21 @@ const EXAMPLES: &str =
   # A keyless local OpenAI-compatible server, never searching:
   cargo run --example generate -- \"A red apple\" --gate-mode never \\
       --base-url http://localhost:8000/v1 --model qwen2.5-vl
+  # Gemini draws and judges (its OpenAI-compatible endpoint for the chat model):
+  export GEMINI_API_KEY=...
+  cargo run --example generate -- \"A Graphorn at dusk\" --generator gemini \\
+      --base-url https://generativelanguage.googleapis.com/v1beta/openai/ --model gemini-2.5-flash
+  # A self-hosted ComfyUI with FLUX.1 Kontext (and SDXL when there is no reference):
+  cargo run --example generate -- \"A Graphorn at dusk\" --generator comfyui \\
+      --comfyui-url http://127.0.0.1:8188 \\
+      --workflow examples/workflows/flux_kontext.json \\
+      --workflow-nodes examples/workflows/flux_kontext.nodes.json \\
+      --text-workflow examples/workflows/sdxl_text.json \\
+      --text-workflow-nodes examples/workflows/sdxl_text.nodes.json
+  # An image model through OpenRouter's chat completions:
+  export OPENROUTER_API_KEY=...
+  cargo run --example generate -- \"A Graphorn at dusk\" --generator chat-images \\
+      --image-model google/gemini-2.5-flash-image
 
 Exit codes:
   0  an image was written (anything the run lost on the way is listed under \"degraded\")
@@ -126,8 +137,12 @@ Exit codes:
   3  --require-reference was given and the run has no reference
 
 Environment:
-  OPENAI_API_KEY   API key for the chat and image endpoints (never printed)
+  OPENAI_API_KEY   API key for the chat endpoint and the openai generator (never printed)
   OPENAI_BASE_URL  default for --base-url
+  IAT2I_GENERATOR  default for --generator
+  GEMINI_API_KEY   (or GOOGLE_API_KEY) key for --generator gemini; GEMINI_BASE_URL its root
+  COMFYUI_URL      default for --comfyui-url (no key: ComfyUI is a trusted local server)
+  OPENROUTER_API_KEY  key for --generator chat-images; CHAT_IMAGES_BASE_URL its endpoint
   ORT_DYLIB_PATH   ONNX Runtime library for the CLIP ranking (`bash scripts/setup-ort.sh`
                    installs it and prints the path)
   RUST_LOG         log filter, e.g. iat2i=debug";
@@ -146,8 +161,8 @@ async fn main() -> ExitCode {
     init_tracing();
     let key = Secret::from_env("OPENAI_API_KEY");
     let is_openai = |url: &str| url.trim().trim_end_matches('/') == OPENAI_DEFAULT_BASE;
-    let image_base = args.image_base_url.as_deref().unwrap_or(&args.base_url);
-    if key.is_none() && (is_openai(&args.base_url) || is_openai(image_base)) {
+    if key.is_none() && (is_openai(&args.base_url) || args.generator.uses_openai_at(&args.base_url))
+    {
         eprintln!("{NO_ENDPOINT}");
         return ExitCode::from(2);
     }
@@ -234,21 +249,15 @@ fn chat(args: &Args, key: &Option<Secret>, model: &str) -> Result<Arc<dyn Lmm>> 
 }
 
 fn builder(args: &Args, key: &Option<Secret>, progress: &ProgressBar) -> Result<PipelineBuilder> {
-    let image_http = model_http_client(Duration::from_secs(args.timeout * 5 / 2))?;
-    let image_base = args.image_base_url.as_deref().unwrap_or(&args.base_url);
-    let mut images = OpenAiImages::new(image_http, image_base, &args.image_model)?;
-    if let Some(k) = key {
-        images = images.with_api_key(k.clone());
-    }
-    if args.size.is_some() {
-        images = images.with_size(args.size.clone());
-    }
-    if args.quality.is_some() {
-        images = images.with_quality(args.quality.clone());
-    }
+    let images = args.generator.build(
+        Duration::from_secs(args.timeout * 5 / 2),
+        &args.base_url,
+        key,
+    )?;
     let mut b = Pipeline::builder()
         .lmm(chat(args, key, &args.model)?)
-        .generator(Arc::new(images))
+        .generator(images)
+        .generation(args.generator.settings()?)
         .gate_mode(args.gate_mode)
         .max_rounds(args.max_rounds)
         .query_languages(args.languages.clone())
@@ -300,6 +309,12 @@ fn progress_callback(pb: ProgressBar) -> impl Fn(&PipelineEvent) + Send + Sync +
         } => pb.set_message(format!(
             "round {round}/{max_rounds}: generating with {references} reference(s)"
         )),
+        PipelineEvent::GeneratorProgress { round, progress } => {
+            match (progress.value, progress.max) {
+                (Some(v), Some(m)) => pb.set_message(format!("round {round}: step {v}/{m}")),
+                _ => pb.set_message(format!("round {round}: {}", progress.stage)),
+            }
+        }
         PipelineEvent::Generated { round, .. } => pb.set_message(format!("round {round}: judging")),
         PipelineEvent::Judged { round, verdict } => pb.println(format!(
             "round {round}: aligned = {}, score {:.1}/10: {}",

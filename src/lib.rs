@@ -100,8 +100,9 @@ pub use error::{PipelineError, StageError};
 pub use events::{EventCallback, PipelineEvent};
 pub use gate::{Assessment, Gate, GateMode, KnowledgeGap, LmmGate};
 pub use generator::{
-    GeneratedImage, GenerationRequest, Generator, ImageError, ImageUsage, InputImage, OpenAiImages,
-    ReferenceImage,
+    ChatImages, ComfyUi, GeminiImages, GeneratedImage, Generation, GenerationRequest,
+    GenerationSettings, Generator, ImageError, ImageSize, ImageUsage, InputImage, OpenAiImages,
+    ReferenceImage, ReferenceRole, RefusalKind,
 };
 pub use judge::{Action, Judge, LmmJudge, ReviewInput, Scores, Verdict};
 pub use lmm::{Lmm, LmmError, OpenAiChat, Usage};
@@ -113,9 +114,10 @@ pub use stage::StageName;
 /// The main types of all three crates: `use iat2i::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Action, Assessment, Degradation, Gate, GateMode, GeneratedImage, Generator, Judge,
-        KnowledgeGap, Lmm, LmmCandidateJudge, LmmGate, LmmJudge, Lost, OpenAiChat, OpenAiImages,
-        Outcome, Pipeline, PipelineError, PipelineEvent, Report, Request, Secret, Verdict,
+        Action, Assessment, ChatImages, ComfyUi, Degradation, Gate, GateMode, GeminiImages,
+        GeneratedImage, GenerationSettings, Generator, ImageSize, Judge, KnowledgeGap, Lmm,
+        LmmCandidateJudge, LmmGate, LmmJudge, Lost, OpenAiChat, OpenAiImages, Outcome, Pipeline,
+        PipelineError, PipelineEvent, Report, Request, Secret, Verdict,
     };
     pub use iat2i_retrievers::{
         Candidate, HttpClient, ImageSearch, LicensePolicy, MultiSearch, SearchQuery, Trust,

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::*;
+use iat2i::generator::comfyui::ComfyUi;
 use iat2i::prelude::*;
 use iat2i::retrievers::engines::Openverse;
 use iat2i::selectors::SelectorConfig;
@@ -102,6 +103,18 @@ async fn mount_web(web: &MockServer) -> Vec<(String, Vec<u8>)> {
 /// The pipeline with every default but the endpoints: the real Openverse engine on
 /// `web`, the models on `api`, the default selector with the tiny CLIP model.
 fn whole_stack(api: &MockServer, web: &MockServer, cache: &Path) -> Pipeline {
+    whole_stack_with(api, web, cache, Arc::new(images_client(api)))
+        .build()
+        .unwrap()
+}
+
+/// The same stack drawing with `generator`.
+fn whole_stack_with(
+    api: &MockServer,
+    web: &MockServer,
+    cache: &Path,
+    generator: Arc<dyn Generator>,
+) -> iat2i::PipelineBuilder {
     let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/tiny-clip");
     let http = test_http();
     let openverse = Openverse::new(http.clone()).with_base_url(Url::parse(&web.uri()).unwrap());
@@ -109,11 +122,28 @@ fn whole_stack(api: &MockServer, web: &MockServer, cache: &Path) -> Pipeline {
     Pipeline::builder()
         .http(http)
         .lmm(Arc::new(chat_client(api, test_http())))
-        .generator(Arc::new(images_client(api)))
+        .generator(generator)
         .engines(vec![Arc::new(openverse)])
         .selector_config(selector)
-        .build()
-        .unwrap()
+}
+
+/// The gate, the candidate judge and the judge, without an image endpoint.
+async fn mount_chat_models(api: &MockServer) {
+    mount_chat(api, "assessment", &["gate_needs_reference.json"]).await;
+    mount_chat(api, "pick", &["chat_pick.json"]).await;
+    mount_chat(api, "verdict", &["verdict_aligned.json"]).await;
+}
+
+/// The bytes the web server served for the selected reference.
+fn best_bytes(report: &Report, served: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let selection = report.retrievals[0]
+        .selection
+        .as_ref()
+        .expect("a selection");
+    let url = &selection.best.candidate.image_url;
+    let file = url.path().rsplit('/').next().unwrap();
+    let id = file.trim_end_matches(".png");
+    served.iter().find(|(i, _)| i == id).unwrap().1.clone()
 }
 
 /// The gate, the candidate judge, the judge and the edits endpoint.
@@ -193,4 +223,134 @@ async fn a_rare_entity_is_searched_selected_with_clip_and_used_as_reference() {
     assert!(text.contains("graphorn-a") && !text.contains(KEY));
     // The run's points were removed from the store; the store itself stays on disk.
     assert!(cache.path().read_dir().unwrap().next().is_some());
+}
+
+#[tokio::test]
+async fn the_loop_runs_with_gemini_drawing_from_the_reference() {
+    if !ort_available() {
+        return;
+    }
+    let (api, web, gem) = (
+        MockServer::start().await,
+        MockServer::start().await,
+        MockServer::start().await,
+    );
+    let served = mount_web(&web).await;
+    mount_chat_models(&api).await;
+    let generate = "/v1beta/models/gemini-2.5-flash-image:generateContent";
+    Mock::given(method("POST"))
+        .and(path(generate))
+        .respond_with(ResponseTemplate::new(200).set_body_json(gen_json("gemini_image.json")))
+        .mount(&gem)
+        .await;
+    let cache = tempfile::tempdir().unwrap();
+    let pipeline = whole_stack_with(&api, &web, cache.path(), Arc::new(gemini_client(&gem)))
+        .build()
+        .unwrap();
+    let out = pipeline
+        .run(Request::new(
+            "A Graphorn grazing on a misty hillside at dusk",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out.round, 1, "{}", out.report.stop_reason);
+    assert_eq!(out.image.bytes, gen_bytes("orange.png"));
+    let body = json_body(&requests_to(&gem, generate).await[0]);
+    let parts = body["contents"][0]["parts"].as_array().unwrap();
+    let sent = unbase64(parts[0]["inlineData"]["data"].as_str().unwrap());
+    assert_eq!(
+        sent,
+        best_bytes(&out.report, &served),
+        "the selected reference went first"
+    );
+    let text = parts[1]["text"].as_str().unwrap();
+    assert!(text.contains("Reference image 1 shows"), "{text}");
+    assert_eq!(out.report.rounds[0].prompt_sent, text);
+    assert_eq!(out.report.usage.images.total_tokens, 2591);
+}
+
+#[tokio::test]
+async fn the_loop_runs_with_a_chat_completions_image_model() {
+    if !ort_available() {
+        return;
+    }
+    let (api, web, gw) = (
+        MockServer::start().await,
+        MockServer::start().await,
+        MockServer::start().await,
+    );
+    let served = mount_web(&web).await;
+    mount_chat_models(&api).await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(gen_json("chat_images_image.json")))
+        .mount(&gw)
+        .await;
+    let cache = tempfile::tempdir().unwrap();
+    let generator = Arc::new(chat_images_client(&gw));
+    let pipeline = whole_stack_with(&api, &web, cache.path(), generator)
+        .build()
+        .unwrap();
+    let out = pipeline
+        .run(Request::new(
+            "A Graphorn grazing on a misty hillside at dusk",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out.round, 1, "{}", out.report.stop_reason);
+    assert_eq!(out.image.bytes, gen_bytes("orange.png"));
+    let body = json_body(&requests_to(&gw, "/api/v1/chat/completions").await[0]);
+    let urls = image_urls(&body, 0);
+    let data = urls[0].strip_prefix("data:image/png;base64,").unwrap();
+    assert_eq!(unbase64(data), best_bytes(&out.report, &served));
+}
+
+#[tokio::test]
+async fn the_loop_runs_with_comfyui_and_reports_its_progress() {
+    if !ort_available() {
+        return;
+    }
+    let (api, web) = (MockServer::start().await, MockServer::start().await);
+    let comfy = Comfy::start(Some(WsScript::Success), HistoryScript::SuccessAfter(0)).await;
+    let served = mount_web(&web).await;
+    mount_chat_models(&api).await;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/workflows");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let wf = iat2i::generator::Workflow::from_json(
+        &read("flux_kontext.json"),
+        &read("flux_kontext.nodes.json"),
+    )
+    .unwrap();
+    let generator = Arc::new(ComfyUi::new(test_http(), &comfy.base, wf).unwrap());
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let cache = tempfile::tempdir().unwrap();
+    let prompt = "A Graphorn grazing on a misty hillside at dusk";
+    let pipeline = whole_stack_with(&api, &web, cache.path(), generator)
+        .on_event(move |e| seen.lock().unwrap().push(e.clone()))
+        .build()
+        .unwrap();
+    let out = pipeline.run(Request::new(prompt)).await.unwrap();
+    assert_eq!(out.round, 1, "{}", out.report.stop_reason);
+    assert_eq!(out.image.bytes, gen_bytes("teal.png"));
+    let form = Form::parse(&comfy.requests("/upload/image").await[0]);
+    assert_eq!(
+        form.named("image")[0].data,
+        best_bytes(&out.report, &served)
+    );
+    // The workflow's image input carries the reference; the prompt carries no wording about it.
+    assert_eq!(
+        comfy.queued().await["prompt"]["6"]["inputs"]["text"],
+        prompt
+    );
+    assert_eq!(out.report.rounds[0].prompt_sent, prompt);
+    let events = events.lock().unwrap();
+    let steps = events
+        .iter()
+        .filter(|e| matches!(e, PipelineEvent::GeneratorProgress { progress, .. } if progress.stage == "progress"))
+        .count();
+    assert_eq!(
+        steps, 2,
+        "the websocket's progress reached the pipeline's events"
+    );
 }

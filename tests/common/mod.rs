@@ -3,13 +3,17 @@
 //! against one server in `harness`.
 #![allow(dead_code, unused_imports)]
 
+mod comfy;
 mod examples;
+mod generators;
 mod harness;
 mod media;
 mod multipart;
 mod stubs;
 
+pub use comfy::{Comfy, HistoryScript, WsScript};
 pub use examples::{example_binary, shown};
+pub use generators::*;
 pub use harness::{Harness, event_kind};
 pub use media::{encode, ort_available, scene};
 pub use multipart::{Form, Part, header, sent_images};

@@ -14,6 +14,8 @@ pub struct Part {
     pub name: String,
     /// Its Content-Type header, if any.
     pub content_type: Option<String>,
+    /// The `filename` in its Content-Disposition, if any.
+    pub filename: Option<String>,
     /// Its exact bytes.
     pub data: Vec<u8>,
 }
@@ -71,6 +73,11 @@ impl Form {
         self.parts.iter().filter(|p| p.name == "image[]").collect()
     }
 
+    /// The parts called `name`, in order.
+    pub fn named(&self, name: &str) -> Vec<&Part> {
+        self.parts.iter().filter(|p| p.name == name).collect()
+    }
+
     /// The bytes of the `image[]` parts, in order.
     pub fn image_bytes(&self) -> Vec<&[u8]> {
         self.images().iter().map(|p| p.data.as_slice()).collect()
@@ -115,10 +122,17 @@ fn part(chunk: &[u8]) -> Part {
     let head = std::str::from_utf8(&chunk[..end]).unwrap();
     let mut name = None;
     let mut content_type = None;
+    let mut filename = None;
     for line in head.split("\r\n") {
         let (key, value) = line.split_once(':').expect("a header line");
         match key.trim().to_ascii_lowercase().as_str() {
-            "content-disposition" => name = disposition_name(value),
+            "content-disposition" => {
+                name = disposition_name(value);
+                filename = value
+                    .split(';')
+                    .find_map(|p| p.trim().strip_prefix("filename="))
+                    .map(|n| n.trim_matches('"').to_string());
+            }
             "content-type" => content_type = Some(value.trim().to_string()),
             _ => {}
         }
@@ -126,6 +140,7 @@ fn part(chunk: &[u8]) -> Part {
     Part {
         name: name.unwrap_or_else(|| panic!("a part without a name: {head}")),
         content_type,
+        filename,
         data: chunk[end + 4..].to_vec(),
     }
 }

@@ -1,0 +1,253 @@
+//! ComfyUI's JSON: `/prompt` answers, `/history/{id}` entries and websocket messages.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A websocket message that matters to one job.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum WsEvent {
+    /// The job started.
+    Started,
+    /// Nodes whose outputs were cached.
+    Cached(Vec<String>),
+    /// A node began (`None`: the job is done).
+    Executing(Option<String>),
+    /// Sampler steps.
+    Progress {
+        node: Option<String>,
+        value: u64,
+        max: u64,
+    },
+    /// A node produced output.
+    Executed(String),
+    /// The job finished.
+    Success,
+    /// A node failed.
+    Error(ExecutionError),
+    /// The job was interrupted.
+    Interrupted,
+    /// Anything else (status, other jobs, previews).
+    Other,
+}
+
+/// `execution_error`'s data, on the websocket or in a history entry's messages.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub(crate) struct ExecutionError {
+    #[serde(default)]
+    pub node_id: Option<Value>,
+    #[serde(default)]
+    pub node_type: Option<String>,
+    #[serde(default)]
+    pub exception_message: Option<String>,
+    #[serde(default)]
+    pub exception_type: Option<String>,
+}
+
+impl ExecutionError {
+    pub fn node(&self) -> String {
+        match &self.node_id {
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+            None => "?".into(),
+        }
+    }
+
+    pub fn message(&self) -> String {
+        let msg = self.exception_message.as_deref().unwrap_or("").trim();
+        match self.exception_type.as_deref() {
+            Some(t) if !t.is_empty() => format!("{t}: {msg}"),
+            _ => msg.to_string(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WsMessage {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    data: Value,
+}
+
+fn str_field(v: &Value, k: &str) -> Option<String> {
+    v.get(k).and_then(Value::as_str).map(str::to_string)
+}
+
+/// Parse a text frame; `None` when it is not about `prompt_id`.
+pub(crate) fn parse_ws(text: &str, prompt_id: &str) -> WsEvent {
+    let Ok(msg) = serde_json::from_str::<WsMessage>(text) else {
+        return WsEvent::Other;
+    };
+    let d = &msg.data;
+    if str_field(d, "prompt_id").as_deref() != Some(prompt_id) {
+        return WsEvent::Other;
+    }
+    match msg.kind.as_str() {
+        "execution_start" => WsEvent::Started,
+        "execution_cached" => WsEvent::Cached(
+            d.get("nodes")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|n| n.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ),
+        "executing" => WsEvent::Executing(str_field(d, "node")),
+        "progress" => WsEvent::Progress {
+            node: str_field(d, "node"),
+            value: d.get("value").and_then(Value::as_u64).unwrap_or(0),
+            max: d.get("max").and_then(Value::as_u64).unwrap_or(0),
+        },
+        "executed" => WsEvent::Executed(str_field(d, "node").unwrap_or_default()),
+        "execution_success" => WsEvent::Success,
+        "execution_error" => match serde_json::from_value(d.clone()) {
+            Ok(e) => WsEvent::Error(e),
+            Err(_) => WsEvent::Other,
+        },
+        "execution_interrupted" => WsEvent::Interrupted,
+        _ => WsEvent::Other,
+    }
+}
+
+/// `POST /prompt`'s answer (200, or 400 with `error` and `node_errors`).
+#[derive(Debug, Deserialize)]
+pub(crate) struct PromptAnswer {
+    #[serde(default)]
+    pub prompt_id: Option<String>,
+    #[serde(default)]
+    pub error: Option<Value>,
+    #[serde(default)]
+    pub node_errors: Option<Value>,
+}
+
+/// The first node error in `node_errors` (`{id: {errors: [{message, details}], class_type}}`).
+pub(crate) fn first_node_error(node_errors: &Value) -> Option<(String, String, String)> {
+    let map = node_errors.as_object()?;
+    let (id, entry) = map.iter().next()?;
+    let class = entry
+        .get("class_type")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_string();
+    let msgs: Vec<String> = entry
+        .get("errors")
+        .and_then(Value::as_array)
+        .map(|errs| {
+            errs.iter()
+                .map(|e| {
+                    let m = e.get("message").and_then(Value::as_str).unwrap_or("");
+                    match e.get("details").and_then(Value::as_str) {
+                        Some(d) if !d.is_empty() => format!("{m}: {d}"),
+                        _ => m.to_string(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Some((id.clone(), class, msgs.join("; ")))
+}
+
+/// The message of `/prompt`'s `error` (an object with `message`, or a string).
+pub(crate) fn error_message(error: &Value) -> String {
+    match error {
+        Value::String(s) => s.clone(),
+        v => {
+            let m = v.get("message").and_then(Value::as_str).unwrap_or("");
+            match v.get("details").and_then(Value::as_str) {
+                Some(d) if !d.is_empty() => format!("{m}: {d}"),
+                _ => m.to_string(),
+            }
+        }
+    }
+}
+
+/// One `/history/{id}` entry.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct HistoryEntry {
+    #[serde(default)]
+    pub outputs: serde_json::Map<String, Value>,
+    #[serde(default)]
+    pub status: Option<HistoryStatus>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct HistoryStatus {
+    #[serde(default)]
+    pub status_str: Option<String>,
+    #[serde(default)]
+    pub completed: bool,
+    /// `[[name, data], ..]`.
+    #[serde(default)]
+    pub messages: Vec<(String, Value)>,
+}
+
+/// An image listed in `outputs[node].images[]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub(crate) struct OutputImage {
+    pub filename: String,
+    #[serde(default)]
+    pub subfolder: String,
+    #[serde(default, rename = "type")]
+    pub kind: String,
+}
+
+impl HistoryEntry {
+    /// The execution error recorded in the status messages, when any.
+    pub fn error(&self) -> Option<ExecutionError> {
+        let st = self.status.as_ref()?;
+        st.messages
+            .iter()
+            .find(|(name, _)| name == "execution_error")
+            .and_then(|(_, d)| serde_json::from_value(d.clone()).ok())
+    }
+
+    /// Whether the job ended (well or badly).
+    pub fn finished(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| {
+            s.completed || matches!(s.status_str.as_deref(), Some("success") | Some("error"))
+        })
+    }
+
+    /// The output images: of `node` when given, else of every node; `temp` previews skipped.
+    pub fn images(&self, node: Option<&str>) -> Vec<OutputImage> {
+        let mut out = Vec::new();
+        for (id, o) in &self.outputs {
+            if node.is_some_and(|n| n != id) {
+                continue;
+            }
+            let imgs = o.get("images").and_then(Value::as_array);
+            for img in imgs.into_iter().flatten() {
+                if let Ok(i) = serde_json::from_value::<OutputImage>(img.clone())
+                    && i.kind != "temp"
+                {
+                    out.push(i);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn websocket_messages_of_other_jobs_are_ignored() {
+        let mine = r#"{"type": "progress", "data": {"value": 3, "max": 20, "prompt_id": "p1", "node": "3"}}"#;
+        assert_eq!(
+            parse_ws(mine, "p1"),
+            WsEvent::Progress {
+                node: Some("3".into()),
+                value: 3,
+                max: 20
+            }
+        );
+        assert_eq!(parse_ws(mine, "p2"), WsEvent::Other);
+        let done = r#"{"type": "executing", "data": {"node": null, "prompt_id": "p1"}}"#;
+        assert_eq!(parse_ws(done, "p1"), WsEvent::Executing(None));
+        assert_eq!(parse_ws("not json", "p1"), WsEvent::Other);
+    }
+}
