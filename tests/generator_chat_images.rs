@@ -165,7 +165,8 @@ async fn rate_limits_server_errors_malformed_bodies_and_timeouts_are_clear() {
         )
         .mount(&slow)
         .await;
-    let c = iat2i::ChatImages::new(impatient_http(), &slow.uri(), "m").unwrap();
+    let c =
+        iat2i::ChatImages::new(impatient_http(), &format!("{}/api/v1", slow.uri()), "m").unwrap();
     let err = c.generate(&GenerationRequest::new("p")).await.unwrap_err();
     assert!(err.to_string().contains("timed out"), "{err}");
 }
