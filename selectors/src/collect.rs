@@ -14,9 +14,10 @@ use image_hasher::ImageHash;
 
 use crate::config::FetchConfig;
 use crate::embed::Embedder;
+use crate::error::SelectError;
 use crate::fetch::{Fetched, fetch_all};
 use crate::prefilter::Prefiltered;
-use crate::{Dropped, SelectError, Stage};
+use crate::stage::{Dropped, Stage};
 
 /// A candidate that was downloaded, decoded and embedded.
 pub(crate) struct Survivor {

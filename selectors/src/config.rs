@@ -6,44 +6,9 @@ use std::time::Duration;
 
 use iat2i_retrievers::LicensePolicy;
 
-use crate::embed::Embedder;
+use crate::cache::default_cache_dir;
+use crate::embed::{ClipModelSource, Embedder};
 use crate::store::VectorStore;
-
-/// Where the CLIP model comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ClipModelSource {
-    /// fastembed's `ClipVitB32` (vision `Qdrant/clip-ViT-B-32-vision` and text
-    /// `Qdrant/clip-ViT-B-32-text`), downloaded from the Hugging Face hub on first use into
-    /// `cache_dir` (fastembed's default cache when `None`). Needs the crate's `download` feature.
-    Default {
-        /// Where fastembed keeps downloaded models.
-        cache_dir: Option<PathBuf>,
-    },
-    /// A local model directory, for offline use:
-    ///
-    /// ```text
-    /// <dir>/vision/model.onnx             pixel_values [N,3,224,224] -> image_embeds [N,D]
-    /// <dir>/vision/preprocessor_config.json
-    /// <dir>/text/model.onnx               input_ids, attention_mask [N,S] -> text_embeds [N,D]
-    /// <dir>/text/tokenizer.json, tokenizer_config.json, special_tokens_map.json, config.json
-    /// ```
-    ///
-    /// Tokenizer and preprocessor files are looked up in the sub-directory, then in `dir`
-    /// itself, then in `tokenizer_dir` when given.
-    LocalDir {
-        /// The model directory.
-        dir: PathBuf,
-        /// A further directory holding tokenizer and preprocessor files.
-        tokenizer_dir: Option<PathBuf>,
-    },
-}
-
-impl Default for ClipModelSource {
-    fn default() -> Self {
-        ClipModelSource::Default { cache_dir: None }
-    }
-}
 
 /// Metadata checks applied before anything is downloaded.
 #[derive(Debug, Clone, PartialEq)]
@@ -196,8 +161,9 @@ pub struct SelectorConfig {
     pub intra_threads: Option<usize>,
     /// An embedder instance to use instead of loading `model`.
     pub embedder: Option<Arc<dyn Embedder>>,
-    /// Cache directory; the edge store lives in `<cache_dir>/qdrant-edge`
-    /// (default: `$XDG_CACHE_HOME/iat2i` or `~/.cache/iat2i`, else the temp directory).
+    /// Cache directory: the edge store lives in `<cache_dir>/qdrant-edge`, a downloaded CLIP
+    /// model in `<cache_dir>/models` (default: [`default_cache_dir`], that is
+    /// `$IAT2I_CACHE_DIR`, else `iat2i` in the user's cache directory).
     pub cache_dir: Option<PathBuf>,
     /// The vector store.
     pub store: StoreChoice,
@@ -397,15 +363,20 @@ impl SelectorConfig {
         self
     }
 
-    /// The cache directory actually used.
+    /// The cache directory actually used: the configured one, else [`default_cache_dir`]
+    /// (`$IAT2I_CACHE_DIR`, else the user's cache directory).
     pub fn resolved_cache_dir(&self) -> PathBuf {
-        if let Some(dir) = &self.cache_dir {
-            return dir.clone();
+        self.cache_dir.clone().unwrap_or_else(default_cache_dir)
+    }
+
+    /// The CLIP model source with its download folder resolved: a default model without a
+    /// folder of its own is kept in `<cache>/models` of [`Self::resolved_cache_dir`].
+    pub fn resolved_model(&self) -> ClipModelSource {
+        match &self.model {
+            ClipModelSource::Default { cache_dir: None } => ClipModelSource::Default {
+                cache_dir: Some(self.resolved_cache_dir().join("models")),
+            },
+            other => other.clone(),
         }
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .unwrap_or_else(std::env::temp_dir);
-        base.join("iat2i")
     }
 }

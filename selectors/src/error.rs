@@ -1,4 +1,6 @@
-use crate::Dropped;
+//! The crate's error type.
+
+use crate::stage::Dropped;
 
 /// What went wrong while selecting a reference.
 #[derive(Debug, thiserror::Error)]

@@ -3,33 +3,33 @@
 use std::time::Instant;
 
 use crate::collect::Survivor;
+use crate::config::SelectorConfig;
 use crate::diversity::mmr;
-use crate::hierarchical::{HierarchicalSelector, Run};
-use crate::{
-    JudgeCandidate, RankedCandidate, Reference, SelectError, Selection, SelectionRequest, Stage,
-    StageScores,
-};
+use crate::error::SelectError;
+use crate::run::{Run, ms};
+use crate::stage::{RankedCandidate, Stage, StageScores};
+use crate::types::{CandidateJudge, JudgeCandidate, Reference, Selection, SelectionRequest};
 
 /// Order by combined score, keep distinct options, let the judge pick, and build the result.
 pub(crate) async fn finish(
-    selector: &HierarchicalSelector,
+    cfg: &SelectorConfig,
+    judge_hook: Option<&dyn CandidateJudge>,
     request: &SelectionRequest,
     survivors: Vec<Survivor>,
     mut scores: Vec<StageScores>,
     mut run: Run,
 ) -> Result<Selection, SelectError> {
-    let cfg = selector.config();
     let started = Instant::now();
     let (order, picks) = diversify(&survivors, &mut scores, cfg.top_k, cfg.mmr_lambda);
     run.stage(Stage::Diversity, survivors.len(), picks.len(), ms(started));
 
     let started = Instant::now();
-    let (chosen, judge_reason) = judge(selector, request, &survivors, &picks).await;
+    let (chosen, judge_reason) = judge(cfg, judge_hook, request, &survivors, &picks).await;
     if let Some(reason) = &judge_reason {
         tracing::info!(%reason, "candidate judge");
     }
     let shown = picks.len().min(cfg.judge_top_k);
-    if selector.judge().is_some() {
+    if judge_hook.is_some() {
         run.stage(Stage::Judge, shown, 1, ms(started));
     }
 
@@ -105,24 +105,21 @@ fn diversify(
     (order, picks)
 }
 
-fn ms(since: Instant) -> u64 {
-    since.elapsed().as_millis() as u64
-}
-
 /// Position (within `picks`) of the chosen candidate, and the judge's reason when a judge ran.
 /// A failing or confused judge falls back to CLIP's top-1, and the reason says so.
 async fn judge(
-    selector: &HierarchicalSelector,
+    cfg: &SelectorConfig,
+    judge: Option<&dyn CandidateJudge>,
     request: &SelectionRequest,
     survivors: &[Survivor],
     picks: &[usize],
 ) -> (usize, Option<String>) {
-    let Some(judge) = selector.judge() else {
+    let Some(judge) = judge else {
         return (0, None);
     };
     let options: Vec<JudgeCandidate> = picks
         .iter()
-        .take(selector.config().judge_top_k)
+        .take(cfg.judge_top_k)
         .filter_map(|&i| survivors.get(i))
         .map(|s| JudgeCandidate {
             candidate: s.item.candidate.clone(),

@@ -11,13 +11,14 @@ use crate::collect::{Collected, Survivor, fetch_and_embed};
 use crate::config::{SelectorConfig, StoreChoice};
 use crate::dedup::{DedupItem, dedup};
 use crate::embed::{ClipEmbedder, Embedder};
+use crate::error::SelectError;
+use crate::finish::finish;
 use crate::prefilter::prefilter;
 use crate::rank::{RankItem, rank, text_inputs};
+use crate::run::{Run, ms};
+use crate::stage::{Dropped, Stage, StageScores};
 use crate::store::{EdgeStore, MemoryStore, VectorStore};
-use crate::{
-    CandidateJudge, Dropped, SelectError, Selection, SelectionRequest, Selector, Stage,
-    StageReport, StageScores,
-};
+use crate::types::{CandidateJudge, Selection, SelectionRequest, Selector};
 
 /// The built-in selector: prefilter -> fetch+decode -> dedup -> CLIP rank -> diversity -> judge.
 ///
@@ -70,7 +71,7 @@ impl HierarchicalSelector {
                 match &self.config.embedder {
                     Some(e) => e.clone(),
                     None => {
-                        let mut clip = ClipEmbedder::new(self.config.model.clone())
+                        let mut clip = ClipEmbedder::new(self.config.resolved_model())
                             .with_batch_size(self.config.embed_batch);
                         if let Some(n) = self.config.intra_threads {
                             clip = clip.with_intra_threads(n);
@@ -120,35 +121,6 @@ fn qdrant_from_env(_collection: &str) -> Result<Arc<dyn VectorStore>, SelectErro
     Err(SelectError::Config(
         "the Qdrant server store needs the `qdrant-server` feature of iat2i-selectors".into(),
     ))
-}
-
-/// Stage bookkeeping for one run.
-#[derive(Default)]
-pub(crate) struct Run {
-    pub dropped: Vec<Dropped>,
-    pub stages: Vec<StageReport>,
-}
-
-impl Run {
-    pub fn stage(&mut self, stage: Stage, input: usize, output: usize, elapsed_ms: u64) {
-        tracing::debug!(?stage, input, output, elapsed_ms, "selection stage");
-        self.stages.push(StageReport {
-            stage,
-            input,
-            output,
-            elapsed_ms,
-        });
-    }
-
-    pub fn fail(self) -> SelectError {
-        SelectError::NoCandidates {
-            dropped: self.dropped,
-        }
-    }
-}
-
-fn ms(since: Instant) -> u64 {
-    since.elapsed().as_millis() as u64
 }
 
 #[async_trait]
@@ -221,7 +193,15 @@ impl HierarchicalSelector {
             survivors.len(),
             ms(rank_started) + embed_tail,
         );
-        crate::finish::finish(self, request, survivors, scored, run).await
+        finish(
+            &self.config,
+            self.judge.as_deref(),
+            request,
+            survivors,
+            scored,
+            run,
+        )
+        .await
     }
 
     fn dedup_stage(&self, survivors: Vec<Survivor>, run: &mut Run) -> Vec<Survivor> {
@@ -302,9 +282,5 @@ impl HierarchicalSelector {
             }
         }
         scores
-    }
-
-    pub(crate) fn judge(&self) -> Option<&Arc<dyn CandidateJudge>> {
-        self.judge.as_ref()
     }
 }

@@ -10,10 +10,16 @@
 //! [`ClipEmbedder`]) and ranking in a [`VectorStore`] ([`EdgeStore`] by default), MMR
 //! diversity, and an optional [`CandidateJudge`].
 //!
-//! ONNX Runtime is loaded at run time from `ORT_DYLIB_PATH` (install it with
-//! `pip install onnxruntime==1.31.1` or `scripts/setup-ort.sh`).
+//! ONNX Runtime is loaded at run time: from `ORT_DYLIB_PATH`, else from where a user would
+//! have installed it (the library path, the `onnxruntime` Python wheel, the repository's
+//! `.tools/`, the standard library folders; see [`OrtSearch`]). Install it with
+//! `pip install onnxruntime==1.31.1` or `scripts/setup-ort.sh`.
+//!
+//! Models and the embedded store default to the user's cache directory
+//! ([`default_cache_dir`]; override with `IAT2I_CACHE_DIR` or [`SelectorConfig::cache_dir`]).
 #![warn(missing_docs)]
 
+mod cache;
 mod collect;
 mod config;
 mod dedup;
@@ -25,21 +31,25 @@ mod finish;
 mod hierarchical;
 mod prefilter;
 mod rank;
+mod run;
+mod stage;
 pub mod store;
 mod types;
 
-pub use config::{
-    ClipModelSource, FetchConfig, PrefilterConfig, RankWeights, SelectorConfig, StoreChoice,
+pub use cache::{CACHE_DIR_ENV, default_cache_dir};
+pub use config::{FetchConfig, PrefilterConfig, RankWeights, SelectorConfig, StoreChoice};
+pub use embed::{
+    ClipEmbedder, ClipModelSource, Embedder, ORT_INSTALL, OrtSearch, find_onnx_runtime,
+    load_onnx_runtime,
 };
-pub use embed::{ClipEmbedder, Embedder};
 pub use error::SelectError;
 pub use fetch::{PreparedImage, prepare_image};
 pub use hierarchical::HierarchicalSelector;
 pub use image;
+pub use stage::{Dropped, RankedCandidate, Stage, StageReport, StageScores};
 #[cfg(feature = "qdrant-server")]
 pub use store::QdrantStore;
 pub use store::{EdgeStore, MemoryStore, PointPayload, StoreHit, StorePoint, VectorStore};
 pub use types::{
-    CandidateJudge, Dropped, JudgeCandidate, JudgePick, RankedCandidate, Reference, Selection,
-    SelectionRequest, Selector, Stage, StageReport, StageScores,
+    CandidateJudge, JudgeCandidate, JudgePick, Reference, Selection, SelectionRequest, Selector,
 };

@@ -6,7 +6,8 @@ use iat2i_retrievers::Candidate;
 use url::Url;
 
 use crate::config::PrefilterConfig;
-use crate::{Dropped, SelectionRequest, Stage};
+use crate::stage::{Dropped, Stage};
+use crate::types::SelectionRequest;
 
 /// A candidate that passed the prefilter.
 #[derive(Debug, Clone)]

@@ -11,8 +11,9 @@ use iat2i_retrievers::Candidate;
 
 use crate::config::RankWeights;
 use crate::embed::cosine;
+use crate::error::SelectError;
+use crate::stage::StageScores;
 use crate::store::{PointPayload, StorePoint, VectorStore};
-use crate::{SelectError, StageScores};
 
 /// One embedded candidate to rank.
 pub(crate) struct RankItem<'a> {

@@ -1,19 +1,30 @@
 //! Test pictures and the ONNX Runtime check shared by the tests that need them.
 
 use std::io::Cursor;
-use std::path::Path;
 
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 
-/// True when ONNX Runtime is available; prints why the test is skipped otherwise.
+/// True when the tests run in CI (`CI=true`), where a test that cannot run fails.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// A test cannot run because `why`: print that it skipped, or fail under `CI=true` (a green
+/// CI must mean the CLIP path ran).
+pub fn skip_or_fail(why: &str) {
+    if in_ci() {
+        panic!("CI=true, so this test must run, but {why}");
+    }
+    eprintln!("skipped: {why}");
+}
+
+/// True when ONNX Runtime is found (as the selector looks for it); prints why the test is
+/// skipped otherwise, and fails under `CI=true`.
 pub fn ort_available() -> bool {
-    match std::env::var_os("ORT_DYLIB_PATH") {
-        Some(p) if Path::new(&p).is_file() => true,
-        _ => {
-            eprintln!(
-                "skipped: ORT_DYLIB_PATH is unset or not a file (run `make test`, or set it to \
-                 the path `bash scripts/setup-ort.sh` prints)"
-            );
+    match iat2i::selectors::find_onnx_runtime() {
+        Ok(_) => true,
+        Err(e) => {
+            skip_or_fail(&format!("{e} (run `make test`)"));
             false
         }
     }

@@ -10,14 +10,9 @@ use fastembed::{
 };
 use image::DynamicImage;
 
-use super::Embedder;
-use crate::SelectError;
-use crate::config::ClipModelSource;
-
-/// What to do when ONNX Runtime cannot be found.
-const ORT_HELP: &str = "fastembed needs the ONNX Runtime shared library: install it with \
-`pip install onnxruntime==1.31.1` (the library is site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1) \
-or run `bash scripts/setup-ort.sh`, which prints its path, and set ORT_DYLIB_PATH to that file";
+use super::runtime::{OrtSearch, load_onnx_runtime};
+use super::{ClipModelSource, Embedder};
+use crate::error::SelectError;
 
 struct Models {
     image: Mutex<ImageEmbedding>,
@@ -33,6 +28,7 @@ pub struct ClipEmbedder {
     source: ClipModelSource,
     intra_threads: Option<usize>,
     batch: usize,
+    ort: Option<OrtSearch>,
     models: tokio::sync::OnceCell<Arc<Models>>,
 }
 
@@ -52,6 +48,7 @@ impl ClipEmbedder {
             source,
             intra_threads: None,
             batch: 32,
+            ort: None,
             models: tokio::sync::OnceCell::new(),
         }
     }
@@ -76,6 +73,12 @@ impl ClipEmbedder {
         self
     }
 
+    /// Look for ONNX Runtime only as `search` says (default: [`OrtSearch::from_environment`]).
+    pub fn with_ort_search(mut self, search: OrtSearch) -> Self {
+        self.ort = Some(search);
+        self
+    }
+
     /// Load both encoders now (they load on first use otherwise).
     pub async fn load(&self) -> Result<(), SelectError> {
         self.models().await.map(|_| ())
@@ -84,16 +87,19 @@ impl ClipEmbedder {
     async fn models(&self) -> Result<Arc<Models>, SelectError> {
         let source = self.source.clone();
         let threads = self.intra_threads;
+        let ort = self.ort.clone();
         self.models
             .get_or_try_init(|| async move {
-                tokio::task::spawn_blocking(move || load(&source, threads))
-                    .await
-                    .map_err(|e| {
-                        SelectError::Embedding(format!(
-                            "loading the CLIP model crashed: {e}; {ORT_HELP}"
-                        ))
-                    })?
-                    .map(Arc::new)
+                tokio::task::spawn_blocking(move || {
+                    let search = ort.unwrap_or_else(OrtSearch::from_environment);
+                    load_onnx_runtime(&search)?;
+                    load(&source, threads)
+                })
+                .await
+                .map_err(|e| {
+                    SelectError::Embedding(format!("loading the CLIP model crashed: {e}"))
+                })?
+                .map(Arc::new)
             })
             .await
             .cloned()
@@ -118,7 +124,7 @@ impl Embedder for ClipEmbedder {
                     .map(|img| models.preprocessor.preprocess(img))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| SelectError::Embedding(format!("preprocessing an image: {e}")))?;
-                let mut model = models.image.lock().map_err(|_| poisoned())?;
+                let mut model = relock(&models.image);
                 let vectors = model
                     .embed_preprocessed(arrays)
                     .map_err(|e| SelectError::Embedding(format!("image encoder: {e}")))?;
@@ -136,7 +142,7 @@ impl Embedder for ClipEmbedder {
         let models = self.models().await?;
         let batch = self.batch;
         blocking(move || {
-            let mut model = models.text.lock().map_err(|_| poisoned())?;
+            let mut model = relock(&models.text);
             model
                 .embed(&texts, Some(batch))
                 .map_err(|e| SelectError::Embedding(format!("text encoder: {e}")))
@@ -145,8 +151,15 @@ impl Embedder for ClipEmbedder {
     }
 }
 
-fn poisoned() -> SelectError {
-    SelectError::Embedding("an earlier embedding call crashed; rebuild the selector".into())
+/// Lock a model, recovering it when an earlier call panicked while holding it: the ONNX
+/// session keeps no state between calls, so the model is as good as before, and one crashed
+/// call must not disable embedding for the rest of the process.
+fn relock<T>(model: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    model.lock().unwrap_or_else(|poisoned| {
+        tracing::warn!("an earlier embedding call panicked; the model lock was recovered");
+        model.clear_poison();
+        poisoned.into_inner()
+    })
 }
 
 async fn blocking<T, F>(f: F) -> Result<T, SelectError>
@@ -159,22 +172,7 @@ where
         .map_err(|e| SelectError::Embedding(format!("embedding crashed: {e}")))?
 }
 
-/// Fail early, with instructions, when ONNX Runtime cannot be found.
-pub(crate) fn check_onnx_runtime() -> Result<(), SelectError> {
-    match std::env::var_os("ORT_DYLIB_PATH") {
-        None => Err(SelectError::Embedding(format!(
-            "ORT_DYLIB_PATH is not set; {ORT_HELP}"
-        ))),
-        Some(p) if !Path::new(&p).is_file() => Err(SelectError::Embedding(format!(
-            "ORT_DYLIB_PATH={} is not a file; {ORT_HELP}",
-            Path::new(&p).display()
-        ))),
-        Some(_) => Ok(()),
-    }
-}
-
 fn load(source: &ClipModelSource, threads: Option<usize>) -> Result<Models, SelectError> {
-    check_onnx_runtime()?;
     match source {
         ClipModelSource::LocalDir { dir, tokenizer_dir } => {
             load_local(dir, tokenizer_dir.as_deref(), threads)
@@ -254,16 +252,20 @@ fn read_first(name: &str, dirs: &[Option<&Path>]) -> Result<Vec<u8>, SelectError
 #[cfg(feature = "download")]
 fn load_default(cache_dir: Option<&Path>, threads: Option<usize>) -> Result<Models, SelectError> {
     use fastembed::{EmbeddingModel, ImageEmbeddingModel, ImageInitOptions, TextInitOptions};
-    let mut image_opts = ImageInitOptions::new(ImageEmbeddingModel::ClipVitB32);
-    let mut text_opts = TextInitOptions::new(EmbeddingModel::ClipVitB32);
-    if let Some(dir) = cache_dir {
-        image_opts = image_opts.with_cache_dir(dir.to_path_buf());
-        text_opts = text_opts.with_cache_dir(dir.to_path_buf());
-    }
-    if let Some(n) = threads {
-        image_opts = image_opts.with_intra_threads(n);
-        text_opts = text_opts.with_intra_threads(n);
-    }
+    // Never fastembed's own default (`.fastembed_cache` in the working directory).
+    let dir = cache_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| crate::cache::default_cache_dir().join("models"));
+    let image_opts =
+        ImageInitOptions::new(ImageEmbeddingModel::ClipVitB32).with_cache_dir(dir.clone());
+    let text_opts = TextInitOptions::new(EmbeddingModel::ClipVitB32).with_cache_dir(dir);
+    let (image_opts, text_opts) = match threads {
+        Some(n) => (
+            image_opts.with_intra_threads(n),
+            text_opts.with_intra_threads(n),
+        ),
+        None => (image_opts, text_opts),
+    };
     let download = |what: &str, e: fastembed::Error| {
         SelectError::Embedding(format!(
             "downloading or loading CLIP ViT-B/32 {what} from the Hugging Face hub: {e} \

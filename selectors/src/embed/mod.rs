@@ -1,13 +1,17 @@
 //! Stage 4a: embeddings. The [`Embedder`] trait, and [`ClipEmbedder`] on fastembed.
 
 mod clip;
+mod runtime;
+mod source;
 
 use async_trait::async_trait;
 use image::DynamicImage;
 
-use crate::SelectError;
+use crate::error::SelectError;
 
 pub use clip::ClipEmbedder;
+pub use runtime::{ORT_INSTALL, ORT_VERSION, OrtSearch, find_onnx_runtime, load_onnx_runtime};
+pub use source::ClipModelSource;
 
 /// Turns images and texts into vectors of one shared space (CLIP), L2-normalised.
 #[async_trait]

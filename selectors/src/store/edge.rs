@@ -15,7 +15,7 @@ use qdrant_edge::{
 use uuid::Uuid;
 
 use super::{PointPayload, StoreHit, StorePoint, VectorStore, batch_dim, store_err};
-use crate::SelectError;
+use crate::error::SelectError;
 
 const VECTOR: &str = "clip";
 const NAME: &str = "qdrant-edge";

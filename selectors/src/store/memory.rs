@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{StoreHit, StorePoint, VectorStore};
-use crate::SelectError;
 use crate::embed::cosine;
+use crate::error::SelectError;
 
 /// An in-memory [`VectorStore`] that scores every point exactly.
 #[derive(Debug, Default)]

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::SelectError;
+use crate::error::SelectError;
 
 pub use edge::EdgeStore;
 pub use memory::MemoryStore;

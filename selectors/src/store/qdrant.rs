@@ -14,7 +14,7 @@ use qdrant_client::{Payload, Qdrant};
 use uuid::Uuid;
 
 use super::{PointPayload, StoreHit, StorePoint, VectorStore, batch_dim, store_err};
-use crate::SelectError;
+use crate::error::SelectError;
 
 const NAME: &str = "qdrant";
 

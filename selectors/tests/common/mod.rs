@@ -18,6 +18,20 @@ pub fn tiny_model() -> PathBuf {
     fixtures().join("models/tiny-clip")
 }
 
+/// True when the tests run in CI (`CI=true`), where a test that cannot run fails.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// A test cannot run because `why`: print that it skipped, or fail under `CI=true` (a green
+/// CI must mean the CLIP path ran).
+pub fn skip_or_fail(why: &str) {
+    if in_ci() {
+        panic!("CI=true, so this test must run, but {why}");
+    }
+    eprintln!("skipped: {why}");
+}
+
 /// The real CLIP tokenizer files, when ../shared is present.
 pub fn shared_tokenizer() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -25,23 +39,21 @@ pub fn shared_tokenizer() -> Option<PathBuf> {
     if dir.join("tokenizer.json").is_file() {
         Some(dir)
     } else {
-        eprintln!(
-            "skipped: the real CLIP tokenizer is not at {} (../shared is absent)",
+        skip_or_fail(&format!(
+            "the real CLIP tokenizer is not at {} (../shared is absent)",
             dir.display()
-        );
+        ));
         None
     }
 }
 
-/// True when ONNX Runtime is available; prints why the test is skipped otherwise.
+/// True when ONNX Runtime is found (as the embedder looks for it); prints why the test is
+/// skipped otherwise, and fails under `CI=true`.
 pub fn ort_available() -> bool {
-    match std::env::var_os("ORT_DYLIB_PATH") {
-        Some(p) if PathBuf::from(&p).is_file() => true,
-        _ => {
-            eprintln!(
-                "skipped: ORT_DYLIB_PATH is unset or not a file (run `make test`, or set it to \
-                 the path `bash scripts/setup-ort.sh` prints)"
-            );
+    match iat2i_selectors::find_onnx_runtime() {
+        Ok(_) => true,
+        Err(e) => {
+            skip_or_fail(&format!("{e} (run `make test`)"));
             false
         }
     }
