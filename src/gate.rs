@@ -187,7 +187,7 @@ impl Gate for LmmGate {
         let reply = chat_json::<Assessment>(self.lmm.as_ref(), "assessment", messages).await?;
         Ok(JsonReply {
             value: self.tidy(prompt, reply.value),
-            usage: reply.usage,
+            ..reply
         })
     }
 }

@@ -296,6 +296,7 @@ impl Judge for LmmJudge {
                 .into_verdict(input.prompt)
                 .checked(!input.references.is_empty()),
             usage: reply.usage,
+            degraded: reply.degraded,
         })
     }
 }

@@ -178,7 +178,7 @@ async fn a_429_with_retry_after_is_retried_then_succeeds() {
 }
 
 #[tokio::test]
-async fn a_500_forever_fails_after_the_retries_with_the_status_and_a_hint() {
+async fn a_500_fails_at_once_without_paying_twice_with_the_status_and_a_hint() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(500).set_body_string("upstream exploded"))
@@ -186,16 +186,19 @@ async fn a_500_forever_fails_after_the_retries_with_the_status_and_a_hint() {
         .await;
     let err = assess_err(&server).await;
     match &err {
-        LmmError::Http { source, .. } => assert_eq!(source.status().map(|s| s.as_u16()), Some(500)),
+        LmmError::Http { source, .. } => {
+            assert_eq!(source.status().map(|s| s.as_u16()), Some(500));
+            assert!(source.was_not_retried(), "{source:?}");
+        }
         other => panic!("expected Http, got {other:?}"),
     }
     let msg = err.to_string();
     assert!(
-        msg.contains("500") && msg.contains("try again later"),
+        msg.contains("500") && msg.contains("not retried") && msg.contains("try again later"),
         "{msg}"
     );
-    // 1 attempt + max_retries (2) from test_http().
-    assert_eq!(requests_to(&server, "/v1/chat/completions").await.len(), 3);
+    // A completion bills: a 500 may have been processed, so it is sent once.
+    assert_eq!(requests_to(&server, "/v1/chat/completions").await.len(), 1);
 }
 
 #[tokio::test]
@@ -348,4 +351,116 @@ fn a_base_url_that_is_not_a_url_is_named_without_its_key() {
         assert!(shown.contains("http://[::1/v1"), "{shown}");
         assert!(!shown.contains(KEY), "{shown}");
     }
+}
+
+#[tokio::test]
+async fn null_float_and_missing_usage_counts_do_not_lose_the_answer() {
+    let server = MockServer::start().await;
+    let mut body = fixture_json("gate_no_reference.json");
+    // As some gateways and local servers send them: null, float, missing, or a string.
+    body["usage"] = serde_json::json!({
+        "prompt_tokens": null,
+        "completion_tokens": 46.0,
+        "prompt_tokens_details": null
+    });
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body.clone()))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    body["usage"] = serde_json::json!("n/a");
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(&server)
+        .await;
+    let lmm = chat_client(&server, test_http());
+    let first = lmm.chat(&ChatRequest::default()).await.unwrap();
+    assert!(first.content.contains("needs_reference"));
+    assert_eq!(first.usage.prompt_tokens, 0);
+    assert_eq!(first.usage.completion_tokens, 46);
+    assert_eq!(first.usage.total_tokens, 0);
+    assert_eq!(first.usage.calls, 1);
+    let second = lmm.chat(&ChatRequest::default()).await.unwrap();
+    assert!(second.content.contains("needs_reference"));
+    assert_eq!(second.usage.calls, 1);
+}
+
+/// Whether a chat request asked for `response_format`.
+fn asks_schema(r: &wiremock::Request) -> bool {
+    serde_json::from_slice::<serde_json::Value>(&r.body)
+        .map(|b| b.get("response_format").is_some())
+        .unwrap_or(false)
+}
+
+/// A server that rejects `response_format` with `rejection` and answers prose-wrapped
+/// JSON (`gate_fenced_prose.json`) without it.
+async fn schema_rejecting_server(rejection: serde_json::Value) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(asks_schema)
+        .respond_with(ResponseTemplate::new(400).set_body_json(rejection))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(|r: &wiremock::Request| !asks_schema(r))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(fixture_json("gate_fenced_prose.json")),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test]
+async fn a_server_rejecting_json_schema_is_asked_once_without_it_and_it_is_recorded() {
+    // As llama.cpp's server phrases it.
+    let llama_cpp = serde_json::json!({"error": {"code": 400, "message":
+        "response_format type must be one of \"text\" or \"json_object\", but got: json_schema",
+        "type": "invalid_request_error"}});
+    let server = schema_rejecting_server(llama_cpp).await;
+    let gate = gate(&server, test_http());
+    let reply = gate.assess("A Graphorn", false).await.unwrap();
+    assert!(reply.value.needs_reference);
+    assert_eq!(reply.degraded.len(), 1, "{:?}", reply.degraded);
+    assert!(reply.degraded[0].contains("json_schema"), "{:?}", reply.degraded);
+    let reqs = requests_to(&server, "/v1/chat/completions").await;
+    assert_eq!(reqs.len(), 2, "one rejected call, one without the schema");
+    let retry = json_body(&reqs[1]);
+    assert!(retry.get("response_format").is_none());
+    let last = retry["messages"].as_array().unwrap().last().unwrap().clone();
+    assert!(last["content"].as_str().unwrap().contains("JSON schema"));
+
+    // The client remembers: the next call goes without the schema at once.
+    let again = gate.assess("A Graphorn", false).await.unwrap();
+    assert!(!again.degraded.is_empty());
+    assert_eq!(requests_to(&server, "/v1/chat/completions").await.len(), 3);
+}
+
+#[tokio::test]
+async fn vllm_and_ollama_phrasings_of_the_rejection_are_recognised() {
+    let vllm = serde_json::json!({"object": "error", "message":
+        "Invalid JSON schema in response_format: json_schema is not supported by this model",
+        "type": "BadRequestError", "param": "response_format", "code": 400});
+    let ollama = serde_json::json!({"error": {"message": "invalid response format: json_schema",
+        "type": "invalid_request_error", "param": null, "code": null}});
+    for rejection in [vllm, ollama] {
+        let server = schema_rejecting_server(rejection).await;
+        let reply = gate(&server, test_http()).assess("x", false).await.unwrap();
+        assert!(!reply.degraded.is_empty());
+        assert_eq!(requests_to(&server, "/v1/chat/completions").await.len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn another_400_is_not_taken_for_a_schema_rejection() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({"error": {
+            "message": "model 'llava:13b' not found, try pulling it first",
+            "type": "api_error", "param": null, "code": null}})))
+        .mount(&server)
+        .await;
+    let err = assess_err(&server).await;
+    assert!(err.to_string().contains("not found"), "{err}");
+    assert_eq!(requests_to(&server, "/v1/chat/completions").await.len(), 1);
 }

@@ -36,7 +36,7 @@ mod search;
 
 pub use candidate::{Candidate, License};
 pub use error::SearchError;
-pub use http::{HttpClient, HttpClientBuilder, HttpError, HttpResponse, SsrfPolicy, Trust};
+pub use http::{HttpClient, HttpClientBuilder, HttpError, HttpResponse, Paid, SsrfPolicy, Trust};
 pub use license::{LicensePolicy, Permissions, UnknownLicensePolicy};
 pub use multi::{EngineRun, MultiSearch, MultiSearchResult, normalize_url};
 pub use search::{ImageSearch, SearchQuery};

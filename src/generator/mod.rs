@@ -58,10 +58,10 @@ pub fn dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputTokensDetails {
     /// Text tokens.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::lmm::lenient::count")]
     pub text_tokens: u64,
     /// Image tokens.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::lmm::lenient::count")]
     pub image_tokens: u64,
 }
 
@@ -69,19 +69,19 @@ pub struct InputTokensDetails {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageUsage {
     /// Input tokens (text and images).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::lmm::lenient::count")]
     pub input_tokens: u64,
     /// Output (image) tokens.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::lmm::lenient::count")]
     pub output_tokens: u64,
     /// Their sum.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::lmm::lenient::count")]
     pub total_tokens: u64,
     /// Input token breakdown, when reported.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::lmm::lenient::optional")]
     pub input_tokens_details: Option<InputTokensDetails>,
     /// Images generated.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::lmm::lenient::count_u32")]
     pub images: u32,
     /// Calls made.
     #[serde(default)]

@@ -49,29 +49,86 @@ fn make_strict(v: &mut Value) {
 }
 
 /// Find the JSON object in a model's answer: the whole text when it parses, else the
-/// inside of a ```` ```json ```` fence, else the first balanced `{...}` (braces inside
-/// strings are skipped). Servers that ignore `response_format` often wrap JSON in prose.
+/// inside of a ```` ```json ```` fence, else the first balanced `{...}` that parses
+/// (braces inside strings are skipped). Servers that ignore `response_format` often
+/// wrap JSON in prose.
+///
+/// Linear in the length of the text: one pass finds every balanced `{...}` span, and
+/// the parser is handed at most a few times the text's length in all, so a degenerate
+/// reply (100,000 `{`, deeply nested braces) costs no more than a long ordinary one.
 pub fn extract_json(text: &str) -> Option<Value> {
+    extract_json_counted(text).0
+}
+
+/// [`extract_json`], also returning how many bytes were scanned or handed to the
+/// parser (the work done), so tests can check it stays linear.
+pub(crate) fn extract_json_counted(text: &str) -> (Option<Value>, usize) {
     let trimmed = text.trim();
+    let mut work = trimmed.len();
     if let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(trimmed) {
-        return Some(v);
+        return (Some(v), work);
     }
-    if let Some(inner) = fenced(trimmed)
-        && let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(inner.trim())
-    {
-        return Some(v);
-    }
-    let mut from = 0;
-    while let Some(offset) = trimmed.get(from..).and_then(|t| t.find('{')) {
-        let start = from + offset;
-        if let Some(candidate) = balanced(trimmed, start)
-            && let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(candidate)
-        {
-            return Some(v);
+    if let Some(inner) = fenced(trimmed) {
+        work += inner.len();
+        if let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(inner.trim()) {
+            return (Some(v), work);
         }
-        from = start + 1;
     }
-    None
+    // Strings tracked first (braces inside strings skipped); then, for a stray quote in
+    // the prose that swallowed the rest, braces alone. Earliest start first in each.
+    let mut spans = balanced_spans(trimmed, true);
+    spans.sort_unstable_by_key(|&(start, _)| start);
+    let mut loose = balanced_spans(trimmed, false);
+    loose.sort_unstable_by_key(|&(start, _)| start);
+    spans.extend(loose);
+    work += 2 * trimmed.len();
+    let budget = 4 * trimmed.len() + 4096;
+    let mut handed = 0usize;
+    for (start, end) in spans {
+        let Some(candidate) = trimmed.get(start..end) else {
+            continue;
+        };
+        handed += candidate.len();
+        if handed > budget {
+            break;
+        }
+        if let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(candidate) {
+            return (Some(v), work + handed);
+        }
+    }
+    (None, work + handed.min(budget))
+}
+
+/// Every balanced `{...}` span (start, end exclusive), in one pass. With
+/// `strings`, quotes inside braces open strings whose braces do not count (a `"` in the
+/// prose around the JSON does not).
+fn balanced_spans(text: &str, strings: bool) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut open: Vec<usize> = Vec::new();
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, byte) in text.bytes().enumerate() {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' if strings && !open.is_empty() => in_string = true,
+            b'{' => open.push(i),
+            b'}' => {
+                if let Some(start) = open.pop() {
+                    spans.push((start, i + 1));
+                }
+            }
+            _ => {}
+        }
+    }
+    spans
 }
 
 fn fenced(text: &str) -> Option<&str> {
@@ -83,36 +140,6 @@ fn fenced(text: &str) -> Option<&str> {
     body.get(..end)
 }
 
-/// The substring from `start` (a `{`) to its matching `}`.
-fn balanced(text: &str, start: usize) -> Option<&str> {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (i, ch) in text.get(start..)?.char_indices() {
-        if in_string {
-            match (escaped, ch) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match ch {
-            '"' => in_string = true,
-            '{' => depth += 1,
-            '}' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return text.get(start..start + i + 1);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
 /// A parsed structured answer and the tokens it cost (retries included).
 #[derive(Debug, Clone, PartialEq)]
 pub struct JsonReply<T> {
@@ -120,6 +147,8 @@ pub struct JsonReply<T> {
     pub value: T,
     /// Token counts of every call made to get it.
     pub usage: Usage,
+    /// What the calls had to do without (see [`super::ChatResponse::degraded`]).
+    pub degraded: Vec<String>,
 }
 
 fn snippet(text: &str) -> String {
@@ -156,11 +185,19 @@ pub async fn chat_json<T: DeserializeOwned + JsonSchema>(
         ..ChatRequest::default()
     };
     let mut usage = Usage::default();
+    let mut degraded: Vec<String> = Vec::new();
     let first = match lmm.chat(&request).await {
         Ok(resp) => {
             usage.add(&resp.usage);
+            degraded.extend(resp.degraded);
             match parse_reply::<T>(lmm, &resp.content) {
-                Ok(value) => return Ok(JsonReply { value, usage }),
+                Ok(value) => {
+                    return Ok(JsonReply {
+                        value,
+                        usage,
+                        degraded,
+                    });
+                }
                 Err(e) => {
                     request.messages.push(Message::assistant(resp.content));
                     e
@@ -182,8 +219,17 @@ pub async fn chat_json<T: DeserializeOwned + JsonSchema>(
     )));
     let resp = lmm.chat(&request).await?;
     usage.add(&resp.usage);
+    for note in resp.degraded {
+        if !degraded.contains(&note) {
+            degraded.push(note);
+        }
+    }
     let value = parse_reply::<T>(lmm, &resp.content)?;
-    Ok(JsonReply { value, usage })
+    Ok(JsonReply {
+        value,
+        usage,
+        degraded,
+    })
 }
 
 #[cfg(test)]
@@ -202,6 +248,32 @@ mod tests {
         );
         assert_eq!(extract_json("no json at all"), None);
         assert_eq!(extract_json("{\"unbalanced\": "), None);
+        let stray = "Note: { opens nothing. He said \"hi. Answer: {\"a\": 1}";
+        assert_eq!(extract_json(stray), Some(serde_json::json!({"a":1})));
+    }
+
+    /// The old extractor rescanned from every `{` to the end: 100,000 `{` cost about
+    /// 5 * 10^9 steps. The work is now bounded by a small multiple of the length.
+    #[test]
+    fn degenerate_replies_cost_linear_work() {
+        let n = 100_000;
+        let cases = [
+            "{".repeat(n),
+            format!("{}{}", "{".repeat(n / 2), "}".repeat(n / 2)),
+            "{x}".repeat(n / 3),
+            format!("{}{{\"a\": 1}}", "{\"k\": ".repeat(n / 7)),
+            format!("{}{{\"a\": 1}}", "{\"".repeat(n / 2)),
+        ];
+        for text in &cases {
+            let (_, work) = extract_json_counted(text);
+            assert!(
+                work <= 8 * text.len() + 8192,
+                "work {work} for {} bytes",
+                text.len()
+            );
+        }
+        let (found, _) = extract_json_counted(&format!("{}{{\"a\": 1}}", "{".repeat(n)));
+        assert_eq!(found, Some(serde_json::json!({"a": 1})));
     }
 
     #[derive(serde::Deserialize, JsonSchema)]

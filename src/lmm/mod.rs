@@ -8,6 +8,7 @@
 
 mod error;
 mod json;
+pub(crate) mod lenient;
 mod openai;
 
 /// Helpers the other OpenAI-protocol clients share.
@@ -164,6 +165,10 @@ pub struct ChatResponse {
     pub model: String,
     /// Why the model stopped (`stop`, `length`, ...), when the server says.
     pub finish_reason: Option<String>,
+    /// What this call had to do without, in words (such as a server that rejected
+    /// `response_format: json_schema`, so the schema went into the prompt). Empty when
+    /// nothing was lost.
+    pub degraded: Vec<String>,
 }
 
 /// A chat model: one call with text and images in, text or JSON out.

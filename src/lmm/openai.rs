@@ -1,8 +1,10 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use iat2i_retrievers::http::redact;
-use iat2i_retrievers::{HttpClient, HttpError, Trust};
+use iat2i_retrievers::{HttpClient, HttpError, Paid, Trust};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::Instrument;
@@ -18,14 +20,20 @@ pub const OPENAI_DEFAULT_BASE: &str = "https://api.openai.com/v1";
 /// (`http://localhost:11434/v1`), vLLM, OpenRouter, LiteLLM and other gateways.
 ///
 /// Built on the shared [`HttpClient`] (trusted: the endpoint is the user's choice), so it
-/// gets its timeouts, its retries with backoff on 429/5xx honouring `Retry-After`, and its
-/// response-size cap. The API key is a [`Secret`] and appears in no `Debug`, error or report.
+/// gets its timeouts and its response-size cap. A completion bills, so it is sent with
+/// [`HttpClient::execute_paid`]: retried (honouring `Retry-After`) only on 429 or a
+/// connection that failed before sending; a 5xx or a timeout fails at once with
+/// [`HttpError::NotRetried`] rather than paying twice. The API key is a [`Secret`] and
+/// appears in no `Debug`, error or report.
 #[derive(Clone)]
 pub struct OpenAiChat {
     http: HttpClient,
     base: Url,
     model: String,
     api_key: Option<Secret>,
+    /// Set once the server rejected `response_format: json_schema` (HTTP 400): later
+    /// calls ask for the schema in the prompt instead.
+    schema_rejected: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for OpenAiChat {
@@ -72,7 +80,8 @@ pub(crate) fn endpoint(base: &Url, path: &str) -> Result<Url, String> {
 }
 
 /// The HTTP client the model clients use when given none: 10 s to connect,
-/// `total` for a whole exchange, 3 retries on 429/5xx.
+/// `total` for a whole exchange, 3 retries (for paid calls only those that provably were
+/// not processed: 429 and connections that failed before sending).
 pub fn model_http_client(total: Duration) -> Result<HttpClient, HttpError> {
     HttpClient::builder()
         .connect_timeout(Duration::from_secs(10))
@@ -90,6 +99,7 @@ impl OpenAiChat {
             base: parse_base(base).map_err(LmmError::Config)?,
             model: model.into(),
             api_key: None,
+            schema_rejected: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -126,10 +136,19 @@ impl OpenAiChat {
         redact(&self.base)
     }
 
-    fn body(&self, req: &ChatRequest) -> Value {
-        let messages: Vec<Value> = req.messages.iter().map(wire_message).collect();
+    /// The request body; without `with_schema`, a schema the request asks for goes into
+    /// a final user message as an instruction instead of `response_format`.
+    fn body(&self, req: &ChatRequest, with_schema: bool) -> Value {
+        let mut messages: Vec<Value> = req.messages.iter().map(wire_message).collect();
+        if let (false, Some(schema)) = (with_schema, &req.json_schema) {
+            messages.push(json!({ "role": "user", "content": format!(
+                "Answer with only one JSON object, no prose and no code fences, following \
+                 this JSON schema: {}",
+                schema.schema
+            )}));
+        }
         let mut body = json!({ "model": self.model, "messages": messages });
-        if let Some(schema) = &req.json_schema {
+        if let (true, Some(schema)) = (with_schema, &req.json_schema) {
             body["response_format"] = json!({
                 "type": "json_schema",
                 "json_schema": { "name": schema.name, "strict": true, "schema": schema.schema },
@@ -195,7 +214,7 @@ struct WireResponse {
     error: Option<Value>,
     #[serde(default)]
     choices: Option<Vec<WireChoice>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient::optional")]
     usage: Option<WireUsage>,
     #[serde(default)]
     model: Option<String>,
@@ -217,13 +236,14 @@ struct WireMessage {
     refusal: Option<String>,
 }
 
+/// Token counts as servers send them: each may be missing, `null` or a float.
 #[derive(Deserialize, Default)]
 struct WireUsage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient::count")]
     prompt_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient::count")]
     completion_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient::count")]
     total_tokens: u64,
 }
 
@@ -315,19 +335,35 @@ impl OpenAiChat {
             },
             model: wire.model.unwrap_or_else(|| self.model.clone()),
             finish_reason: choice.finish_reason,
+            degraded: Vec::new(),
         })
     }
 }
 
-#[async_trait]
-impl Lmm for OpenAiChat {
-    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LmmError> {
+/// Whether an error is a server refusing `response_format: json_schema` itself, as
+/// local servers phrase it: llama.cpp ("response_format type must be one of \"text\" or
+/// \"json_object\", but got: json_schema"), vLLM (`"param": "response_format"`), Ollama
+/// and gateways ("invalid response format", "json_schema is not supported").
+fn rejects_schema(e: &HttpError) -> bool {
+    let HttpError::Status { status, body, .. } = e.innermost() else {
+        return false;
+    };
+    let body = body.to_ascii_lowercase();
+    matches!(status.as_u16(), 400 | 422)
+        && ["response_format", "response format", "json_schema", "structured output"]
+            .iter()
+            .any(|w| body.contains(w))
+}
+
+impl OpenAiChat {
+    /// One paid chat call (retried only when provably not processed).
+    async fn send(&self, request: &ChatRequest, with_schema: bool) -> Result<ChatResponse, LmmError> {
         let url = endpoint(&self.base, "chat/completions").map_err(LmmError::Config)?;
-        let body = self.body(request);
+        let body = self.body(request, with_schema);
         let key = self.api_key.clone();
         let resp = self
             .http
-            .execute(Trust::Trusted, |c| {
+            .execute_paid(Trust::Trusted, &Paid::new(), |c| {
                 let rb = c.post(url.clone()).json(&body);
                 match &key {
                     Some(k) => rb.bearer_auth(k.expose()),
@@ -337,8 +373,8 @@ impl Lmm for OpenAiChat {
             .instrument(tracing::debug_span!("lmm.chat", model = %self.model))
             .await
             .map_err(|mut source| {
-                if let HttpError::Status { body, .. } = &mut source {
-                    *body = self.scrub(std::mem::take(body));
+                if let Some(k) = &self.api_key {
+                    source.scrub(k.expose());
                 }
                 LmmError::Http {
                     endpoint: self.describe(),
@@ -346,6 +382,41 @@ impl Lmm for OpenAiChat {
                 }
             })?;
         self.parse(&resp.body)
+    }
+
+    fn schema_note(&self) -> String {
+        format!(
+            "LMM {}: the server rejects response_format json_schema (HTTP 400), so the \
+             schema was asked for in the prompt and the answer parsed tolerantly",
+            self.describe()
+        )
+    }
+}
+
+#[async_trait]
+impl Lmm for OpenAiChat {
+    /// One chat call. A server that rejects `response_format: json_schema` with HTTP 400
+    /// (some local servers) is asked once more with the schema in the prompt instead, and
+    /// every later call of this client does so directly; the answer's `degraded` says so.
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LmmError> {
+        let wants_schema = request.json_schema.is_some();
+        let with_schema = wants_schema && !self.schema_rejected.load(Ordering::Relaxed);
+        let mut resp = match self.send(request, with_schema).await {
+            Err(LmmError::Http { source, .. }) if with_schema && rejects_schema(&source) => {
+                self.schema_rejected.store(true, Ordering::Relaxed);
+                tracing::warn!(
+                    endpoint = %self.describe(),
+                    error = %source,
+                    "the server rejects response_format json_schema; asking again without it"
+                );
+                self.send(request, false).await?
+            }
+            other => other?,
+        };
+        if wants_schema && (!with_schema || self.schema_rejected.load(Ordering::Relaxed)) {
+            resp.degraded.push(self.schema_note());
+        }
+        Ok(resp)
     }
 
     fn model(&self) -> &str {

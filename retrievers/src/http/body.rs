@@ -14,7 +14,11 @@ use super::ssrf::{Refusal, TooManyRedirects};
 #[derive(Debug)]
 pub(crate) struct Failure {
     pub(crate) error: HttpError,
+    /// Whether an ordinary (idempotent) request would be retried.
     pub(crate) retry: bool,
+    /// Whether the request provably never reached the server: the connection (or its
+    /// TLS handshake) failed before a byte of the request was written.
+    pub(crate) unsent: bool,
 }
 
 impl Failure {
@@ -22,6 +26,7 @@ impl Failure {
         Failure {
             error,
             retry: false,
+            unsent: false,
         }
     }
 }
@@ -59,12 +64,15 @@ pub(crate) fn classify_send_error(err: reqwest::Error, url: &Url, total: Duratio
             after: total,
         });
     }
+    // A connect error comes from the connector (TCP connect, TLS handshake, proxy
+    // tunnel): the request itself was never written.
     Failure {
         error: HttpError::Transport {
             url: at,
             message: describe(err),
         },
         retry: connect,
+        unsent: connect,
     }
 }
 

@@ -61,6 +61,17 @@ pub enum HttpError {
     /// The client could not be built, or a URL was malformed.
     #[error("http client: {0}")]
     Config(String),
+    /// A paid request (one that bills, such as an image generation) failed in a way
+    /// that does not prove the server did not process it (a 5xx, a timeout, a dropped
+    /// connection after the request was sent), so it was deliberately not retried:
+    /// a retry could be billed a second time. See [`crate::HttpClient::execute_paid`].
+    #[error(
+        "{source} (a paid request: not retried, because the server may already have processed and billed it; check the provider's usage before running it again)"
+    )]
+    NotRetried {
+        /// The failure of the one attempt made.
+        source: Box<HttpError>,
+    },
 }
 
 fn snippet_suffix(body: &str) -> String {
@@ -79,10 +90,11 @@ fn retry_suffix(retry_after: &Option<Duration>) -> String {
 }
 
 impl HttpError {
-    /// The HTTP status, when the error is one.
+    /// The HTTP status, when the error is one (also inside [`HttpError::NotRetried`]).
     pub fn status(&self) -> Option<StatusCode> {
         match self {
             HttpError::Status { status, .. } => Some(*status),
+            HttpError::NotRetried { source } => source.status(),
             _ => None,
         }
     }
@@ -91,7 +103,34 @@ impl HttpError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             HttpError::Status { retry_after, .. } => *retry_after,
+            HttpError::NotRetried { source } => source.retry_after(),
             _ => None,
+        }
+    }
+
+    /// Whether this is a paid request that failed and was deliberately not retried
+    /// because the server may have processed (and billed) it.
+    pub fn was_not_retried(&self) -> bool {
+        matches!(self, HttpError::NotRetried { .. })
+    }
+
+    /// The error under any [`HttpError::NotRetried`] wrapper.
+    pub fn innermost(&self) -> &HttpError {
+        match self {
+            HttpError::NotRetried { source } => source.innermost(),
+            other => other,
+        }
+    }
+
+    /// Replace `secret` (an API key the server may echo back) in the error body with `***`.
+    pub fn scrub(&mut self, secret: &str) {
+        if secret.is_empty() {
+            return;
+        }
+        match self {
+            HttpError::Status { body, .. } => *body = body.replace(secret, "***"),
+            HttpError::NotRetried { source } => source.scrub(secret),
+            _ => {}
         }
     }
 }

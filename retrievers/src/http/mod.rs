@@ -10,6 +10,10 @@
 //!   addresses, checks IP-literal hosts before sending, checks every redirect, and
 //!   ignores system proxies (a proxy would resolve the name where we cannot check it).
 //!
+//! Paid requests (image generation, chat completions: anything that bills) go through
+//! [`HttpClient::execute_paid`], which retries only when the request provably was not
+//! processed (see [`Paid`]).
+//!
 //! Both get a per-attempt timeout plus connect and read timeouts, retries with jittered
 //! exponential backoff on 429, 5xx and connection errors (honouring `Retry-After`), a
 //! per-host rate limit and a cap on the response size enforced while streaming
@@ -18,6 +22,7 @@
 
 mod body;
 mod error;
+mod paid;
 mod ssrf;
 
 use std::num::NonZeroU32;
@@ -33,6 +38,7 @@ use reqwest::{RequestBuilder, StatusCode};
 use url::Url;
 
 pub use error::{HttpError, redact};
+pub use paid::Paid;
 pub use ssrf::{SsrfPolicy, blocked_reason};
 
 use body::{Failure, classify_send_error, read_capped, retry_after};
@@ -319,6 +325,22 @@ impl HttpClient {
     where
         F: Fn(&reqwest::Client) -> RequestBuilder + Send + Sync,
     {
+        self.run(trust, max_bytes, None, make).await
+    }
+
+    /// The retry loop: every failure the ordinary policy retries is retried, unless
+    /// `paid` is given, in which case [`paid::may_retry`] decides and a failure that
+    /// may have been processed comes back as [`HttpError::NotRetried`].
+    async fn run<F>(
+        &self,
+        trust: Trust,
+        max_bytes: usize,
+        paid: Option<&Paid>,
+        make: F,
+    ) -> Result<HttpResponse, HttpError>
+    where
+        F: Fn(&reqwest::Client) -> RequestBuilder + Send + Sync,
+    {
         let cfg = &self.inner.cfg;
         let cap = max_bytes.min(cfg.max_response_bytes);
         let backoff = ExponentialBuilder::default()
@@ -326,17 +348,32 @@ impl HttpClient {
             .with_max_delay(cfg.max_backoff)
             .with_max_times(cfg.max_retries as usize)
             .with_jitter();
+        let make = |c: &reqwest::Client| match paid {
+            Some(p) => p.decorate(make(c)),
+            None => make(c),
+        };
         (|| self.attempt(trust, cap, &make))
             .retry(backoff)
-            .when(|f: &Failure| f.retry)
+            .when(|f: &Failure| match paid {
+                Some(p) => paid::may_retry(p, f),
+                None => f.retry,
+            })
             .adjust(|f: &Failure, next: Option<Duration>| {
                 next.map(|d| f.error.retry_after().unwrap_or(d))
             })
-            .notify(|f: &Failure, wait: Duration| {
-                tracing::debug!(error = %f.error, ?wait, "retrying HTTP request");
+            .notify(|f: &Failure, wait: Duration| match paid {
+                Some(_) => tracing::warn!(
+                    error = %f.error,
+                    ?wait,
+                    "paid request provably not processed; retrying"
+                ),
+                None => tracing::debug!(error = %f.error, ?wait, "retrying HTTP request"),
             })
             .await
-            .map_err(|f| f.error)
+            .map_err(|f| match paid {
+                Some(p) => paid::final_error(p, f),
+                None => f.error,
+            })
     }
 
     async fn attempt<F>(&self, trust: Trust, cap: usize, make: &F) -> Result<HttpResponse, Failure>
@@ -421,6 +458,7 @@ impl HttpClient {
                 retry_after,
             },
             retry,
+            unsent: false,
         }
     }
 
