@@ -24,7 +24,8 @@ fn image_made() -> serde_json::Value {
 
 async fn post(http: &HttpClient, url: &Url) -> Result<iat2i_retrievers::HttpResponse, HttpError> {
     http.execute_paid(Trust::Trusted, &Paid::new(), |c| {
-        c.post(url.clone()).json(&serde_json::json!({"prompt": "a red apple"}))
+        c.post(url.clone())
+            .json(&serde_json::json!({"prompt": "a red apple"}))
     })
     .await
 }
@@ -130,7 +131,10 @@ async fn a_timeout_is_not_retried() {
         .unwrap();
     let err = post(&http, &gen_url(&server)).await.unwrap_err();
     assert!(err.was_not_retried(), "{err:?}");
-    assert!(matches!(err.innermost(), HttpError::Timeout { .. }), "{err:?}");
+    assert!(
+        matches!(err.innermost(), HttpError::Timeout { .. }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

@@ -87,7 +87,7 @@ fn http_hint(e: &HttpError) -> &'static str {
         Some(404) => " (check the base URL, which should end in /v1, and the model name)",
         Some(429) => " (rate limited or out of quota: wait, or lower the request rate)",
         Some(s) if s >= 500 => " (the server failed: try again later or use another endpoint)",
-        _ => match e {
+        _ => match e.innermost() {
             HttpError::Timeout { .. } => {
                 " (the server is slow or hung: raise the timeout or check the server)"
             }

@@ -25,7 +25,11 @@ fn to_count(v: &Value) -> u64 {
     match v {
         Value::Number(n) => n
             .as_u64()
-            .or_else(|| n.as_f64().filter(|f| f.is_finite() && *f > 0.0).map(|f| f.round() as u64))
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.is_finite() && *f > 0.0)
+                    .map(|f| f.round() as u64)
+            })
             .unwrap_or(0),
         Value::String(s) => s.trim().parse::<f64>().map_or(0, |f| {
             if f.is_finite() && f > 0.0 {

@@ -350,14 +350,23 @@ fn rejects_schema(e: &HttpError) -> bool {
     };
     let body = body.to_ascii_lowercase();
     matches!(status.as_u16(), 400 | 422)
-        && ["response_format", "response format", "json_schema", "structured output"]
-            .iter()
-            .any(|w| body.contains(w))
+        && [
+            "response_format",
+            "response format",
+            "json_schema",
+            "structured output",
+        ]
+        .iter()
+        .any(|w| body.contains(w))
 }
 
 impl OpenAiChat {
     /// One paid chat call (retried only when provably not processed).
-    async fn send(&self, request: &ChatRequest, with_schema: bool) -> Result<ChatResponse, LmmError> {
+    async fn send(
+        &self,
+        request: &ChatRequest,
+        with_schema: bool,
+    ) -> Result<ChatResponse, LmmError> {
         let url = endpoint(&self.base, "chat/completions").map_err(LmmError::Config)?;
         let body = self.body(request, with_schema);
         let key = self.api_key.clone();

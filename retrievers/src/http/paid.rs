@@ -28,7 +28,10 @@ pub struct Paid {
 impl std::fmt::Debug for Paid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Paid")
-            .field("idempotency_header", &self.idempotency.as_ref().map(|i| &i.0))
+            .field(
+                "idempotency_header",
+                &self.idempotency.as_ref().map(|i| &i.0),
+            )
             .finish()
     }
 }
