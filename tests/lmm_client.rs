@@ -317,7 +317,7 @@ async fn the_candidate_judge_sees_the_thumbnails_and_returns_its_pick() {
     let pick = judge.pick(&request, &judge_options()).await.unwrap();
     assert_eq!(pick.index, 1);
     assert!(pick.reason.contains("whole creature"));
-    assert_eq!(judge.usage().total_tokens, 1163);
+    assert_eq!(judge.usage(&request.run_id).total_tokens, 1163);
     let body = &chat_requests(&server, "pick").await[0];
     assert_eq!(image_urls(body, 1).len(), 2);
 }
@@ -334,14 +334,18 @@ async fn the_candidate_judge_rejects_an_index_out_of_range() {
         .mount(&server)
         .await;
     let judge = iat2i::LmmCandidateJudge::new(Arc::new(chat_client(&server, test_http())));
-    let err = judge
-        .pick(&SelectionRequest::default(), &judge_options())
-        .await
-        .unwrap_err();
+    let request = SelectionRequest {
+        run_id: "run-out-of-range".into(),
+        ..SelectionRequest::default()
+    };
+    let err = judge.pick(&request, &judge_options()).await.unwrap_err();
     assert!(
         matches!(&err, SelectError::Judge(m) if m.contains("only 2 were shown")),
         "{err:?}"
     );
+    // The answer was billed even though it was unusable.
+    assert_eq!(judge.take_usage("run-out-of-range").total_tokens, 1163);
+    assert_eq!(judge.usage("run-out-of-range").total_tokens, 0, "taken");
 }
 
 #[test]
