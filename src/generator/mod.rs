@@ -244,5 +244,6 @@ pub(crate) async fn send_paid<F>(http: &HttpClient, make: F) -> Result<HttpRespo
 where
     F: Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync,
 {
-    http.execute(Trust::Trusted, make).await
+    http.execute_paid(Trust::Trusted, &iat2i_retrievers::Paid::new(), make)
+        .await
 }
