@@ -2,6 +2,7 @@
 //! report of the work done before.
 
 use crate::generator::{GeneratedImage, ImageError};
+use crate::guard::{Halt, PaidCall};
 use crate::lmm::LmmError;
 use crate::report::Report;
 use iat2i_selectors::SelectError;
@@ -79,14 +80,25 @@ pub enum PipelineError {
         /// The best image made before the run stopped (in generate-first mode), when any.
         image: Option<Box<GeneratedImage>>,
     },
+    /// A [`crate::guard::RunGuard`] stopped the run before any image was made.
+    #[error("{halt} before the {before} call, before any image was made")]
+    Halted {
+        /// Why.
+        halt: Halt,
+        /// The call that was not made.
+        before: PaidCall,
+        /// What was done before.
+        report: Box<Report>,
+    },
 }
 
 impl PipelineError {
     /// The partial report, when the run got far enough to have one.
     pub fn report(&self) -> Option<&Report> {
         match self {
-            PipelineError::Stage { report, .. } => Some(report),
-            PipelineError::ReferenceRequired { report, .. } => Some(report),
+            PipelineError::Stage { report, .. }
+            | PipelineError::Halted { report, .. }
+            | PipelineError::ReferenceRequired { report, .. } => Some(report),
             _ => None,
         }
     }

@@ -78,12 +78,16 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "batch")]
+pub mod batch;
 pub mod candidate_judge;
 pub mod degraded;
 pub mod error;
 pub mod events;
+pub mod failure;
 pub mod gate;
 pub mod generator;
+pub mod guard;
 pub mod judge;
 pub mod lmm;
 pub mod pipeline;
@@ -98,15 +102,17 @@ pub use candidate_judge::LmmCandidateJudge;
 pub use degraded::{Cause, Degradation, Lost};
 pub use error::{PipelineError, StageError};
 pub use events::{EventCallback, PipelineEvent};
+pub use failure::ErrorClass;
 pub use gate::{Assessment, Gate, GateMode, KnowledgeGap, LmmGate};
 pub use generator::{
     ChatImages, ComfyUi, GeminiImages, GeneratedImage, Generation, GenerationRequest,
     GenerationSettings, Generator, ImageError, ImageSize, ImageUsage, InputImage, OpenAiImages,
     ReferenceImage, ReferenceRole, RefusalKind,
 };
+pub use guard::{Halt, HaltKind, PaidCall, RunGuard, StopReason};
 pub use judge::{Action, Judge, LmmJudge, ReviewInput, Scores, Verdict};
 pub use lmm::{Lmm, LmmError, OpenAiChat, Usage};
-pub use pipeline::{Outcome, Pipeline, PipelineBuilder, Request};
+pub use pipeline::{Outcome, Pipeline, PipelineBuilder, Request, RunOptions};
 pub use report::Report;
 pub use secret::Secret;
 pub use stage::StageName;

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::degraded::{Degradation, Lost};
+use crate::failure::ErrorClass;
 use crate::gate::{Assessment, GateMode};
 use crate::generator::ImageUsage;
+use crate::guard::StopReason;
 use crate::judge::Verdict;
 use crate::lmm::Usage;
 use crate::stage::StageName;
@@ -53,6 +55,9 @@ pub struct Report {
     pub best_score: Option<f32>,
     /// Why the run stopped, in words.
     pub stop_reason: String,
+    /// Why the run stopped, machine-readable.
+    #[serde(default)]
+    pub stop: StopReason,
     /// Wall time of the whole run in milliseconds.
     pub total_ms: u64,
 }
@@ -242,6 +247,9 @@ pub struct ErrorRecord {
     pub round: Option<u32>,
     /// What failed.
     pub message: String,
+    /// The failure's class, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<ErrorClass>,
 }
 
 /// Usage totals of a run.

@@ -20,6 +20,7 @@ use crate::error::{PipelineError, StageName};
 use crate::events::{EventSink, PipelineEvent};
 use crate::gate::{Gate, GateMode};
 use crate::generator::{GeneratedImage, Generator, InputImage, sniff_mime};
+use crate::guard::{PaidCall, RunGuard};
 use crate::judge::{Judge, Verdict};
 use crate::report::{ModelsRecord, Report};
 use state::RunState;
@@ -49,6 +50,27 @@ impl Request {
     }
 }
 
+/// Per-run options for [`Pipeline::run_with`]; the default runs as [`Pipeline::run`].
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Asked before every paid call whether the run may go on.
+    pub guard: Option<Arc<dyn RunGuard>>,
+    /// The gate mode for this run (default: the pipeline's).
+    pub gate_mode: Option<GateMode>,
+    /// The round budget for this run (default: the pipeline's; at least 1).
+    pub max_rounds: Option<u32>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("guard", &self.guard.is_some())
+            .field("gate_mode", &self.gate_mode)
+            .field("max_rounds", &self.max_rounds)
+            .finish()
+    }
+}
+
 /// The result of a run: the best image over all rounds and the report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
@@ -58,6 +80,8 @@ pub struct Outcome {
     pub round: u32,
     /// Its verdict, when the judge reviewed it.
     pub verdict: Option<Verdict>,
+    /// The reference image that round was generated with, when it had one.
+    pub reference: Option<iat2i_selectors::Reference>,
     /// Everything the run decided and spent.
     pub report: Report,
 }
@@ -99,12 +123,41 @@ impl Pipeline {
         PipelineBuilder::default()
     }
 
+    /// The models this pipeline uses, without secrets (as in every report).
+    pub fn models(&self) -> &ModelsRecord {
+        &self.models
+    }
+
+    /// The default gate mode of a run.
+    pub fn gate_mode(&self) -> GateMode {
+        self.gate_mode
+    }
+
+    /// The default round budget of a run.
+    pub fn max_rounds(&self) -> u32 {
+        self.max_rounds
+    }
+
     /// Run one request to the end.
     ///
     /// Fails only when no image at all was produced; then the error carries the partial
     /// report. Failures after a first image are recorded in the report and the best image
     /// so far is returned.
     pub async fn run(&self, request: Request) -> Result<Outcome, PipelineError> {
+        self.run_with(request, RunOptions::default()).await
+    }
+
+    /// Run one request with per-run options: a guard asked before every paid call, and
+    /// overrides of the gate mode and round budget.
+    ///
+    /// When the guard halts the run, the best image so far is returned with a report
+    /// whose [`crate::report::Report::stop`] is [`crate::StopReason::Halted`]; with no image yet,
+    /// the error is [`PipelineError::Halted`] with the partial report.
+    pub async fn run_with(
+        &self,
+        request: Request,
+        options: RunOptions,
+    ) -> Result<Outcome, PipelineError> {
         let prompt = request.prompt.trim().to_string();
         if prompt.is_empty() {
             return Err(PipelineError::InvalidRequest("the prompt is empty".into()));
@@ -123,7 +176,7 @@ impl Pipeline {
                 })
             }
         };
-        let st = RunState::new(self, prompt, edit_image);
+        let st = RunState::new(self, prompt, edit_image, options);
         let span = tracing::info_span!("iat2i.run", run_id = %st.report.run_id);
         self.drive(st).instrument(span).await
     }
@@ -132,9 +185,11 @@ impl Pipeline {
         self.events.emit(PipelineEvent::Started {
             prompt: st.prompt.clone(),
             edit: st.edit_image.is_some(),
-            max_rounds: self.max_rounds,
+            max_rounds: st.max_rounds,
         });
-        if matches!(st.gate_mode, GateMode::FromPrompt | GateMode::Always) {
+        if matches!(st.gate_mode, GateMode::FromPrompt | GateMode::Always)
+            && st.allow(PaidCall::Gate)
+        {
             match self.assess(&mut st).await {
                 Ok(assessment) => {
                     if st.gate_mode == GateMode::Always || assessment.needs_reference {
@@ -150,7 +205,10 @@ impl Pipeline {
             // Before the first paid image: the caller asked not to generate without it.
             return Err(st.reference_required(self));
         }
-        for n in 1..=self.max_rounds {
+        for n in 1..=st.max_rounds {
+            if st.halted.is_some() {
+                break;
+            }
             if let Some(stop) = self.round(&mut st, n).await {
                 st.stop = Some(stop);
                 break;

@@ -10,6 +10,7 @@ use crate::degraded::{Cause, Degradation, Lost};
 use crate::error::{StageError, StageName};
 use crate::events::PipelineEvent;
 use crate::gate::Assessment;
+use crate::guard::PaidCall;
 use crate::report::RetrievalRecord;
 
 impl Pipeline {
@@ -26,6 +27,7 @@ impl Pipeline {
             .instrument(tracing::info_span!("iat2i.gate"))
             .await?;
         st.report.usage.gate.add(&reply.usage);
+        st.spent(PaidCall::Gate, reply.usage, Default::default());
         st.report.assessment = Some(reply.value.clone());
         st.assessment = Some(reply.value.clone());
         self.events.emit(PipelineEvent::Assessed {
@@ -40,16 +42,20 @@ impl Pipeline {
         if !given.is_empty() {
             return given;
         }
-        let assessment = match &st.assessment {
-            Some(a) => Some(a.clone()),
-            None if self.gate.is_some() && !st.gate_failed => match self.assess(st).await {
-                Ok(a) => Some(a),
-                Err(e) => {
-                    st.record_error(self, StageName::Gate, None, e.to_string());
-                    st.gate_failed = true;
-                    None
+        let existing = st.assessment.clone();
+        let assessment = match existing {
+            Some(a) => Some(a),
+            None if self.gate.is_some() && !st.gate_failed && st.allow(PaidCall::Gate) => {
+                match self.assess(st).await {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        st.record_error(self, StageName::Gate, None, e.to_string());
+                        st.classify_last(e.class());
+                        st.gate_failed = true;
+                        None
+                    }
                 }
-            },
+            }
             None => None,
         };
         match assessment {
@@ -62,6 +68,9 @@ impl Pipeline {
     /// Search `queries`, select a reference and make it current. Never fails the run:
     /// problems are recorded, and the previous reference (if any) stays.
     pub(super) async fn retrieve(&self, st: &mut RunState, queries: Vec<String>, reason: String) {
+        if !st.allow(PaidCall::Select) {
+            return;
+        }
         let mut record = RetrievalRecord {
             reason,
             queries: queries.clone(),
@@ -158,6 +167,7 @@ impl Pipeline {
                 let msg = e.to_string();
                 st.record_error(self, StageName::Select, None, msg.clone());
                 self.lost_reference(st, StageName::Select, select_cause(&e), &msg);
+                st.classify_last(crate::failure::ErrorClass::Internal);
                 if let SelectError::NoCandidates { dropped } = e {
                     record.dropped = dropped;
                 }

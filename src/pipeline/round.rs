@@ -10,6 +10,7 @@ use crate::gate::GateMode;
 use crate::generator::{
     GeneratedImage, Generation, GenerationRequest, ProgressSink, ReferenceImage, ReferenceRole,
 };
+use crate::guard::{PaidCall, StopReason};
 use crate::judge::{Action, ReviewInput, Verdict};
 use crate::report::{ImageRecord, ReferenceRecord, RoundRecord};
 
@@ -33,6 +34,7 @@ impl Pipeline {
             }
             None => (Vec::new(), Vec::new()),
         };
+        st.round_reference = st.current_reference().cloned();
         // The generator words the references its own way; the report gets what it sent.
         let mut rec = RoundRecord {
             round: n,
@@ -43,7 +45,7 @@ impl Pipeline {
         };
         self.events.emit(PipelineEvent::RoundStarted {
             round: n,
-            max_rounds: self.max_rounds,
+            max_rounds: st.max_rounds,
             references: references.len(),
         });
         let mut request = self.generation.request(st.prompt.clone());
@@ -69,6 +71,9 @@ impl Pipeline {
         request: &GenerationRequest,
         rec: &mut RoundRecord,
     ) -> Option<String> {
+        if !st.allow(PaidCall::Generate) {
+            return Some(st.halt_message());
+        }
         let t = Instant::now();
         let generated = self
             .generator
@@ -79,21 +84,35 @@ impl Pipeline {
         let generation = match generated {
             Ok(g) if !g.images.is_empty() => g,
             Ok(_) => {
+                st.spent(PaidCall::Generate, Default::default(), Default::default());
                 let msg = format!("{} returned no image", self.generator.describe());
                 st.record_error(self, StageName::Generate, Some(n), msg.clone());
                 rec.error = Some(msg.clone());
                 return Some(format!("image generation failed in round {n}: {msg}"));
             }
             Err(e) => {
+                // A failed call still ends: the guard releases what it reserved for it.
+                st.spent(PaidCall::Generate, Default::default(), Default::default());
                 let msg = e.to_string();
                 st.record_error(self, StageName::Generate, Some(n), msg.clone());
+                st.classify_last(e.class());
+                st.stop_kind = Some(StopReason::Failed {
+                    stage: StageName::Generate,
+                    class: e.class(),
+                    round: Some(n),
+                });
                 rec.error = Some(msg.clone());
                 st.last_error = Some((StageName::Generate, e.into()));
                 return Some(format!("image generation failed in round {n}: {msg}"));
             }
         };
         self.record_generation(st, &generation, rec);
+        st.spent(PaidCall::Generate, Default::default(), generation.usage);
         let Some((image, verdict)) = self.judge_each(st, n, request, generation, rec).await else {
+            if st.halted.is_some() {
+                return Some(st.halt_message());
+            }
+            st.stop_kind = Some(StopReason::JudgeFailed { round: n });
             return Some(format!("the judge failed in round {n}"));
         };
         rec.revised_prompt = image.revised_prompt.clone();
@@ -131,7 +150,12 @@ impl Pipeline {
                 round: n,
                 bytes: image.bytes.len(),
             });
-            let Some(verdict) = self.judge_round(st, n, request, &image, rec).await else {
+            let judged = if st.allow(PaidCall::Judge) {
+                self.judge_round(st, n, request, &image, rec).await
+            } else {
+                None
+            };
+            let Some(verdict) = judged else {
                 if let Some((img, v)) = best {
                     st.consider(n, img, Some(v));
                 }
@@ -185,6 +209,7 @@ impl Pipeline {
                 let mut usage = rec.judge_usage.unwrap_or_default();
                 usage.add(&reply.usage);
                 rec.judge_usage = Some(usage);
+                st.spent(PaidCall::Judge, reply.usage, Default::default());
                 // Any judge's verdict: reference_use only when a reference was sent, and
                 // an `aligned` its own scores contradict is noted.
                 let verdict = reply.value.checked(!request.references.is_empty());
@@ -201,6 +226,7 @@ impl Pipeline {
             Err(e) => {
                 let msg = e.to_string();
                 st.record_error(self, StageName::Judge, Some(n), msg.clone());
+                st.classify_last(e.class());
                 rec.error = Some(msg);
                 None
             }
@@ -217,15 +243,17 @@ impl Pipeline {
     ) -> Option<String> {
         if v.trusted_aligned() {
             rec.next_step = Some("stop: aligned".into());
+            st.stop_kind = Some(StopReason::Aligned { round: n });
             return Some(format!("aligned in round {n}"));
         }
         if v.action == Action::Accept {
             rec.next_step = Some("stop: the judge accepted the image".into());
+            st.stop_kind = Some(StopReason::Accepted { round: n });
             return Some(format!(
                 "the judge accepted round {n} without full alignment"
             ));
         }
-        if n >= self.max_rounds {
+        if n >= st.max_rounds {
             rec.next_step = Some("stop: no rounds left".into());
             return None;
         }

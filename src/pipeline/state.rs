@@ -1,15 +1,20 @@
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use iat2i_selectors::{Reference, Selection};
 
-use super::{Outcome, Pipeline};
+use super::{Outcome, Pipeline, RunOptions};
 use crate::degraded::{Degradation, Lost};
 use crate::error::{PipelineError, StageError, StageName};
 use crate::events::PipelineEvent;
+use crate::failure::ErrorClass;
 use crate::gate::{Assessment, GateMode};
+use crate::generator::ImageUsage;
 use crate::generator::{GeneratedImage, InputImage};
+use crate::guard::{CallUsage, Halt, PaidCall, RunGuard, StopReason};
 use crate::judge::Verdict;
+use crate::lmm::Usage;
 use crate::report::{ErrorRecord, ImageRecord, Report, RequestRecord};
 
 static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -28,6 +33,7 @@ pub(super) struct Kept {
     pub round: u32,
     pub image: GeneratedImage,
     pub verdict: Option<Verdict>,
+    pub reference: Option<Reference>,
 }
 
 /// Ordering key: judged beats unjudged, aligned (when the scores agree) beats
@@ -52,18 +58,35 @@ pub(super) struct RunState {
     pub use_reference: bool,
     pub best: Option<Kept>,
     pub stop: Option<String>,
+    /// Why the run stopped, typed (set where `stop` is decided).
+    pub stop_kind: Option<StopReason>,
     pub last_error: Option<(StageName, StageError)>,
-    /// The gate mode of this run: the pipeline's, until a failed gate falls back to
-    /// generating first.
+    /// The gate mode of this run: the pipeline's (or the run's options'), until a failed
+    /// gate falls back to generating first.
     pub gate_mode: GateMode,
     /// The gate failed in this run: it is not asked again (queries come from the judge
     /// or the prompt).
     pub gate_failed: bool,
+    /// Asked before every paid call.
+    pub guard: Option<Arc<dyn RunGuard>>,
+    /// The guard's halt and the call it prevented, once it halted the run.
+    pub halted: Option<(Halt, PaidCall)>,
+    /// This run's round budget.
+    pub max_rounds: u32,
+    /// The reference the current round was generated with.
+    pub round_reference: Option<Reference>,
 }
 
 impl RunState {
-    pub fn new(p: &Pipeline, prompt: String, edit_image: Option<InputImage>) -> Self {
+    pub fn new(
+        p: &Pipeline,
+        prompt: String,
+        edit_image: Option<InputImage>,
+        options: RunOptions,
+    ) -> Self {
         let now = SystemTime::now();
+        let gate_mode = options.gate_mode.unwrap_or(p.gate_mode);
+        let max_rounds = options.max_rounds.unwrap_or(p.max_rounds).max(1);
         let report = Report {
             run_id: new_run_id(now),
             started_at_unix: now
@@ -77,8 +100,8 @@ impl RunState {
                     .as_ref()
                     .map(|i| ImageRecord::of(&i.mime, &i.bytes)),
             },
-            gate_mode: p.gate_mode,
-            max_rounds: p.max_rounds,
+            gate_mode,
+            max_rounds,
             models: p.models.clone(),
             ..Report::default()
         };
@@ -93,9 +116,58 @@ impl RunState {
             use_reference: true,
             best: None,
             stop: None,
+            stop_kind: None,
             last_error: None,
-            gate_mode: p.gate_mode,
             gate_failed: false,
+            guard: options.guard,
+            halted: None,
+            gate_mode,
+            max_rounds,
+            round_reference: None,
+        }
+    }
+
+    /// Whether the guard lets `call` go ahead; a halt is remembered and ends the run.
+    pub fn allow(&mut self, call: PaidCall) -> bool {
+        if self.halted.is_some() {
+            return false;
+        }
+        let Some(guard) = &self.guard else {
+            return true;
+        };
+        match guard.before_call(call) {
+            Ok(()) => true,
+            Err(halt) => {
+                tracing::info!(?call, %halt, "run halted by its guard");
+                self.stop_kind = Some(StopReason::Halted {
+                    halt: halt.kind,
+                    before: call,
+                });
+                self.halted = Some((halt, call));
+                false
+            }
+        }
+    }
+
+    /// Tell the guard what a paid call used.
+    pub fn spent(&self, call: PaidCall, chat: Usage, image: ImageUsage) {
+        if let Some(guard) = &self.guard {
+            guard.after_call(call, &CallUsage { chat, image });
+        }
+    }
+
+    /// The halt in words, for `stop_reason`.
+    pub fn halt_message(&self) -> String {
+        match &self.halted {
+            Some((halt, call)) => format!("{halt} (before the {call} call)"),
+            None => "stopped".into(),
+        }
+    }
+
+    /// Attach a failure class to the last recorded error.
+    pub fn classify_last(&mut self, class: ErrorClass) {
+        if let Some(e) = self.report.errors.last_mut() {
+            e.class = Some(class);
         }
     }
 
@@ -143,6 +215,7 @@ impl RunState {
             stage,
             round,
             message: msg,
+            class: None,
         });
     }
 
@@ -199,6 +272,7 @@ impl RunState {
                 round,
                 image,
                 verdict,
+                reference: self.round_reference.clone(),
             });
         }
     }
@@ -231,7 +305,17 @@ impl RunState {
         let msg = err.to_string();
         if self.report.errors.last().map(|e| &e.message) != Some(&msg) {
             self.record_error(p, stage, None, msg.clone());
+            self.classify_last(err.class());
         }
+        let round = match self.stop_kind {
+            Some(StopReason::Failed { round, .. }) => round,
+            _ => None,
+        };
+        self.report.stop = StopReason::Failed {
+            stage,
+            class: err.class(),
+            round,
+        };
         self.close(
             p,
             format!("failed at the {stage} stage before any image was made: {msg}"),
@@ -245,6 +329,19 @@ impl RunState {
             return Err(self.reference_required(p));
         }
         let Some(best) = self.best.take() else {
+            if let Some((halt, before)) = self.halted.take() {
+                let msg = format!("{halt} before any image was made");
+                self.report.stop = StopReason::Halted {
+                    halt: halt.kind,
+                    before,
+                };
+                self.close(p, msg);
+                return Err(PipelineError::Halted {
+                    halt,
+                    before,
+                    report: Box::new(self.report),
+                });
+            }
             return Err(match self.last_error.take() {
                 Some((stage, err)) => self.fail(p, stage, err),
                 None => PipelineError::Config("the run made no image and recorded no error".into()),
@@ -259,9 +356,10 @@ impl RunState {
         let stop = self.stop.take().unwrap_or_else(|| {
             format!(
                 "max_rounds ({}) reached without alignment; best was round {} ({score})",
-                p.max_rounds, best.round
+                self.max_rounds, best.round
             )
         });
+        self.report.stop = self.stop_kind.take().unwrap_or(StopReason::MaxRounds);
         let stop = if stop.contains("best was round") || stop.starts_with("aligned in round") {
             stop
         } else {
@@ -272,6 +370,7 @@ impl RunState {
             image: best.image,
             round: best.round,
             verdict: best.verdict,
+            reference: best.reference,
             report: self.report,
         })
     }

@@ -1,0 +1,155 @@
+//! Stopping a run from outside, and why a run stopped.
+//!
+//! A [`RunGuard`] passed to [`crate::Pipeline::run_guarded`] is asked before every paid
+//! call (the gate, the query writer, selection with its candidate judge, each image, each
+//! verdict) whether the run may go on, and told what each call used. A batch uses it for
+//! budgets, deadlines and shutdown; the run then ends with the best image so far and a
+//! report whose [`StopReason`] says it was halted.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StageName;
+use crate::failure::ErrorClass;
+use crate::generator::ImageUsage;
+use crate::lmm::Usage;
+
+/// A paid call the pipeline is about to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaidCall {
+    /// The knowledge gate (also writes the search queries).
+    Gate,
+    /// Search and selection (the candidate judge is a chat call).
+    Select,
+    /// One image generation.
+    Generate,
+    /// One verdict of the reflection judge.
+    Judge,
+}
+
+impl std::fmt::Display for PaidCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PaidCall::Gate => "gate",
+            PaidCall::Select => "selection",
+            PaidCall::Generate => "image generation",
+            PaidCall::Judge => "judge",
+        })
+    }
+}
+
+/// What a paid call used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallUsage {
+    /// Chat tokens, for chat calls.
+    pub chat: Usage,
+    /// Image usage, for image calls.
+    pub image: ImageUsage,
+}
+
+/// Why a guard stopped a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HaltKind {
+    /// A budget (images, tokens, cost) is spent.
+    Budget,
+    /// A deadline (the batch's or the job's) has passed.
+    Deadline,
+    /// The caller asked to stop (a signal, a user).
+    Cancelled,
+}
+
+/// A guard's decision to stop, with a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Halt {
+    /// Why.
+    pub kind: HaltKind,
+    /// In words, e.g. `--max-images 3 reached`.
+    pub message: String,
+}
+
+impl Halt {
+    /// A halt of `kind` saying `message`.
+    pub fn new(kind: HaltKind, message: impl Into<String>) -> Self {
+        Halt {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Halt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            HaltKind::Budget => "budget",
+            HaltKind::Deadline => "deadline",
+            HaltKind::Cancelled => "cancelled",
+        };
+        write!(f, "stopped ({kind}): {}", self.message)
+    }
+}
+
+/// Decides, before each paid call, whether a run may go on. Shared by the runs of a
+/// batch, so implementations are thread-safe.
+pub trait RunGuard: Send + Sync {
+    /// Called before each paid call; `Err` stops the run before the call.
+    fn before_call(&self, call: PaidCall) -> Result<(), Halt>;
+
+    /// Called after each paid call with what it used (an image call that failed is
+    /// reported with zero usage, so a guard can release what it reserved for it).
+    fn after_call(&self, call: PaidCall, usage: &CallUsage) {
+        let _ = (call, usage);
+    }
+}
+
+/// Why a run stopped, machine-readable (the report's `stop_reason` says it in words).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StopReason {
+    /// Not recorded (reports written before stop reasons were typed).
+    #[default]
+    Unknown,
+    /// The judge found the image aligned.
+    Aligned {
+        /// The round.
+        round: u32,
+    },
+    /// The judge accepted the image without full alignment.
+    Accepted {
+        /// The round.
+        round: u32,
+    },
+    /// Every round ran without alignment.
+    MaxRounds,
+    /// The judge failed; the image is unjudged.
+    JudgeFailed {
+        /// The round.
+        round: u32,
+    },
+    /// A stage failed and ended the run.
+    Failed {
+        /// The stage.
+        stage: StageName,
+        /// The failure's class.
+        class: ErrorClass,
+        /// The round, when in one.
+        round: Option<u32>,
+    },
+    /// A [`RunGuard`] stopped the run before a paid call.
+    Halted {
+        /// Why.
+        halt: HaltKind,
+        /// The call that was not made.
+        before: PaidCall,
+    },
+}
+
+impl StopReason {
+    /// The class of the failure that stopped the run, when one did.
+    pub fn class(&self) -> Option<ErrorClass> {
+        match self {
+            StopReason::Failed { class, .. } => Some(*class),
+            _ => None,
+        }
+    }
+}
