@@ -1,0 +1,435 @@
+//! The durable journal: one SQLite database (WAL mode) per shard, one row per job, so a
+//! batch that died picks up where it stopped and a job done is never paid for again.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::BatchError;
+use super::manifest::Job;
+use crate::failure::ErrorClass;
+
+/// A job's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Not run yet (or left for the next run).
+    Pending,
+    /// Being run (a row left running by a dead process is taken up again).
+    Running,
+    /// Its outputs are in place.
+    Done,
+    /// It failed; see the error class.
+    Failed,
+    /// Not run: its input is unusable (a missing image to edit).
+    Skipped,
+}
+
+impl JobState {
+    /// The name stored in the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+            JobState::Skipped => "skipped",
+        }
+    }
+
+    fn parse(s: &str) -> JobState {
+        match s {
+            "running" => JobState::Running,
+            "done" => JobState::Done,
+            "failed" => JobState::Failed,
+            "skipped" => JobState::Skipped,
+            _ => JobState::Pending,
+        }
+    }
+}
+
+/// One job's row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRow {
+    /// The job id.
+    pub id: String,
+    /// Its manifest line.
+    pub line: i64,
+    /// Its prompt.
+    pub prompt: String,
+    /// What determines its result.
+    pub fingerprint: String,
+    /// Its state.
+    pub state: JobState,
+    /// How many times it was started.
+    pub attempts: i64,
+    /// The class of its last failure.
+    pub error_class: Option<String>,
+    /// Its last failure.
+    pub error_message: Option<String>,
+    /// Why its run stopped (the report's typed stop reason, `kind` only).
+    pub stop_kind: Option<String>,
+    /// Wall time of its last run in milliseconds.
+    pub duration_ms: Option<i64>,
+    /// Chat tokens used.
+    pub chat_tokens: i64,
+    /// Image tokens used.
+    pub image_tokens: i64,
+    /// Images generated.
+    pub images: i64,
+    /// Estimated cost in US dollars.
+    pub cost_usd: f64,
+    /// Its output folder, relative to the journal's folder.
+    pub output_dir: Option<String>,
+    /// Per-engine search counts (`{"engine": [runs, failed]}`) as JSON.
+    pub engines: Option<String>,
+}
+
+/// What a job's finished run records.
+#[derive(Debug, Clone, Default)]
+pub struct Finished {
+    /// The final state (done, failed, skipped, or pending to run again).
+    pub state: Option<JobState>,
+    /// The failure's class.
+    pub error_class: Option<ErrorClass>,
+    /// The failure.
+    pub error_message: Option<String>,
+    /// The typed stop reason's kind.
+    pub stop_kind: Option<String>,
+    /// Wall time.
+    pub duration_ms: u64,
+    /// Chat tokens.
+    pub chat_tokens: u64,
+    /// Image tokens.
+    pub image_tokens: u64,
+    /// Images.
+    pub images: u64,
+    /// Estimated cost.
+    pub cost_usd: f64,
+    /// The output folder, relative to the journal's folder.
+    pub output_dir: Option<String>,
+    /// Per-engine search counts as JSON.
+    pub engines: Option<String>,
+}
+
+/// What a run of the manifest will do, by job.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// Jobs to run, in manifest order.
+    pub to_run: Vec<Job>,
+    /// Jobs already done with the same fingerprint.
+    pub already_done: usize,
+    /// Jobs done before whose fingerprint changed (they run again).
+    pub changed: usize,
+    /// Jobs left running by a process that died (they run again).
+    pub resumed: usize,
+    /// Jobs skipped (kept failed: safety or invalid request with the same fingerprint).
+    pub kept_failed: usize,
+}
+
+/// The journal.
+pub struct Journal {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal").field("path", &self.path).finish()
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    line INTEGER NOT NULL,
+    prompt TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending','running','done','failed','skipped')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error_class TEXT,
+    error_message TEXT,
+    stop_kind TEXT,
+    started_at REAL,
+    finished_at REAL,
+    duration_ms INTEGER,
+    chat_tokens INTEGER NOT NULL DEFAULT 0,
+    image_tokens INTEGER NOT NULL DEFAULT 0,
+    images INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    output_dir TEXT,
+    engines TEXT,
+    metadata TEXT
+);
+CREATE TABLE IF NOT EXISTS completions (
+    job_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    at REAL NOT NULL,
+    pid INTEGER NOT NULL
+);";
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Journal {
+    /// Open (or create) the journal at `path`, in WAL mode with full syncs.
+    pub fn open(path: &Path) -> Result<Journal, BatchError> {
+        let err = |source| BatchError::Journal {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Journal {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Open an existing journal read-only (for summaries).
+    pub fn open_read_only(path: &Path) -> Result<Journal, BatchError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| BatchError::Journal {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Journal {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The journal's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, BatchError> {
+        let mut conn = match self.conn.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut conn).map_err(|source| BatchError::Journal {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Record the manifest's jobs and decide which run: new and pending ones, rows left
+    /// running, failed ones worth retrying, and done ones whose fingerprint changed.
+    /// `fingerprints[i]` belongs to `jobs[i]`; `done_on_disk(job)` says whether a job's
+    /// complete outputs are already in place with this fingerprint (then it is marked
+    /// done without running).
+    pub fn plan(
+        &self,
+        jobs: &[Job],
+        fingerprints: &[String],
+        dry_run: bool,
+        done_on_disk: impl Fn(&Job, &str) -> Option<String>,
+    ) -> Result<Plan, BatchError> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            let mut plan = Plan::default();
+            for (job, fp) in jobs.iter().zip(fingerprints) {
+                let row: Option<(String, String, Option<String>)> = tx
+                    .query_row(
+                        "SELECT state, fingerprint, error_class FROM jobs WHERE id = ?1",
+                        [&job.id],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .optional()?;
+                let run = match &row {
+                    None => true,
+                    Some((state, old_fp, class)) => {
+                        let same = old_fp == fp;
+                        match JobState::parse(state) {
+                            JobState::Done if same => {
+                                plan.already_done += 1;
+                                false
+                            }
+                            JobState::Done => {
+                                plan.changed += 1;
+                                true
+                            }
+                            JobState::Running => {
+                                plan.resumed += 1;
+                                true
+                            }
+                            JobState::Failed | JobState::Skipped
+                                if same
+                                    && matches!(
+                                        class.as_deref(),
+                                        Some("safety") | Some("invalid_request")
+                                    ) =>
+                            {
+                                plan.kept_failed += 1;
+                                false
+                            }
+                            _ => true,
+                        }
+                    }
+                };
+                if !run || dry_run {
+                    if run {
+                        plan.to_run.push(job.clone());
+                    }
+                    continue;
+                }
+                let metadata = serde_json::to_string(&job.metadata).unwrap_or_default();
+                if let Some(dir) = done_on_disk(job, fp) {
+                    tx.execute(
+                        "INSERT INTO jobs (id, line, prompt, fingerprint, state, output_dir, metadata, finished_at)
+                         VALUES (?1, ?2, ?3, ?4, 'done', ?5, ?6, ?7)
+                         ON CONFLICT(id) DO UPDATE SET line = ?2, prompt = ?3, fingerprint = ?4,
+                           state = 'done', output_dir = ?5, metadata = ?6, finished_at = ?7",
+                        params![job.id, job.line as i64, job.prompt, fp, dir, metadata, now()],
+                    )?;
+                    tx.execute(
+                        "INSERT INTO completions (job_id, fingerprint, at, pid) VALUES (?1, ?2, ?3, ?4)",
+                        params![job.id, fp, now(), std::process::id()],
+                    )?;
+                    plan.already_done += 1;
+                    continue;
+                }
+                tx.execute(
+                    "INSERT INTO jobs (id, line, prompt, fingerprint, state, metadata)
+                     VALUES (?1, ?2, ?3, ?4, 'pending', ?5)
+                     ON CONFLICT(id) DO UPDATE SET line = ?2, prompt = ?3, fingerprint = ?4,
+                       state = 'pending', metadata = ?5",
+                    params![job.id, job.line as i64, job.prompt, fp, metadata],
+                )?;
+                plan.to_run.push(job.clone());
+            }
+            tx.commit()?;
+            Ok(plan)
+        })
+    }
+
+    /// Mark a job running and count the attempt.
+    pub fn start(&self, id: &str) -> Result<(), BatchError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?2,
+                   error_class = NULL, error_message = NULL WHERE id = ?1",
+                params![id, now()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Record a job's run, in one transaction (call after its files are in place).
+    pub fn finish(&self, id: &str, f: &Finished) -> Result<(), BatchError> {
+        let state = f.state.unwrap_or(JobState::Failed);
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "UPDATE jobs SET state = ?2, error_class = ?3, error_message = ?4, stop_kind = ?5,
+                   finished_at = ?6, duration_ms = ?7, chat_tokens = chat_tokens + ?8,
+                   image_tokens = image_tokens + ?9, images = images + ?10,
+                   cost_usd = cost_usd + ?11, output_dir = COALESCE(?12, output_dir),
+                   engines = COALESCE(?13, engines)
+                 WHERE id = ?1",
+                params![
+                    id,
+                    state.as_str(),
+                    f.error_class.map(|c| c.as_str()),
+                    f.error_message,
+                    f.stop_kind,
+                    now(),
+                    f.duration_ms as i64,
+                    f.chat_tokens as i64,
+                    f.image_tokens as i64,
+                    f.images as i64,
+                    f.cost_usd,
+                    f.output_dir,
+                    f.engines,
+                ],
+            )?;
+            if state == JobState::Done {
+                let fp: String =
+                    tx.query_row("SELECT fingerprint FROM jobs WHERE id = ?1", [id], |r| {
+                        r.get(0)
+                    })?;
+                tx.execute(
+                    "INSERT INTO completions (job_id, fingerprint, at, pid) VALUES (?1, ?2, ?3, ?4)",
+                    params![id, fp, now(), std::process::id()],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// Put a job that was started but not finished back to pending (graceful shutdown).
+    pub fn release(&self, id: &str) -> Result<(), BatchError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE jobs SET state = 'pending' WHERE id = ?1 AND state = 'running'",
+                [id],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Every row, by manifest line.
+    pub fn rows(&self) -> Result<Vec<JobRow>, BatchError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, line, prompt, fingerprint, state, attempts, error_class, error_message,
+                        stop_kind, duration_ms, chat_tokens, image_tokens, images, cost_usd,
+                        output_dir, engines
+                 FROM jobs ORDER BY line, id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(JobRow {
+                    id: r.get(0)?,
+                    line: r.get(1)?,
+                    prompt: r.get(2)?,
+                    fingerprint: r.get(3)?,
+                    state: JobState::parse(&r.get::<_, String>(4)?),
+                    attempts: r.get(5)?,
+                    error_class: r.get(6)?,
+                    error_message: r.get(7)?,
+                    stop_kind: r.get(8)?,
+                    duration_ms: r.get(9)?,
+                    chat_tokens: r.get(10)?,
+                    image_tokens: r.get(11)?,
+                    images: r.get(12)?,
+                    cost_usd: r.get(13)?,
+                    output_dir: r.get(14)?,
+                    engines: r.get(15)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// How many completions each job has (a job done twice would be a bug).
+    pub fn completions(&self) -> Result<Vec<(String, i64)>, BatchError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT job_id, COUNT(*) FROM completions GROUP BY job_id ORDER BY job_id",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+}

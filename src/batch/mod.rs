@@ -1,0 +1,130 @@
+//! Scheduled batch runs: hundreds of prompts a night, unattended, resumable, within
+//! budget, spread over several machines.
+//!
+//! ```text
+//! Manifest (JSONL / CSV / text)  ->  shard K/N  ->  Journal (SQLite, WAL, one per shard)
+//!   -> Runner: N jobs at once on one shared Pipeline, each run guarded by the budgets,
+//!      the deadlines and the shutdown signal; retries for transient failures, a circuit
+//!      breaker for fatal ones
+//!   -> <out>/<job-id>/{image.png, report.json, reference.*, reference.json}
+//!      written to temporary names, synced and renamed; the journal marks the job done
+//!      after, in one transaction
+//!   -> summary.json + index.html (a contact sheet), merged over the shards' journals
+//! ```
+//!
+//! The `batch` example is the command-line tool; this module is everything it does, for
+//! callers that schedule batches themselves.
+
+mod budget;
+mod journal;
+mod manifest;
+mod output;
+mod runner;
+mod shard;
+mod summary;
+
+pub use budget::{Budget, BudgetGuard, Limits, PriceTable, Prices, Spend};
+pub use journal::{JobRow, JobState, Journal, Plan};
+pub use manifest::{Format, Job, LineError, Manifest, derived_id};
+pub use output::{JobOutputs, write_atomic};
+pub use runner::{BatchEvent, BatchOutcome, Runner, RunnerConfig, StopCause, fingerprint};
+pub use shard::Shard;
+pub use summary::{Summary, render_contact_sheet, summarize, write_summary};
+
+use std::path::PathBuf;
+
+/// What went wrong in a batch (not in one of its jobs: those are recorded in the journal).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BatchError {
+    /// The manifest could not be read.
+    #[error("manifest {path}: {reason}")]
+    Manifest {
+        /// The manifest.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `--strict` and some lines are bad.
+    #[error("the manifest has {} bad line(s) and --strict refuses it: {}", .errors.len(), join_lines(.errors))]
+    Strict {
+        /// The bad lines.
+        errors: Vec<LineError>,
+    },
+    /// The journal could not be opened, read or written.
+    #[error(
+        "journal {path}: {source} (is the disk full, or another batch using the same journal?)"
+    )]
+    Journal {
+        /// The journal file.
+        path: PathBuf,
+        /// The SQLite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A file could not be written or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The price table could not be read.
+    #[error("price table {path}: {reason}")]
+    Prices {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A bad `--shard`.
+    #[error("shard: {0}")]
+    Shard(String),
+    /// The contact sheet could not be rendered.
+    #[error("contact sheet template: {0}")]
+    Template(String),
+}
+
+fn join_lines(errors: &[LineError]) -> String {
+    let mut out: Vec<String> = errors.iter().take(5).map(|e| e.to_string()).collect();
+    if errors.len() > 5 {
+        out.push(format!("and {} more", errors.len() - 5));
+    }
+    out.join("; ")
+}
+
+/// The batch tool's exit codes (documented in `batch --help` and the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// 0: every job of the shard is done (or skipped).
+    AllDone,
+    /// 1: an error outside the jobs (journal, disk, configuration).
+    Error,
+    /// 2: the manifest or the command line is unusable.
+    Usage,
+    /// 3: the batch ran to the end but some jobs failed.
+    SomeFailed,
+    /// 4: a budget or the deadline stopped the batch; the rest stays pending.
+    Budget,
+    /// 5: the circuit breaker stopped the batch (authentication, quota).
+    CircuitBreaker,
+    /// 130: interrupted by SIGINT or SIGTERM; the rest stays pending.
+    Interrupted,
+}
+
+impl ExitStatus {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            ExitStatus::AllDone => 0,
+            ExitStatus::Error => 1,
+            ExitStatus::Usage => 2,
+            ExitStatus::SomeFailed => 3,
+            ExitStatus::Budget => 4,
+            ExitStatus::CircuitBreaker => 5,
+            ExitStatus::Interrupted => 130,
+        }
+    }
+}
