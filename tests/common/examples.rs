@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 /// The examples the CLI tests run; one cargo invocation builds them all.
-const EXAMPLES: [&str; 3] = ["generate", "search", "select"];
+const EXAMPLES: [&str; 4] = ["generate", "search", "select", "batch"];
 
 /// The executable of example `name` (one of [`EXAMPLES`]), built (or found up to date) by
 /// cargo: `cargo test --all-targets` compiles examples as test harnesses, so the plain

@@ -1,0 +1,573 @@
+//! Run a manifest of prompts unattended: resumable, within budget, sharded, with a
+//! contact sheet to review in the morning.
+//!
+//! ```text
+//! cargo run --release --example batch -- run prompts.jsonl --out night/ --concurrency 8 \
+//!     --max-cost 20 --deadline 6h
+//! cargo run --release --example batch -- summary --out night/
+//! ```
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[path = "common/engines.rs"]
+mod engines;
+use engines::EngineArgs;
+use iat2i::HaltKind;
+use iat2i::batch::{
+    BatchEvent, BatchOutcome, Budget, ExitStatus, Journal, Limits, Manifest, PriceTable, Runner,
+    RunnerConfig, Shard, StopCause, fingerprint, write_summary,
+};
+use iat2i::lmm::{OPENAI_DEFAULT_BASE, model_http_client};
+use iat2i::prelude::*;
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Generate an image for every job of a manifest, unattended.
+///
+/// Jobs are recorded in a SQLite journal next to the outputs, so a batch that was killed
+/// resumes where it stopped and a job already done is never paid for again. Outputs go to
+/// <out>/<job-id>/{image.png, report.json, reference.*, reference.json}; `summary` writes
+/// summary.json and index.html (a contact sheet) for all shards.
+#[derive(Parser, Debug)]
+#[command(name = "batch", version, about, long_about, after_help = HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run (or resume) a manifest.
+    Run(Box<RunArgs>),
+    /// Merge the shards' journals in --out into summary.json and index.html.
+    Summary {
+        /// The output folder (its journal*.sqlite files are merged).
+        #[arg(long, default_value = "batch-out")]
+        out: PathBuf,
+        /// Journals to merge instead (default: every journal*.sqlite in --out).
+        #[arg(long = "journal")]
+        journals: Vec<PathBuf>,
+    },
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// The manifest: .jsonl (id, prompt, edit_image, gate_mode, max_rounds, metadata),
+    /// .csv (a prompt column, optional id) or text (one prompt a line).
+    manifest: PathBuf,
+    /// The output folder (the journal lives there too).
+    #[arg(long, default_value = "batch-out")]
+    out: PathBuf,
+    /// Jobs at once (they share one pipeline).
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Refuse the whole manifest when any line is bad (default: report and skip them).
+    #[arg(long)]
+    strict: bool,
+    /// Check the manifest, show what is done and what the budgets allow; call no model.
+    #[arg(long)]
+    dry_run: bool,
+
+    /// Stop after this many images.
+    #[arg(long)]
+    max_images: Option<u64>,
+    /// Stop after this many tokens (chat and image).
+    #[arg(long)]
+    max_tokens: Option<u64>,
+    /// Stop after this estimated cost in US dollars.
+    #[arg(long)]
+    max_cost: Option<f64>,
+    /// A TOML price table overriding the built-in estimates ([models."gpt-image-1"]
+    /// input_per_mtok, output_per_mtok, per_image).
+    #[arg(long)]
+    prices: Option<PathBuf>,
+    /// Start no paid call after this long (e.g. 6h, 90m, 300s).
+    #[arg(long, value_parser = parse_duration)]
+    deadline: Option<Duration>,
+    /// A job's own time limit, checked before each of its paid calls.
+    #[arg(long, value_parser = parse_duration)]
+    job_timeout: Option<Duration>,
+    /// After SIGINT/SIGTERM, let running jobs finish for this long, then stop them
+    /// before their next paid call.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    grace: Duration,
+    /// Runs of a job whose failure is transient (rate limited, service unavailable).
+    #[arg(long, default_value_t = 3)]
+    max_attempts: u32,
+    /// Wait before retrying a transient failure (doubled each time).
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    backoff: Duration,
+    /// Stop the batch after this many consecutive authentication or quota failures.
+    #[arg(long, default_value_t = 3)]
+    breaker: u32,
+
+    /// This machine's shard, K/N (1-based). Default: from JOB_COMPLETION_INDEX and
+    /// --shard-count (a Kubernetes Indexed Job), else 1/1.
+    #[arg(long)]
+    shard: Option<String>,
+    /// The shard count when K comes from JOB_COMPLETION_INDEX.
+    #[arg(long, env = "IAT2I_SHARD_COUNT")]
+    shard_count: Option<String>,
+
+    /// text: a progress bar on a terminal, else one line per job; json: one JSON object
+    /// per job (for log shippers).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Do not write summary.json and index.html at the end.
+    #[arg(long)]
+    no_summary: bool,
+
+    /// Chat model for the gate and the judges.
+    #[arg(long, default_value = "gpt-4o-mini")]
+    model: String,
+    /// Image model.
+    #[arg(long, default_value = "gpt-image-1")]
+    image_model: String,
+    /// Base URL of the chat endpoint, ending in /v1.
+    #[arg(long, env = "OPENAI_BASE_URL", hide_env_values = true, default_value = OPENAI_DEFAULT_BASE)]
+    base_url: String,
+    /// Base URL of the image endpoint (default: --base-url).
+    #[arg(long)]
+    image_base_url: Option<String>,
+    /// Rounds per job (a job's own max_rounds wins).
+    #[arg(long, default_value_t = 3)]
+    max_rounds: u32,
+    /// Gate mode (a job's own gate_mode wins): from-prompt, generate-first, always, never.
+    #[arg(long, default_value = "from-prompt")]
+    gate_mode: GateMode,
+    /// A directory with a local CLIP model (default: downloaded on first use).
+    #[arg(long)]
+    model_dir: Option<PathBuf>,
+    /// Seconds allowed for one chat call (image calls get 2.5 times as long).
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+
+    #[command(flatten)]
+    engines: EngineArgs,
+}
+
+const HELP: &str = "Exit codes:
+  0    every job of the shard is done
+  1    an error outside the jobs (journal, disk, configuration)
+  2    the manifest or the command line is unusable
+  3    the batch ran to the end but some jobs failed (see summary.json)
+  4    a budget (--max-images, --max-tokens, --max-cost) or --deadline stopped it
+  5    the circuit breaker stopped it (authentication or quota failures: fix, re-run)
+  130  interrupted by SIGINT/SIGTERM (a second signal stops at once)
+Jobs not run stay pending; running the same command again resumes.
+
+Nightly, with cron (one line):
+  0 1 * * * cd /srv/iat2i && batch run prompts.jsonl --out /data/nightly --max-cost 25 --deadline 6h --log-format json >> /var/log/iat2i.log 2>&1; batch summary --out /data/nightly
+
+Environment:
+  OPENAI_API_KEY      API key (never printed)
+  OPENAI_BASE_URL     default for --base-url
+  QDRANT_URL          a Qdrant server shared by every shard (QDRANT_API_KEY if it needs one)
+  JOB_COMPLETION_INDEX, IAT2I_SHARD_COUNT   shard from a Kubernetes Indexed Job";
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 30m or 6h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?}: the unit must be s, m or h")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let status = match cli.command {
+        Command::Run(args) => run(*args).await,
+        Command::Summary { out, journals } => summary(&out, journals),
+    };
+    match status {
+        Ok(s) => ExitCode::from(s.code()),
+        Err(e) => {
+            eprintln!("batch: {e:#}");
+            ExitCode::from(ExitStatus::Error.code())
+        }
+    }
+}
+
+fn summary(out: &Path, mut journals: Vec<PathBuf>) -> Result<ExitStatus> {
+    if journals.is_empty() {
+        journals = find_journals(out)?;
+    }
+    if journals.is_empty() {
+        eprintln!("batch: no journal*.sqlite in {}", out.display());
+        return Ok(ExitStatus::Usage);
+    }
+    let s = write_summary(&journals, out)?;
+    println!(
+        "{} jobs {:?}; {} images, estimated {:.2} USD",
+        s.jobs, s.by_state, s.images, s.cost_usd
+    );
+    println!("summary: {}", out.join("summary.json").display());
+    println!("contact sheet: {}", out.join("index.html").display());
+    Ok(ExitStatus::AllDone)
+}
+
+fn find_journals(out: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(out).with_context(|| format!("reading {}", out.display()))? {
+        let p = entry?.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("journal") && name.ends_with(".sqlite") {
+            found.push(p);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn shard_of(args: &RunArgs) -> Result<Shard, iat2i::batch::BatchError> {
+    if let Some(s) = &args.shard {
+        return Shard::parse(s);
+    }
+    let index = std::env::var("JOB_COMPLETION_INDEX").ok();
+    Ok(
+        Shard::from_completion_index(index.as_deref(), args.shard_count.as_deref())?
+            .unwrap_or_default(),
+    )
+}
+
+fn build_pipeline(args: &RunArgs, key: &Option<Secret>) -> Result<Pipeline> {
+    let chat_http = model_http_client(Duration::from_secs(args.timeout))?;
+    let mut chat = OpenAiChat::new(chat_http, &args.base_url, &args.model)?;
+    let image_http = model_http_client(Duration::from_secs(args.timeout * 5 / 2))?;
+    let image_base = args.image_base_url.as_deref().unwrap_or(&args.base_url);
+    let mut images = OpenAiImages::new(image_http, image_base, &args.image_model)?;
+    if let Some(k) = key {
+        chat = chat.with_api_key(k.clone());
+        images = images.with_api_key(k.clone());
+    }
+    let mut selector = SelectorConfig::default();
+    if let Some(dir) = &args.model_dir {
+        selector = selector.model_dir(dir);
+    }
+    // Every shard of a cluster shares one Qdrant server (deploy/k8s/).
+    if std::env::var_os("QDRANT_URL").is_some() {
+        selector = selector.store(iat2i::selectors::StoreChoice::QdrantFromEnv);
+    }
+    let http = args.engines.http_builder().build()?;
+    Ok(Pipeline::builder()
+        .lmm(Arc::new(chat))
+        .generator(Arc::new(images))
+        .gate_mode(args.gate_mode)
+        .max_rounds(args.max_rounds)
+        .selector_config(selector)
+        .engines(args.engines.build_all(&http)?)
+        .http(http)
+        .build()?)
+}
+
+async fn run(args: RunArgs) -> Result<ExitStatus> {
+    let shard = match shard_of(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("batch: {e}");
+            return Ok(ExitStatus::Usage);
+        }
+    };
+    let manifest = match Manifest::load(&args.manifest) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("batch: {e}");
+            return Ok(ExitStatus::Usage);
+        }
+    };
+    for e in &manifest.errors {
+        eprintln!("batch: {}: {e}", args.manifest.display());
+    }
+    let manifest = if args.strict {
+        match manifest.strict() {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("batch: {e}");
+                return Ok(ExitStatus::Usage);
+            }
+        }
+    } else {
+        manifest
+    };
+    let prices = match &args.prices {
+        Some(p) => match PriceTable::load_overrides(p) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("batch: {e}");
+                return Ok(ExitStatus::Usage);
+            }
+        },
+        None => PriceTable::default(),
+    };
+    let jobs: Vec<_> = manifest
+        .jobs
+        .into_iter()
+        .filter(|j| shard.owns(&j.id))
+        .collect();
+    let key = Secret::from_env("OPENAI_API_KEY");
+    let image_base = args.image_base_url.as_deref().unwrap_or(&args.base_url);
+    let is_openai = |u: &str| u.trim().trim_end_matches('/') == OPENAI_DEFAULT_BASE;
+    if !args.dry_run && key.is_none() && (is_openai(&args.base_url) || is_openai(image_base)) {
+        eprintln!(
+            "batch: no model endpoint is configured: set OPENAI_API_KEY, or --base-url for a keyless server"
+        );
+        return Ok(ExitStatus::Usage);
+    }
+    let pipeline = Arc::new(build_pipeline(&args, &key)?);
+    let fps: Vec<String> = jobs.iter().map(|j| fingerprint(j, &pipeline)).collect();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let journal_path = args.out.join(shard.journal_name());
+    if args.dry_run {
+        return dry_run(&args, &journal_path, &jobs, &fps, &pipeline, &prices, shard);
+    }
+    let journal = Arc::new(Journal::open(&journal_path)?);
+    let out = args.out.clone();
+    let plan = journal.plan(&jobs, &fps, false, |job, fp| {
+        iat2i::batch::JobOutputs::complete(&out, job, fp).then(|| job.id.clone())
+    })?;
+    eprintln!(
+        "batch: shard {shard}: {} job(s) to run, {} already done, {} changed, {} resumed from a dead run",
+        plan.to_run.len(),
+        plan.already_done,
+        plan.changed,
+        plan.resumed
+    );
+    let models = pipeline.models();
+    let limits = Limits {
+        max_images: args.max_images,
+        max_tokens: args.max_tokens,
+        max_cost: args.max_cost,
+        deadline: args.deadline.map(|d| Instant::now() + d),
+    };
+    let budget = Arc::new(Budget::new(
+        limits,
+        prices,
+        models.judge.as_deref().unwrap_or(&args.model),
+        &models.generator,
+    ));
+    let stopping = Arc::new(AtomicBool::new(false));
+    spawn_signal_handler(stopping.clone(), budget.clone(), args.grace);
+    let config = RunnerConfig {
+        out: args.out.clone(),
+        concurrency: args.concurrency,
+        job_timeout: args.job_timeout,
+        max_attempts: args.max_attempts.max(1),
+        backoff: args.backoff,
+        breaker_threshold: args.breaker.max(1),
+    };
+    let progress = progress_bar(&args, plan.to_run.len());
+    let runner = Runner::new(pipeline, journal, budget, config, stopping)
+        .on_event(reporter(args.log_format, progress.clone()));
+    let outcome = runner.run(plan.to_run).await?;
+    if let Some(pb) = &progress {
+        pb.finish_and_clear();
+    }
+    if !args.no_summary {
+        let journals = find_journals(&args.out)?;
+        write_summary(&journals, &args.out)?;
+    }
+    Ok(finish(&outcome))
+}
+
+fn finish(o: &BatchOutcome) -> ExitStatus {
+    eprintln!(
+        "batch: {} done, {} failed, {} skipped, {} left pending",
+        o.done, o.failed, o.skipped, o.pending
+    );
+    match &o.stop {
+        Some(StopCause::CircuitBreaker { class, message }) => {
+            eprintln!(
+                "batch: stopped by the circuit breaker after repeated {class} failures: {message}\nbatch: {}",
+                class.advice()
+            );
+            ExitStatus::CircuitBreaker
+        }
+        Some(StopCause::Interrupted) => {
+            eprintln!("batch: interrupted; the rest stays pending for the next run");
+            ExitStatus::Interrupted
+        }
+        Some(StopCause::Halted(h)) => {
+            eprintln!("batch: {h}; the rest stays pending for the next run");
+            match h.kind {
+                HaltKind::Cancelled => ExitStatus::Interrupted,
+                _ => ExitStatus::Budget,
+            }
+        }
+        None if o.failed > 0 => ExitStatus::SomeFailed,
+        None => ExitStatus::AllDone,
+    }
+}
+
+fn dry_run(
+    args: &RunArgs,
+    journal_path: &Path,
+    jobs: &[iat2i::batch::Job],
+    fps: &[String],
+    pipeline: &Pipeline,
+    prices: &PriceTable,
+    shard: Shard,
+) -> Result<ExitStatus> {
+    let plan = if journal_path.exists() {
+        Journal::open_read_only(journal_path)?.plan(jobs, fps, true, |_, _| None)?
+    } else {
+        iat2i::batch::Plan {
+            to_run: jobs.to_vec(),
+            ..Default::default()
+        }
+    };
+    let rounds: u64 = plan
+        .to_run
+        .iter()
+        .map(|j| u64::from(j.max_rounds.unwrap_or(pipeline.max_rounds())))
+        .sum();
+    let images = args.max_images.map_or(rounds, |m| m.min(rounds));
+    let p = prices.of(&pipeline.models().generator);
+    println!("shard {shard}: {} job(s) in this shard", jobs.len());
+    println!(
+        "  {} to run, {} already done, {} changed since done, {} left running by a dead run",
+        plan.to_run.len(),
+        plan.already_done,
+        plan.changed,
+        plan.resumed
+    );
+    println!(
+        "  at most {images} image(s) ({rounds} rounds over the jobs to run{})",
+        args.max_images
+            .map(|m| format!(", --max-images {m}"))
+            .unwrap_or_default()
+    );
+    let image_cost = images as f64 * p.per_image;
+    match args.max_cost {
+        Some(c) => println!("  spend at most {c:.2} USD (--max-cost)"),
+        None => println!(
+            "  images alone about {image_cost:.2} USD at {:.3} USD each{} (chat calls extra; no --max-cost)",
+            p.per_image,
+            if p.estimate { " (estimate)" } else { "" }
+        ),
+    }
+    if let Some(t) = args.max_tokens {
+        println!("  at most {t} tokens (--max-tokens)");
+    }
+    println!("dry run: no model was called");
+    Ok(ExitStatus::AllDone)
+}
+
+fn progress_bar(args: &RunArgs, total: usize) -> Option<ProgressBar> {
+    if args.log_format != LogFormat::Text || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let pb = ProgressBar::new(total as u64);
+    let style =
+        ProgressStyle::with_template("{bar:30} {pos}/{len} jobs [{elapsed} eta {eta}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    pb.set_style(style);
+    Some(pb)
+}
+
+fn reporter(
+    format: LogFormat,
+    pb: Option<ProgressBar>,
+) -> impl Fn(&BatchEvent) + Send + Sync + 'static {
+    let counts = std::sync::Mutex::new([0usize; 3]);
+    move |event| {
+        let BatchEvent::JobFinished {
+            id,
+            state,
+            class,
+            message,
+            ms,
+            cost_usd,
+            total_cost_usd,
+        } = event
+        else {
+            return;
+        };
+        if let Some(pb) = &pb {
+            if let Ok(mut c) = counts.lock() {
+                match state.as_str() {
+                    "done" => c[0] += 1,
+                    "failed" => c[1] += 1,
+                    _ => c[2] += 1,
+                }
+                pb.set_message(format!(
+                    "{} done, {} failed, {} other; {total_cost_usd:.2} USD",
+                    c[0], c[1], c[2]
+                ));
+            }
+            pb.inc(1);
+            return;
+        }
+        match format {
+            LogFormat::Json => {
+                if let Ok(line) = serde_json::to_string(event) {
+                    println!("{line}");
+                }
+            }
+            LogFormat::Text => {
+                let class = class.map(|c| format!(" [{c}]")).unwrap_or_default();
+                println!(
+                    "job {id}: {}{class} in {ms} ms, {cost_usd:.3} USD (total {total_cost_usd:.2}): {message}",
+                    state.as_str()
+                );
+            }
+        }
+    }
+}
+
+/// First SIGINT/SIGTERM: start no job; after the grace period stop running ones before
+/// their next paid call. Second: exit at once (the journal is consistent at every
+/// commit; rows left running are taken up again next time).
+fn spawn_signal_handler(stopping: Arc<AtomicBool>, budget: Arc<Budget>, grace: Duration) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            eprintln!("batch: cannot listen for signals; Ctrl-C stops at once");
+            return;
+        };
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        eprintln!(
+            "batch: stopping: no new jobs; running ones get {}s to finish (signal again to stop at once)",
+            grace.as_secs()
+        );
+        stopping.store(true, Ordering::SeqCst);
+        let b = budget.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            b.stop_now();
+        });
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        eprintln!("batch: stopping at once");
+        std::process::exit(i32::from(ExitStatus::Interrupted.code()));
+    });
+}
