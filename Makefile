@@ -7,7 +7,7 @@ ORT_LIB := $(CURDIR)/.tools/onnxruntime/onnxruntime/capi/libonnxruntime.so.1.31.
 PROMPT ?= A photo of the Hogwarts Legacy protagonist riding a Graphorn at dusk
 DEMO_ARGS ?=
 
-.PHONY: demo test setup fmt clippy bench fuzz
+.PHONY: demo test setup fmt clippy bench bench-batch fuzz
 
 setup: $(ORT_LIB)
 
@@ -48,3 +48,8 @@ FUZZ_TARGETS ?=
 fuzz: setup
 	IAT2I_FUZZ_RUNS=$(FUZZ_RUNS) IAT2I_FUZZ_TARGETS="$(FUZZ_TARGETS)" ORT_DYLIB_PATH=$(ORT_LIB) \
 		cargo test --workspace -- --ignored --nocapture --exact tests::fuzz_full_run --test-threads 1
+
+# Batch benchmark (release build): 50 and 200 jobs against local mocks (chat 300 ms,
+# image 2 s) at concurrency 8; prints throughput against the ideal, overhead and peak memory.
+bench-batch:
+	cargo bench -p iat2i --bench batch
