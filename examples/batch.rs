@@ -19,7 +19,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 #[path = "common/engines.rs"]
 mod engines;
+#[path = "common/generators.rs"]
+mod generators;
 use engines::EngineArgs;
+use generators::GeneratorArgs;
 use iat2i::HaltKind;
 use iat2i::batch::{
     BatchEvent, BatchOutcome, Budget, ExitStatus, Journal, Limits, Manifest, PriceTable, Runner,
@@ -133,15 +136,9 @@ struct RunArgs {
     /// Chat model for the gate and the judges.
     #[arg(long, default_value = "gpt-4o-mini")]
     model: String,
-    /// Image model.
-    #[arg(long, default_value = "gpt-image-1")]
-    image_model: String,
     /// Base URL of the chat endpoint, ending in /v1.
     #[arg(long, env = "OPENAI_BASE_URL", hide_env_values = true, default_value = OPENAI_DEFAULT_BASE)]
     base_url: String,
-    /// Base URL of the image endpoint (default: --base-url).
-    #[arg(long)]
-    image_base_url: Option<String>,
     /// Rounds per job (a job's own max_rounds wins).
     #[arg(long, default_value_t = 3)]
     max_rounds: u32,
@@ -157,6 +154,9 @@ struct RunArgs {
 
     #[command(flatten)]
     engines: EngineArgs,
+
+    #[command(flatten)]
+    generator: GeneratorArgs,
 }
 
 const HELP: &str = "Exit codes:
@@ -260,13 +260,14 @@ fn shard_of(args: &RunArgs) -> Result<Shard, iat2i::batch::BatchError> {
 fn build_pipeline(args: &RunArgs, key: &Option<Secret>) -> Result<Pipeline> {
     let chat_http = model_http_client(Duration::from_secs(args.timeout))?;
     let mut chat = OpenAiChat::new(chat_http, &args.base_url, &args.model)?;
-    let image_http = model_http_client(Duration::from_secs(args.timeout * 5 / 2))?;
-    let image_base = args.image_base_url.as_deref().unwrap_or(&args.base_url);
-    let mut images = OpenAiImages::new(image_http, image_base, &args.image_model)?;
     if let Some(k) = key {
         chat = chat.with_api_key(k.clone());
-        images = images.with_api_key(k.clone());
     }
+    let images = args.generator.build(
+        Duration::from_secs(args.timeout * 5 / 2),
+        &args.base_url,
+        key,
+    )?;
     let mut selector = SelectorConfig::default();
     if let Some(dir) = &args.model_dir {
         selector = selector.model_dir(dir);
@@ -278,7 +279,8 @@ fn build_pipeline(args: &RunArgs, key: &Option<Secret>) -> Result<Pipeline> {
     let http = args.engines.http_builder().build()?;
     Ok(Pipeline::builder()
         .lmm(Arc::new(chat))
-        .generator(Arc::new(images))
+        .generator(images)
+        .generation(args.generator.settings()?)
         .gate_mode(args.gate_mode)
         .max_rounds(args.max_rounds)
         .selector_config(selector)
@@ -332,9 +334,11 @@ async fn run(args: RunArgs) -> Result<ExitStatus> {
         .filter(|j| shard.owns(&j.id))
         .collect();
     let key = Secret::from_env("OPENAI_API_KEY");
-    let image_base = args.image_base_url.as_deref().unwrap_or(&args.base_url);
     let is_openai = |u: &str| u.trim().trim_end_matches('/') == OPENAI_DEFAULT_BASE;
-    if !args.dry_run && key.is_none() && (is_openai(&args.base_url) || is_openai(image_base)) {
+    if !args.dry_run
+        && key.is_none()
+        && (is_openai(&args.base_url) || args.generator.uses_openai_at(&args.base_url))
+    {
         eprintln!(
             "batch: no model endpoint is configured: set OPENAI_API_KEY, or --base-url for a keyless server"
         );
