@@ -23,8 +23,9 @@ fmt:
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
 
+# The Qdrant server suite runs against ../shared/bin/qdrant, started by scripts/with-qdrant.sh.
 test: setup fmt clippy
-	ORT_DYLIB_PATH=$(ORT_LIB) cargo test --workspace
+	ORT_DYLIB_PATH=$(ORT_LIB) bash scripts/with-qdrant.sh cargo test --workspace
 
 FULL_MODEL := $(CURDIR)/fixtures/models/full/vision/model.onnx
 PYVENV := $(CURDIR)/.tools/venv

@@ -149,7 +149,9 @@ pub fn redact(url: &Url) -> String {
 /// The start of an error body, with any query-parameter value of `url` that the
 /// server echoed back replaced, so a key in the query cannot leak through it.
 pub(crate) fn body_snippet(body: &[u8], url: &Url) -> String {
-    const MAX_CHARS: usize = 300;
+    // Long enough for a structured validation error (ComfyUI's `node_errors` for one node
+    // is ~700 bytes) to arrive whole and be parsed; short enough to print.
+    const MAX_CHARS: usize = 2000;
     let text = String::from_utf8_lossy(body);
     let mut snippet: String = text
         .chars()
