@@ -100,9 +100,14 @@ struct RunArgs {
     /// Start no paid call after this long (e.g. 6h, 90m, 300s).
     #[arg(long, value_parser = parse_duration)]
     deadline: Option<Duration>,
-    /// A job's own time limit, checked before each of its paid calls.
+    /// A job's own time limit, checked before each of its paid calls: past it, the job
+    /// keeps its best image so far, or fails (class timeout) when it has none.
     #[arg(long, value_parser = parse_duration)]
     job_timeout: Option<Duration>,
+    /// How long past --job-timeout a call already in flight may run before the job is
+    /// abandoned anyway (failed, class timeout; that call may still be billed).
+    #[arg(long, value_parser = parse_duration, default_value = "120s")]
+    job_grace: Duration,
     /// After SIGINT/SIGTERM, let running jobs finish for this long, then stop them
     /// before their next paid call.
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
@@ -383,6 +388,7 @@ async fn run(args: RunArgs) -> Result<ExitStatus> {
         out: args.out.clone(),
         concurrency: args.concurrency,
         job_timeout: args.job_timeout,
+        job_grace: args.job_grace,
         max_attempts: args.max_attempts.max(1),
         backoff: args.backoff,
         breaker_threshold: args.breaker.max(1),

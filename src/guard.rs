@@ -53,8 +53,11 @@ pub struct CallUsage {
 pub enum HaltKind {
     /// A budget (images, tokens, cost) is spent.
     Budget,
-    /// A deadline (the batch's or the job's) has passed.
+    /// A deadline for the whole batch (or the caller's) has passed.
     Deadline,
+    /// This run's own time limit (a batch's `--job-timeout`) has passed: unlike a batch
+    /// deadline, the job itself took too long, so a batch records it as failed (timeout).
+    JobTimeout,
     /// The caller asked to stop (a signal, a user).
     Cancelled,
 }
@@ -83,6 +86,7 @@ impl std::fmt::Display for Halt {
         let kind = match self.kind {
             HaltKind::Budget => "budget",
             HaltKind::Deadline => "deadline",
+            HaltKind::JobTimeout => "job timeout",
             HaltKind::Cancelled => "cancelled",
         };
         write!(f, "stopped ({kind}): {}", self.message)

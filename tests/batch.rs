@@ -51,6 +51,17 @@ fn batch(
     limits: Limits,
     concurrency: usize,
 ) -> Batch {
+    batch_with(server, out, manifest, limits, concurrency, None)
+}
+
+fn batch_with(
+    server: &MockServer,
+    out: &Path,
+    manifest: &str,
+    limits: Limits,
+    concurrency: usize,
+    job_timeout: Option<(Duration, Duration)>,
+) -> Batch {
     let pipeline = pipeline_for(server);
     let m = Manifest::parse(manifest, Format::Jsonl);
     assert!(m.errors.is_empty(), "{:?}", m.errors);
@@ -66,7 +77,8 @@ fn batch(
     let config = RunnerConfig {
         out: out.to_path_buf(),
         concurrency,
-        job_timeout: None,
+        job_timeout: job_timeout.map(|t| t.0),
+        job_grace: job_timeout.map_or(Duration::ZERO, |t| t.1),
         max_attempts: 2,
         backoff: Duration::from_millis(10),
         breaker_threshold: 3,
@@ -294,4 +306,84 @@ fn shards_cover_every_job_once_and_adding_a_job_moves_no_other() {
     assert_eq!(k8s, Some(Shard { index: 1, count: 4 }));
     assert!(Shard::from_completion_index(Some("3"), None).is_err());
     assert_eq!(Shard::from_completion_index(None, Some("4")).unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_second_writer_on_the_same_journal_is_refused_until_the_first_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.sqlite");
+    let first = Journal::open(&path).unwrap();
+    match Journal::open(&path) {
+        Err(iat2i::batch::BatchError::Busy { holder, .. }) => {
+            assert_eq!(holder, Some(std::process::id()))
+        }
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    // Readers (summaries) are not writers.
+    assert!(Journal::open_read_only(&path).is_ok());
+    drop(first);
+    assert!(Journal::open(&path).is_ok());
+}
+
+#[tokio::test]
+async fn a_job_past_its_timeout_keeps_its_image_and_a_hung_one_is_abandoned_as_a_timeout() {
+    // Judge 400 ms: a job with a 100 ms timeout has its image but may not pay for a
+    // judgment, so it is done with the image it has (stopped for its timeout).
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(fixture_json("verdict_aligned.json"))
+                .set_delay(Duration::from_millis(400)),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/images/generations"))
+        .and(wiremock::matchers::body_string_contains("hangs"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(fixture_json("images_red.json"))
+                .set_delay(Duration::from_secs(5)),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/images/generations"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(fixture_json("images_red.json"))
+                .set_delay(Duration::from_millis(150)),
+        )
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = "{\"id\":\"slow-judge\",\"prompt\":\"A red apple\"}\n{\"id\":\"hung\",\"prompt\":\"A red apple that hangs\"}\n";
+    let b = batch_with(
+        &server,
+        dir.path(),
+        text,
+        Limits::default(),
+        2,
+        Some((Duration::from_millis(100), Duration::from_millis(300))),
+    );
+    let started = std::time::Instant::now();
+    let outcome = b.runner.run(b.jobs).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!((outcome.done, outcome.failed), (1, 1), "{outcome:?}");
+    let rows = b.journal.rows().unwrap();
+    let slow = rows.iter().find(|r| r.id == "slow-judge").unwrap();
+    assert_eq!(slow.state, JobState::Done);
+    assert_eq!(slow.stop_kind.as_deref(), Some("halted"));
+    image::load_from_memory(&std::fs::read(dir.path().join("slow-judge/image.png")).unwrap())
+        .unwrap();
+    let hung = rows.iter().find(|r| r.id == "hung").unwrap();
+    assert_eq!(hung.state, JobState::Failed);
+    assert_eq!(hung.error_class.as_deref(), Some(ErrorClass::Timeout.as_str()));
+    assert!(
+        hung.error_message.as_deref().unwrap_or("").contains("abandoned"),
+        "{:?}",
+        hung.error_message
+    );
 }

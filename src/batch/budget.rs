@@ -216,7 +216,7 @@ impl Budget {
             return Err(self.halt(Halt::new(HaltKind::Deadline, "the batch --deadline passed")));
         }
         if job_deadline.is_some_and(|d| now >= d) {
-            return Err(Halt::new(HaltKind::Deadline, "the --job-timeout passed"));
+            return Err(Halt::new(HaltKind::JobTimeout, "the --job-timeout passed"));
         }
         if let Some(max) = self.limits.max_tokens
             && self.spent.tokens.load(Ordering::SeqCst) >= max

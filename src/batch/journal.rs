@@ -134,6 +134,10 @@ pub struct Plan {
 pub struct Journal {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// `<journal>.lock`, locked exclusively for as long as a writer has the journal open,
+    /// so that a second process on the same journal cannot take up the first one's
+    /// running jobs (and pay for them again). The OS releases it when the process dies.
+    _lock: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -178,9 +182,55 @@ fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Take `<journal>.lock` exclusively, writing our pid into it for the message of the
+/// next process that finds it taken.
+fn lock_exclusively(journal: &Path) -> Result<std::fs::File, BatchError> {
+    use std::io::{Read, Seek, Write};
+    let mut name = journal.as_os_str().to_os_string();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| BatchError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let io = |source| BatchError::Io {
+        path: lock_path.clone(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0).map_err(io)?;
+            file.rewind().map_err(io)?;
+            write!(file, "{}", std::process::id()).map_err(io)?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            Err(BatchError::Busy {
+                path: journal.to_path_buf(),
+                holder: holder.trim().parse().ok(),
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
 impl Journal {
-    /// Open (or create) the journal at `path`, in WAL mode with full syncs.
+    /// Open (or create) the journal at `path`, in WAL mode with full syncs, as its only
+    /// writer: while it is open, a second `open` of the same journal (from any process)
+    /// fails with [`BatchError::Busy`].
     pub fn open(path: &Path) -> Result<Journal, BatchError> {
+        let lock = lock_exclusively(path)?;
         let err = |source| BatchError::Journal {
             path: path.to_path_buf(),
             source,
@@ -196,6 +246,7 @@ impl Journal {
         Ok(Journal {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
+            _lock: Some(lock),
         })
     }
 
@@ -212,6 +263,7 @@ impl Journal {
         Ok(Journal {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
+            _lock: None,
         })
     }
 

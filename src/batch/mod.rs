@@ -62,6 +62,18 @@ pub enum BatchError {
         #[source]
         source: rusqlite::Error,
     },
+    /// Another batch (another process, or another runner in this one) has the journal
+    /// open for writing: two writers would run the same jobs and pay for them twice.
+    #[error(
+        "journal {path} is in use by another batch{}: wait for it, give this run another --out, or split the work with --shard",
+        .holder.map(|p| format!(" (process {p})")).unwrap_or_default()
+    )]
+    Busy {
+        /// The journal.
+        path: PathBuf,
+        /// The process holding it, when it said.
+        holder: Option<u32>,
+    },
     /// A file could not be written or read.
     #[error("{path}: {source}")]
     Io {

@@ -65,6 +65,39 @@ struct ReferenceInfo<'a> {
     engine: &'a str,
 }
 
+fn reference_ext(mime: &str) -> &'static str {
+    match mime {
+        "image/jpeg" => "jpg",
+        "image/webp" => "webp",
+        "image/gif" => "gif",
+        _ => "png",
+    }
+}
+
+/// Before a job's files are written again: remove temporaries that a killed process left
+/// (`.<name>.tmp-<pid>` of another pid), and an earlier run's reference files that this
+/// run will not replace (another format, or no reference at all now), so the folder never
+/// shows a reference the report does not name.
+fn sweep_stale(dir: &Path, reference_mime: Option<&str>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let ours = format!(".tmp-{}", std::process::id());
+    let keep = reference_mime.map(|m| format!("reference.{}", reference_ext(m)));
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale_tmp = name.starts_with('.') && name.contains(".tmp-") && !name.ends_with(&ours);
+        let stale_ref = name.starts_with("reference.")
+            && keep.as_deref() != Some(name.as_str())
+            && (keep.is_none() || name != "reference.json");
+        if stale_tmp || stale_ref {
+            if let Err(e) = std::fs::remove_file(entry.path()) {
+                tracing::warn!(file = %entry.path().display(), "cannot remove a stale file: {e}");
+            }
+        }
+    }
+}
+
 impl JobOutputs {
     /// Write a job's image, its reference and report under `<out>/<id>/`; the report goes
     /// last, so its presence means the folder is complete.
@@ -75,18 +108,13 @@ impl JobOutputs {
         outcome: &Outcome,
     ) -> Result<JobOutputs, BatchError> {
         let dir = out.join(&job.id);
+        sweep_stale(&dir, outcome.reference.as_ref().map(|r| r.mime.as_str()));
         write_atomic(
             &dir.join("image.png"),
             &png_bytes(&outcome.image.bytes, &outcome.image.mime),
         )?;
         if let Some(r) = &outcome.reference {
-            let ext = match r.mime.as_str() {
-                "image/jpeg" => "jpg",
-                "image/webp" => "webp",
-                "image/gif" => "gif",
-                _ => "png",
-            };
-            let file = format!("reference.{ext}");
+            let file = format!("reference.{}", reference_ext(&r.mime));
             write_atomic(&dir.join(&file), &r.bytes)?;
             let info = ReferenceInfo {
                 file,
@@ -176,5 +204,38 @@ fn png_bytes(bytes: &[u8], mime: &str) -> Vec<u8> {
             }
         }
         Err(_) => bytes.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rerun_sweeps_dead_temporaries_and_a_reference_it_will_not_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ours = format!(".image.png.tmp-{}", std::process::id());
+        for name in [
+            ".image.png.tmp-999999999",
+            ours.as_str(),
+            "reference.jpg",
+            "reference.json",
+            "report.json",
+        ] {
+            std::fs::write(d.join(name), b"x").unwrap();
+        }
+        // The new run's reference is a PNG: the old JPEG goes, the sidecar is rewritten.
+        sweep_stale(d, Some("image/png"));
+        let mut left: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec![ours.clone(), "reference.json".into(), "report.json".into()]);
+        // No reference this time: no reference file may stay behind.
+        sweep_stale(d, None);
+        assert!(!d.join("reference.json").exists());
+        assert!(d.join("report.json").exists());
     }
 }

@@ -20,7 +20,7 @@ use super::manifest::{Job, hex};
 use super::output::JobOutputs;
 use crate::error::PipelineError;
 use crate::failure::ErrorClass;
-use crate::guard::{Halt, StopReason};
+use crate::guard::{Halt, HaltKind, StopReason};
 use crate::pipeline::{Pipeline, Request, RunOptions};
 use crate::report::Report;
 
@@ -31,8 +31,13 @@ pub struct RunnerConfig {
     pub out: PathBuf,
     /// Jobs at once.
     pub concurrency: usize,
-    /// A job's own deadline, checked before each of its paid calls.
+    /// A job's own time limit, checked before each of its paid calls: a job past it stops
+    /// there (keeping its best image, or failing with class `timeout` when it has none).
     pub job_timeout: Option<Duration>,
+    /// How long past `job_timeout` a call already in flight may take before the job is
+    /// abandoned anyway (failed, class `timeout`; the abandoned call may still be billed).
+    /// A backstop for a server that hangs longer than the HTTP client's own timeouts.
+    pub job_grace: Duration,
     /// Runs of a job whose failure is transient (rate limited, unavailable), first included.
     pub max_attempts: u32,
     /// Wait before the first retry (doubled each time).
@@ -47,6 +52,7 @@ impl Default for RunnerConfig {
             out: PathBuf::from("batch-out"),
             concurrency: 4,
             job_timeout: None,
+            job_grace: Duration::from_secs(120),
             max_attempts: 3,
             backoff: Duration::from_secs(2),
             breaker_threshold: 3,
@@ -300,8 +306,24 @@ impl Runner {
                 gate_mode: job.gate_mode,
                 max_rounds: job.max_rounds,
             };
-            let result = self.pipeline.run_with(request.clone(), options).await;
+            let run = self.pipeline.run_with(request.clone(), options);
+            let result = match self.config.job_timeout {
+                None => Ok(run.await),
+                Some(t) => tokio::time::timeout(t + self.config.job_grace, run).await,
+            };
             let mut fin = spend_of(&guard);
+            let Ok(result) = result else {
+                let end = JobEnd {
+                    state: JobState::Failed,
+                    class: Some(ErrorClass::Timeout),
+                    message: format!(
+                        "abandoned: still running {:?} after its --job-timeout (a call in flight did not return; it may have been billed)",
+                        self.config.job_grace
+                    ),
+                };
+                tracing::warn!(job = %job.id, "{}", end.message);
+                return self.record(&job, end, fin, started).map(Some);
+            };
             let end = match result {
                 Ok(outcome) => {
                     let out = self.config.out.clone();
@@ -322,6 +344,19 @@ impl Runner {
                         state: JobState::Done,
                         class: None,
                         message: report.stop_reason.clone(),
+                    }
+                }
+                Err(PipelineError::Halted { halt, report, .. })
+                    if halt.kind == HaltKind::JobTimeout =>
+                {
+                    // The job itself took too long: waiting for the next night would not
+                    // make it faster, so it fails (the next run tries it again).
+                    fin.stop_kind = stop_kind(&report.stop);
+                    JobOutputs::write_failed(&self.config.out, &job, &fp, &report)?;
+                    JobEnd {
+                        state: JobState::Failed,
+                        class: Some(ErrorClass::Timeout),
+                        message: halt.to_string(),
                     }
                 }
                 Err(PipelineError::Halted { halt, report, .. }) => {

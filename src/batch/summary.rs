@@ -129,7 +129,7 @@ const TEMPLATE: &str = r#"<!doctype html>
 <style>
 body{font-family:system-ui,sans-serif;margin:1rem;background:#fafafa}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(280px,1fr));gap:1rem}
-.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.6rem}
+.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.6rem;min-width:0;overflow-wrap:anywhere}
 .card img.main{width:100%;height:auto;background:#eee}
 .ref{display:flex;gap:.5rem;align-items:flex-start;font-size:.85em}
 .ref img{width:64px;height:64px;object-fit:cover}
