@@ -22,12 +22,21 @@ use clap::Parser;
 mod engines;
 #[path = "common/generators.rs"]
 mod generators;
+#[path = "common/logging.rs"]
+mod logging;
+#[path = "common/preview.rs"]
+mod preview;
+#[path = "common/progress.rs"]
+mod progress;
+#[path = "common/selection_view.rs"]
+mod selection_view;
 use engines::EngineArgs;
 use generators::GeneratorArgs;
 use iat2i::lmm::{OPENAI_DEFAULT_BASE, model_http_client};
 use iat2i::prelude::*;
+use iat2i::retrievers::HttpClient;
 use iat2i::{Lmm, PipelineBuilder};
-use indicatif::{ProgressBar, ProgressStyle};
+use progress::Progress;
 
 /// Internet-augmented text-to-image: decide whether the prompt needs a reference
 /// image, search the web for one, pick the best, generate with it, and let a vision
@@ -62,26 +71,33 @@ struct Args {
     #[arg(long, env = "OPENAI_BASE_URL", hide_env_values = true, default_value = OPENAI_DEFAULT_BASE)]
     base_url: String,
 
-    /// At most this many generate-and-judge rounds (the best image of all is kept).
-    #[arg(long, default_value_t = 3)]
+    /// At most this many generate-and-judge rounds, 1 to 20 (the best image of all is kept).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     max_rounds: u32,
     /// When to search for a reference: from-prompt (ask the chat model first),
     /// generate-first (only if the first image shows a knowledge gap), always, never.
     #[arg(long, default_value = "from-prompt")]
     gate_mode: GateMode,
     /// Languages to write search queries in, comma-separated (e.g. en,zh,ja).
-    #[arg(long, value_delimiter = ',', default_value = "en")]
+    #[arg(long, value_delimiter = ',', default_value = "en", value_parser = language_code)]
     languages: Vec<String>,
     /// Directory with a local CLIP model (ONNX, vision/ and text/ inside) for ranking
     /// references (default: CLIP ViT-B/32, downloaded from Hugging Face on first use).
     #[arg(long)]
     model_dir: Option<PathBuf>,
+    /// Cache directory (the qdrant-edge store lives in <cache>/qdrant-edge).
+    #[arg(long, env = "IAT2I_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Let reference downloads reach this host even when it is private or local (a
+    /// mirror, a test server); repeat for several.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_hosts: Vec<String>,
 
     /// Edit this image (PNG, JPEG or WebP) instead of generating from scratch.
     #[arg(long, value_name = "IMAGE")]
     edit: Option<PathBuf>,
-    /// Seconds allowed for one chat call (image calls get 2.5 times as long).
-    #[arg(long, default_value_t = 120)]
+    /// Seconds allowed for one chat call, 1 to 3600 (image calls get 2.5 times as long).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout: u64,
 
     /// Where to write the image.
@@ -90,7 +106,7 @@ struct Args {
     /// Where to write the JSON report.
     #[arg(long, default_value = "report.json")]
     report: PathBuf,
-    /// No progress display.
+    /// No progress display (on a terminal a spinner; otherwise plain lines on stderr).
     #[arg(long, short)]
     quiet: bool,
     /// Fail (exit code 3, before any image is paid for when possible) when the run needs
@@ -131,10 +147,17 @@ const EXAMPLES: &str =
   cargo run --example generate -- \"A Graphorn at dusk\" --generator chat-images \\
       --image-model google/gemini-2.5-flash-image
 
+Without a model endpoint (no OPENAI_API_KEY and no --base-url), nothing is generated:
+the prompt is searched on the keyless engines, the references are ranked with the local
+CLIP model, the reference the generator would be given is written next to --out
+(<out>-reference.<ext>, with its source and licence in <out>-reference.json), the ranked
+table is printed, and the run exits with code 4 after saying what to set.
+
 Exit codes:
   0  an image was written (anything the run lost on the way is listed under \"degraded\")
   1  the run failed      2  bad arguments or settings (checked before any paid call)
   3  --require-reference was given and the run has no reference
+  4  no model endpoint: only the reference was searched and selected (see above)
 
 Environment:
   OPENAI_API_KEY   API key for the chat endpoint and the openai generator (never printed)
@@ -147,24 +170,26 @@ Environment:
                    installs it and prints the path)
   RUST_LOG         log filter, e.g. iat2i=debug";
 
-const NO_ENDPOINT: &str = "generate: no model endpoint is configured.
+const NO_ENDPOINT: &str = "generate: no model endpoint is configured, so no image was generated.
 
-Set one of:
+To generate, set one of:
   export OPENAI_API_KEY=sk-...                 to use OpenAI (https://api.openai.com/v1)
   --base-url http://localhost:11434/v1         to use a keyless OpenAI-compatible server
                                                (or set OPENAI_BASE_URL); add
   --image-base-url URL                         if images come from another server";
 
+/// The exit code of a run without a model endpoint (the reference preview only).
+const EXIT_PREVIEW_ONLY: u8 = 4;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    init_tracing();
+    logging::init("warn");
     let key = Secret::from_env("OPENAI_API_KEY");
     let is_openai = |url: &str| url.trim().trim_end_matches('/') == OPENAI_DEFAULT_BASE;
     if key.is_none() && (is_openai(&args.base_url) || args.generator.uses_openai_at(&args.base_url))
     {
-        eprintln!("{NO_ENDPOINT}");
-        return ExitCode::from(2);
+        return preview_only(&args).await;
     }
     if let Err(e) = preflight(&args) {
         eprintln!("generate: {e:#}");
@@ -229,14 +254,83 @@ fn writable(path: &Path, flag: &str) -> Result<()> {
     Ok(())
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    // A second subscriber cannot be installed; that only means logs go to the first.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+/// No model endpoint: show what the library does without one (search and selection
+/// with the keyless engines and the local CLIP model), then say what to set.
+async fn preview_only(args: &Args) -> ExitCode {
+    let progress = Progress::new(args.quiet);
+    progress.line(
+        "generate: no model endpoint is configured; searching and selecting the reference \
+         the generator would be given (keyless engines, local CLIP model) ...",
+    );
+    let http = match http_client(args) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("generate: {e:#}\n\n{NO_ENDPOINT}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shown = preview::run(
+        &progress,
+        &args.prompt,
+        &args.engines,
+        http,
+        selector_config(args),
+        &args.out,
+    )
+    .await;
+    progress.finish();
+    match shown {
+        Ok(()) => {
+            eprintln!("\n{NO_ENDPOINT}");
+            ExitCode::from(EXIT_PREVIEW_ONLY)
+        }
+        Err(e) => {
+            eprintln!("generate: the reference preview failed: {e:#}\n\n{NO_ENDPOINT}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A language code such as `en`, `zh` or `pt-BR`.
+fn language_code(s: &str) -> Result<String, String> {
+    let code = s.trim();
+    let (lang, region) = code.split_once('-').unwrap_or((code, ""));
+    let ok = (2..=3).contains(&lang.len())
+        && lang.chars().all(|c| c.is_ascii_alphabetic())
+        && region.chars().all(|c| c.is_ascii_alphanumeric())
+        && region.len() <= 8;
+    if ok {
+        Ok(code.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a language code (use codes such as en, zh, ja, pt-BR)"
+        ))
+    }
+}
+
+/// The HTTP client for the engines and the reference downloads, with --user-agent and
+/// every --allow-host.
+fn http_client(args: &Args) -> Result<HttpClient> {
+    let mut builder = args.engines.http_builder();
+    for host in &args.allow_hosts {
+        builder = builder.allow_host(host);
+    }
+    builder.build().context("building the HTTP client")
+}
+
+/// The selector settings from --model-dir, --cache-dir and --folder.
+fn selector_config(args: &Args) -> SelectorConfig {
+    let mut selector = SelectorConfig::default().license_policy(args.engines.licence);
+    if let Some(dir) = &args.model_dir {
+        selector = selector.model_dir(dir);
+    }
+    if let Some(cache) = &args.cache_dir {
+        selector = selector.cache_dir(cache);
+    }
+    if let Some(folder) = &args.engines.folder {
+        selector = selector.allow_local_dir(folder);
+    }
+    selector
 }
 
 fn chat(args: &Args, key: &Option<Secret>, model: &str) -> Result<Arc<dyn Lmm>> {
@@ -248,7 +342,7 @@ fn chat(args: &Args, key: &Option<Secret>, model: &str) -> Result<Arc<dyn Lmm>> 
     Ok(Arc::new(c))
 }
 
-fn builder(args: &Args, key: &Option<Secret>, progress: &ProgressBar) -> Result<PipelineBuilder> {
+fn builder(args: &Args, key: &Option<Secret>, progress: &Progress) -> Result<PipelineBuilder> {
     let images = args.generator.build(
         Duration::from_secs(args.timeout * 5 / 2),
         &args.base_url,
@@ -270,74 +364,59 @@ fn builder(args: &Args, key: &Option<Secret>, progress: &ProgressBar) -> Result<
         let judge = chat(args, key, m)?;
         b = b.judge_lmm(judge.clone()).candidate_judge_lmm(judge);
     }
-    let mut selector = SelectorConfig::default().license_policy(args.engines.licence);
-    if let Some(dir) = &args.model_dir {
-        selector = selector.model_dir(dir);
-    }
-    if let Some(folder) = &args.engines.folder {
-        selector = selector.allow_local_dir(folder);
-    }
-    b = b.selector_config(selector);
-    let http = args.engines.http_builder().build()?;
+    b = b.selector_config(selector_config(args));
+    let http = http_client(args)?;
     b = b.engines(args.engines.build_all(&http)?).http(http);
     Ok(b)
 }
 
-fn progress_callback(pb: ProgressBar) -> impl Fn(&PipelineEvent) + Send + Sync + 'static {
+fn progress_callback(pb: Progress) -> impl Fn(&PipelineEvent) + Send + Sync + 'static {
     move |event| match event {
-        PipelineEvent::GateStarted => pb.set_message("asking whether the prompt needs a reference"),
-        PipelineEvent::Assessed { assessment } => pb.println(format!(
+        PipelineEvent::GateStarted => pb.status("asking whether the prompt needs a reference"),
+        PipelineEvent::Assessed { assessment } => pb.line(format!(
             "gate: needs reference = {} ({:?}); queries {:?}",
             assessment.needs_reference, assessment.gap, assessment.queries
         )),
-        PipelineEvent::SearchStarted { queries } => {
-            pb.set_message(format!("searching {queries:?}"))
-        }
+        PipelineEvent::SearchStarted { queries } => pb.status(format!("searching {queries:?}")),
         PipelineEvent::SearchFinished { count, .. } => {
-            pb.println(format!("search: {count} candidates"))
+            pb.line(format!("search: {count} candidates"))
         }
         PipelineEvent::SelectionStarted { candidates } => {
-            pb.set_message(format!("ranking {candidates} candidates"))
+            pb.status(format!("ranking {candidates} candidates"))
         }
         PipelineEvent::SelectionFinished { reference, .. } => {
-            pb.println(format!("reference: {reference}"))
+            pb.line(format!("reference: {reference}"))
         }
         PipelineEvent::RoundStarted {
             round,
             max_rounds,
             references,
-        } => pb.set_message(format!(
+        } => pb.status(format!(
             "round {round}/{max_rounds}: generating with {references} reference(s)"
         )),
         PipelineEvent::GeneratorProgress { round, progress } => {
             match (progress.value, progress.max) {
-                (Some(v), Some(m)) => pb.set_message(format!("round {round}: step {v}/{m}")),
-                _ => pb.set_message(format!("round {round}: {}", progress.stage)),
+                (Some(v), Some(m)) => pb.status(format!("round {round}: step {v}/{m}")),
+                _ => pb.status(format!("round {round}: {}", progress.stage)),
             }
         }
-        PipelineEvent::Generated { round, .. } => pb.set_message(format!("round {round}: judging")),
-        PipelineEvent::Judged { round, verdict } => pb.println(format!(
+        PipelineEvent::Generated { round, .. } => pb.status(format!("round {round}: judging")),
+        PipelineEvent::Judged { round, verdict } => pb.line(format!(
             "round {round}: aligned = {}, score {:.1}/10: {}",
             verdict.aligned,
             verdict.score(),
             verdict.feedback
         )),
         PipelineEvent::StageFailed { stage, error, .. } => {
-            pb.println(format!("{stage} failed: {error}"))
+            pb.line(format!("{stage} failed: {error}"))
         }
-        PipelineEvent::Degraded { degradation } => pb.println(format!("degraded: {degradation}")),
+        PipelineEvent::Degraded { degradation } => pb.line(format!("degraded: {degradation}")),
         _ => {}
     }
 }
 
 async fn run(args: Args, key: Option<Secret>) -> Result<ExitCode> {
-    let progress = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new_spinner()
-    };
-    progress.set_style(ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")?);
-    progress.enable_steady_tick(Duration::from_millis(120));
+    let progress = Progress::new(args.quiet);
     let pipeline = builder(&args, &key, &progress)?.build()?;
     let mut request = Request::new(args.prompt.clone());
     if let Some(path) = &args.edit {
@@ -345,7 +424,7 @@ async fn run(args: Args, key: Option<Secret>) -> Result<ExitCode> {
         request = request.with_edit_image(bytes);
     }
     let result = pipeline.run(request).await;
-    progress.finish_and_clear();
+    progress.finish();
     match result {
         Ok(outcome) => {
             write_png(&args.out, &outcome.image)?;

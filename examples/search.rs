@@ -16,6 +16,8 @@ use clap::Parser;
 
 #[path = "common/engines.rs"]
 mod engines;
+#[path = "common/logging.rs"]
+mod logging;
 use engines::EngineArgs;
 use iat2i::retrievers::{MultiSearch, MultiSearchResult, SearchQuery};
 
@@ -32,7 +34,7 @@ struct Args {
     query: String,
 
     /// Most results per engine.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=500))]
     limit: usize,
 
     /// Turn the engines' safe-search filter off.
@@ -40,7 +42,7 @@ struct Args {
     no_safe_search: bool,
 
     /// Seconds each engine may take before it is reported as timed out.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
     deadline: u64,
 
     /// Print JSON (candidates and per-engine status) instead of a table.
@@ -140,13 +142,7 @@ async fn run(args: Args) -> Result<bool> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init("error");
     match run(Args::parse()).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {

@@ -18,7 +18,12 @@ use clap::Parser;
 
 #[path = "common/engines.rs"]
 mod engines;
+#[path = "common/logging.rs"]
+mod logging;
+#[path = "common/selection_view.rs"]
+mod selection_view;
 use engines::EngineArgs;
+use selection_view::{print_drops, print_selection, write_reference};
 use iat2i::retrievers::{Candidate, ImageSearch, MultiSearch, SearchQuery};
 use iat2i::selectors::{
     HierarchicalSelector, SelectError, Selection, SelectionRequest, Selector, SelectorConfig,
@@ -75,15 +80,15 @@ struct Args {
     qdrant_server: bool,
 
     /// How many distinct candidates to keep (the best and its alternates).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100))]
     top_k: usize,
 
     /// Most results per engine and query when searching.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=500))]
     limit: usize,
 
     /// Seconds allowed per image download.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout: u64,
 
     /// Write the chosen image here (the extension is replaced to match its type).
@@ -105,10 +110,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init("error");
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -233,73 +235,4 @@ fn read_urls(file: &PathBuf, query: &str) -> Result<Vec<Candidate>> {
         out.push(c);
     }
     Ok(out)
-}
-
-fn fmt(v: Option<f32>) -> String {
-    v.map_or_else(|| "-".into(), |x| format!("{x:.3}"))
-}
-
-fn print_selection(sel: &Selection) {
-    println!("\n# ranked (best first)");
-    println!("| # | combined | clip prompt | clip query | lexical | mmr | size | engine | url |");
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for (i, r) in sel.ranked.iter().enumerate() {
-        let s = &r.scores;
-        println!(
-            "| {} | {} | {} | {} | {} | {} | {}x{} | {} | {} |",
-            i + 1,
-            fmt(s.combined),
-            fmt(s.clip_prompt),
-            fmt(s.clip_query),
-            fmt(s.lexical),
-            fmt(s.mmr),
-            r.width,
-            r.height,
-            r.candidate.engine,
-            r.candidate.image_url
-        );
-    }
-    println!("\n# stages");
-    for s in &sel.stages {
-        println!(
-            "{:?}: {} -> {} in {} ms",
-            s.stage, s.input, s.output, s.elapsed_ms
-        );
-    }
-    print_drops(&sel.dropped);
-    println!("\nbest: {}", sel.best.candidate.image_url);
-    if let Some(page) = &sel.best.candidate.source_page {
-        println!("page: {page}");
-    }
-    if let Some(l) = &sel.best.candidate.license {
-        match &l.version {
-            Some(v) => println!("licence: {} {v}", l.code),
-            None => println!("licence: {}", l.code),
-        }
-    }
-    if let Some(reason) = &sel.judge_reason {
-        println!("judge: {reason}");
-    }
-}
-
-fn print_drops(dropped: &[iat2i::selectors::Dropped]) {
-    if dropped.is_empty() {
-        return;
-    }
-    println!("\n# dropped ({})", dropped.len());
-    for d in dropped {
-        println!("- [{:?}] {}: {}", d.stage, d.candidate.image_url, d.reason);
-    }
-}
-
-fn write_reference(sel: &Selection, out: &std::path::Path) -> Result<PathBuf> {
-    let ext = match sel.best.mime.as_str() {
-        "image/jpeg" => "jpg",
-        "image/webp" => "webp",
-        _ => "png",
-    };
-    let path = out.with_extension(ext);
-    std::fs::write(&path, &sel.best.bytes)
-        .with_context(|| format!("writing the reference to {}", path.display()))?;
-    Ok(path)
 }
