@@ -23,12 +23,12 @@ mod logging;
 #[path = "common/selection_view.rs"]
 mod selection_view;
 use engines::EngineArgs;
-use selection_view::{print_drops, print_selection, write_reference};
 use iat2i::retrievers::{Candidate, ImageSearch, MultiSearch, SearchQuery};
 use iat2i::selectors::{
     HierarchicalSelector, SelectError, Selection, SelectionRequest, Selector, SelectorConfig,
     StoreChoice,
 };
+use selection_view::{print_drops, print_selection, write_reference};
 use url::Url;
 
 const EXAMPLES: &str = "\

@@ -86,8 +86,18 @@ fn out_of_range_values_are_refused_with_a_clear_message() {
 #[tokio::test]
 async fn progress_goes_to_a_redirected_stderr_as_plain_lines() {
     let server = MockServer::start().await;
-    mount_chat(&server, "verdict", &["verdict_refine.json", "verdict_aligned.json"]).await;
-    mount_images(&server, "generations", &["images_red.json", "images_blue.json"]).await;
+    mount_chat(
+        &server,
+        "verdict",
+        &["verdict_refine.json", "verdict_aligned.json"],
+    )
+    .await;
+    mount_images(
+        &server,
+        "generations",
+        &["images_red.json", "images_blue.json"],
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let out = generate(dir.path())
         .env("OPENAI_BASE_URL", base(&server))
@@ -149,9 +159,10 @@ async fn engine_and_images() -> (MockServer, MockServer, Vec<Vec<u8>>) {
     let openverse = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/v1/images/"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({ "result_count": 3, "page_count": 1, "results": results }),
-        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "result_count": 3, "page_count": 1, "results": results })),
+        )
         .mount(&openverse)
         .await;
     let bodies = pictures.into_iter().map(|(_, b)| b).collect();
@@ -206,13 +217,19 @@ async fn allow_host_lets_a_private_mirror_serve_the_reference() {
     let edits = requests_to(&server, "/v1/images/edits").await;
     assert_eq!(edits.len(), 1, "the reference was sent: {text}");
     let sent = sent_images(&edits);
-    assert!(served.contains(&sent[0][0]), "the mirror's picture was sent");
+    assert!(
+        served.contains(&sent[0][0]),
+        "the mirror's picture was sent"
+    );
     assert!(dir.path().join("cache").is_dir(), "--cache-dir was used");
     // The gate, search and reference lines reach a redirected stderr, without noise.
     for line in ["gate: needs reference = true", "search: ", "reference: "] {
         assert!(text.contains(line), "{line:?} missing:\n{text}");
     }
-    for noise in ["Feature flags not initialized", "MULTI_MMAP_SUPPORT_CHECK_RESULT"] {
+    for noise in [
+        "Feature flags not initialized",
+        "MULTI_MMAP_SUPPORT_CHECK_RESULT",
+    ] {
         assert!(!text.contains(noise), "{noise} printed:\n{text}");
     }
     assert!(!text.contains('\u{1b}'), "colour codes: {text:?}");
@@ -222,7 +239,10 @@ async fn allow_host_lets_a_private_mirror_serve_the_reference() {
     let refused = run(false);
     assert!(refused.status.code().is_some(), "{}", shown(&refused));
     assert_eq!(requests_to(&server, "/v1/images/edits").await.len(), 1);
-    assert_eq!(requests_to(&server, "/v1/images/generations").await.len(), 1);
+    assert_eq!(
+        requests_to(&server, "/v1/images/generations").await.len(),
+        1
+    );
     drop(images);
 }
 
@@ -244,16 +264,27 @@ async fn without_a_key_it_selects_and_writes_the_reference_then_says_what_to_set
     assert!(stdout.contains("# ranked (best first)"), "{stdout}");
     assert!(stdout.contains("| openverse |"), "{stdout}");
     assert!(stdout.contains("licence: by 4.0"), "{stdout}");
-    assert!(stdout.contains(&format!("page: {}/page/", images.uri())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("page: {}/page/", images.uri())),
+        "{stdout}"
+    );
     assert!(text.contains("search: openverse"), "{text}");
-    assert!(text.contains("OPENAI_API_KEY") && text.contains("--base-url"), "{text}");
-    assert!(!dir.path().join("graphorn.png").exists(), "nothing generated");
+    assert!(
+        text.contains("OPENAI_API_KEY") && text.contains("--base-url"),
+        "{text}"
+    );
+    assert!(
+        !dir.path().join("graphorn.png").exists(),
+        "nothing generated"
+    );
     let reference = std::fs::read(dir.path().join("graphorn-reference.png")).unwrap();
-    assert!(served.contains(&reference), "the written reference is a served picture");
-    let sidecar: Value = serde_json::from_slice(
-        &std::fs::read(dir.path().join("graphorn-reference.json")).unwrap(),
-    )
-    .unwrap();
+    assert!(
+        served.contains(&reference),
+        "the written reference is a served picture"
+    );
+    let sidecar: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("graphorn-reference.json")).unwrap())
+            .unwrap();
     assert_eq!(sidecar["reference"]["license"]["code"], "by");
     assert_eq!(sidecar["reference"]["engine"], "openverse");
     assert!(
@@ -281,7 +312,10 @@ async fn without_a_key_a_failed_search_still_says_what_to_set() {
         .unwrap();
     let text = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("search: openverse") && text.contains("FAILED"), "{text}");
+    assert!(
+        text.contains("search: openverse") && text.contains("FAILED"),
+        "{text}"
+    );
     assert!(text.contains("the reference preview failed"), "{text}");
     assert!(text.contains("OPENAI_API_KEY"), "{text}");
 }

@@ -16,7 +16,9 @@ const QDRANT_EDGE_NOISE: [&str; 2] = [
 
 /// Install the subscriber: RUST_LOG when set, else `default` (such as `warn`).
 pub fn init(default: &str) {
-    let user = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
+    let user = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
     let mut directives = user.clone().unwrap_or_else(|| default.to_string());
     if !user.as_deref().is_some_and(|u| u.contains("qdrant_edge")) {
         for d in QDRANT_EDGE_NOISE {

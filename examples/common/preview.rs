@@ -67,7 +67,10 @@ pub async fn run(
     progress.finish();
     print_selection(&selection);
     let (image, sidecar) = write(&selection, prompt, out)?;
-    println!("\nreference the generator would be given: {}", image.display());
+    println!(
+        "\nreference the generator would be given: {}",
+        image.display()
+    );
     println!("its source, licence and the ranking: {}", sidecar.display());
     Ok(())
 }
