@@ -25,7 +25,7 @@ mod selection_view;
 use engines::EngineArgs;
 use iat2i::retrievers::{Candidate, ImageSearch, MultiSearch, SearchQuery};
 use iat2i::selectors::{
-    HierarchicalSelector, SelectError, Selection, SelectionRequest, Selector, SelectorConfig,
+    HierarchicalSelector, SelectError, SelectionRequest, Selector, SelectorConfig,
     StoreChoice,
 };
 use selection_view::{print_drops, print_selection, write_reference};
