@@ -19,6 +19,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 #[path = "common/engines.rs"]
 mod engines;
+#[path = "common/logging.rs"]
+mod logging;
 #[path = "common/generators.rs"]
 mod generators;
 use engines::EngineArgs;
@@ -201,12 +203,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    logging::init("warn");
     let status = match cli.command {
         Command::Run(args) => run(*args).await,
         Command::Summary { out, journals } => summary(&out, journals),

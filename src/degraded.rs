@@ -83,6 +83,8 @@ pub enum Cause {
     RateLimited,
     /// A model call failed (timeout, server error, unusable answer ...).
     CallFailed,
+    /// An image could not be downloaded or decoded (HTTP error, too large, broken).
+    DownloadFailed,
     /// The configuration asked for something that cannot be honoured.
     Config,
     /// Anything else (see the detail).
@@ -102,6 +104,7 @@ impl std::fmt::Display for Cause {
             Cause::EngineFailed => "the engine failed",
             Cause::RateLimited => "rate-limited",
             Cause::CallFailed => "a model call failed",
+            Cause::DownloadFailed => "the image could not be downloaded",
             Cause::Config => "configuration",
             Cause::Other => "other",
         })

@@ -4,7 +4,7 @@
 //! and image bytes are summarised by size and type.
 
 use iat2i_retrievers::{Candidate, EngineRun, License};
-use iat2i_selectors::{Dropped, Reference, Selection};
+use iat2i_selectors::{Dropped, Reference, ReferenceSource, Selection};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -152,6 +152,13 @@ pub struct ReferenceRecord {
     pub engine: String,
     /// MIME type and size sent.
     pub image: ImageRecord,
+    /// Whether the generator got the original image or the engine's thumbnail.
+    #[serde(default)]
+    pub source: ReferenceSource,
+    /// Why the image sent is not the original as downloaded (the thumbnail stood in, or
+    /// the original was downscaled), when that is so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_note: Option<String>,
 }
 
 impl ReferenceRecord {
@@ -170,6 +177,8 @@ impl ReferenceRecord {
                 width: Some(r.width),
                 height: Some(r.height),
             },
+            source: r.source,
+            source_note: r.source_note.clone(),
         }
     }
 }

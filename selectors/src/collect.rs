@@ -6,17 +6,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use std::panic::AssertUnwindSafe;
+
+use futures::{FutureExt, StreamExt};
 use futures::future::OptionFuture;
 use iat2i_retrievers::HttpClient;
 use image::DynamicImage;
 use image_hasher::ImageHash;
 
-use crate::config::FetchConfig;
 use crate::embed::Embedder;
-use crate::error::SelectError;
-use crate::fetch::{Fetched, fetch_all};
+use crate::fetch::{FetchContext, Fetched, fetch_all};
 use crate::prefilter::Prefiltered;
+use crate::error::SelectError;
 use crate::stage::{Dropped, Stage};
 
 /// A candidate that was downloaded, decoded and embedded.
@@ -29,6 +30,8 @@ pub(crate) struct Survivor {
     pub height: u32,
     pub hash: ImageHash,
     pub vector: Vec<f32>,
+    /// True when `bytes` are the original image rather than the thumbnail.
+    pub original: bool,
 }
 
 /// What fetching and embedding produced.
@@ -47,6 +50,8 @@ type TextFuture = Pin<Box<dyn Future<Output = Result<Vec<Vec<f32>>, SelectError>
 struct Waiting {
     fetched: Fetched,
     slot: Option<Vec<f32>>,
+    /// Why its embedding batch failed, when it did.
+    failed: Option<String>,
 }
 
 /// Decoded images waiting for (or in) an embedding batch are capped at this many batches, so
@@ -70,6 +75,7 @@ impl State {
                 self.waiting.push(Waiting {
                     fetched,
                     slot: None,
+                    failed: None,
                 });
                 true
             }
@@ -89,7 +95,23 @@ impl State {
         let take = self.queue.len().min(batch);
         let (slots, images): (Vec<usize>, Vec<DynamicImage>) = self.queue.drain(..take).unzip();
         let e = embedder.clone();
-        Box::pin(async move { (slots, e.embed_images(images).await) })
+        Box::pin(async move {
+            let result = AssertUnwindSafe(e.embed_images(images))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| Err(panicked(panic.as_ref())));
+            (slots, result)
+        })
+    }
+
+    /// A failed batch drops only its own candidates.
+    fn batch_failed(&mut self, slots: Vec<usize>, error: &SelectError) {
+        tracing::warn!(%error, images = slots.len(), "an embedding batch failed; its candidates are dropped");
+        for slot in slots {
+            if let Some(w) = self.waiting.get_mut(slot) {
+                w.failed = Some(format!("its embedding batch failed: {error}"));
+            }
+        }
     }
 
     fn embedded(&mut self, slots: Vec<usize>, vectors: Vec<Vec<f32>>) {
@@ -106,7 +128,7 @@ impl State {
 pub(crate) async fn fetch_and_embed(
     http: HttpClient,
     items: Vec<Prefiltered>,
-    fetch: FetchConfig,
+    fetch: FetchContext,
     embedder: Arc<dyn Embedder>,
     texts: Vec<String>,
     batch: usize,
@@ -118,7 +140,12 @@ pub(crate) async fn fetch_and_embed(
     let mut state = State::default();
     let mut embedding: Option<EmbedFuture> = None;
     let e = embedder.clone();
-    let mut text: Option<TextFuture> = Some(Box::pin(async move { e.embed_texts(texts).await }));
+    let mut text: Option<TextFuture> = Some(Box::pin(async move {
+        AssertUnwindSafe(e.embed_texts(texts))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| Err(panicked(panic.as_ref())))
+    }));
     let mut text_vectors = None;
     loop {
         if embedding.is_none() && !state.queue.is_empty() {
@@ -137,7 +164,10 @@ pub(crate) async fn fetch_and_embed(
             },
             Some((slots, result)) = OptionFuture::from(embedding.as_mut()), if embedding.is_some() => {
                 embedding = None;
-                state.embedded(slots, result?);
+                match result {
+                    Ok(vectors) => state.embedded(slots, vectors),
+                    Err(e) => state.batch_failed(slots, &e),
+                }
             },
             Some(result) = OptionFuture::from(text.as_mut()), if text.is_some() => {
                 text = None;
@@ -156,10 +186,34 @@ pub(crate) async fn fetch_and_embed(
     })
 }
 
+/// The error for an embedding call that panicked (caught, so one bad call cannot take the
+/// selection, or the process, down).
+fn panicked(panic: &(dyn std::any::Any + Send)) -> SelectError {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    SelectError::Embedding(format!("the embedder panicked: {what}"))
+}
+
 fn finish(waiting: Vec<Waiting>, dropped: &mut Vec<Dropped>) -> Vec<Survivor> {
     let mut survivors = Vec::with_capacity(waiting.len());
     for w in waiting {
-        let Fetched { index, item, image } = w.fetched;
+        let Fetched {
+            index,
+            item,
+            image,
+            original,
+        } = w.fetched;
+        if let Some(reason) = w.failed {
+            dropped.push(Dropped {
+                candidate: item.candidate,
+                stage: Stage::Rank,
+                reason,
+            });
+            continue;
+        }
         match w.slot {
             Some(vector) if !vector.is_empty() && vector.iter().all(|x| x.is_finite()) => survivors
                 .push(Survivor {
@@ -171,6 +225,7 @@ fn finish(waiting: Vec<Waiting>, dropped: &mut Vec<Dropped>) -> Vec<Survivor> {
                     height: image.height,
                     hash: image.hash,
                     vector,
+                    original,
                 }),
             _ => dropped.push(Dropped {
                 candidate: item.candidate,

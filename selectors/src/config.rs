@@ -63,14 +63,24 @@ pub struct FetchConfig {
     pub concurrency: usize,
     /// Time allowed for one image, download and decode (default 15 s).
     pub timeout: Duration,
-    /// Largest image body accepted, in bytes (default 8 MiB).
+    /// Largest image body accepted for ranking (thumbnails, or originals without one), in
+    /// bytes (default 8 MiB).
     pub max_bytes: usize,
     /// Largest width or height a decoder may allocate (default 8192).
     pub max_dimension: u32,
     /// Most memory one decoder may allocate, in bytes (default 128 MiB).
     pub max_alloc: u64,
+    /// Most memory all decoders of one selection may hold at once, in bytes (default
+    /// 512 MiB): each decode reserves its need before it starts and waits while the budget
+    /// is spent; an image needing more than all of it is dropped.
+    pub max_total_decode: u64,
     /// Smallest decoded width and height kept (default 32).
     pub min_decoded_side: u32,
+    /// Largest original image downloaded for a chosen reference, in bytes (default 20 MiB).
+    pub max_reference_bytes: usize,
+    /// Most pixels of the reference handed to a generator (default 16 Mpx): a larger
+    /// original is downscaled (aspect kept) and re-encoded.
+    pub max_reference_pixels: u64,
     /// Folders whose `file://` candidates (from a local asset library such as
     /// `iat2i_retrievers::engines::LocalFolder`) may be read. Empty by default: a
     /// `file://` URL from anywhere else, a search result say, is refused.
@@ -85,7 +95,10 @@ impl Default for FetchConfig {
             max_bytes: 8 * 1024 * 1024,
             max_dimension: 8192,
             max_alloc: 128 * 1024 * 1024,
+            max_total_decode: 512 * 1024 * 1024,
             min_decoded_side: 32,
+            max_reference_bytes: 20 * 1024 * 1024,
+            max_reference_pixels: 16 * 1024 * 1024,
             local_roots: Vec::new(),
         }
     }
@@ -320,6 +333,17 @@ impl SelectorConfig {
     /// `LocalFolder` engine); repeat for several folders.
     pub fn allow_local_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.fetch.local_roots.push(dir.into());
+        self
+    }
+    /// Most memory all decoders of one selection may hold at once, in bytes.
+    pub fn max_total_decode(mut self, bytes: u64) -> Self {
+        self.fetch.max_total_decode = bytes;
+        self
+    }
+    /// Bounds of the original image handed to a generator: encoded bytes and pixels.
+    pub fn reference_bounds(mut self, max_bytes: usize, max_pixels: u64) -> Self {
+        self.fetch.max_reference_bytes = max_bytes;
+        self.fetch.max_reference_pixels = max_pixels;
         self
     }
     /// Largest decoded width or height.

@@ -5,6 +5,8 @@
 //! allocation, turned upright by its EXIF orientation, and shrunk to what CLIP needs.
 
 use std::io::Cursor;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -27,6 +29,107 @@ pub(crate) struct Fetched {
     pub index: usize,
     pub item: Prefiltered,
     pub image: PreparedImage,
+    /// True when the bytes are the original image (no thumbnail, or the thumbnail failed).
+    pub original: bool,
+}
+
+/// What every download of one selection shares: the limits, the largest aspect ratio kept,
+/// and the selection's total decode budget.
+#[derive(Clone)]
+pub(crate) struct FetchContext {
+    pub cfg: FetchConfig,
+    pub max_aspect: f32,
+    pub budget: Arc<DecodeBudget>,
+}
+
+/// Memory all decoders of one selection may hold at once (`FetchConfig::max_total_decode`):
+/// each decode reserves its estimated need before it starts and waits while the budget is
+/// spent, so 16 downloads in flight cannot hold 16 x 128 MiB.
+pub(crate) struct DecodeBudget {
+    permits: tokio::sync::Semaphore,
+    total_kib: u32,
+    in_use: AtomicU64,
+    peak: AtomicU64,
+}
+
+/// A reservation of decode memory, returned when dropped.
+pub(crate) struct DecodePermit<'a> {
+    _permit: tokio::sync::SemaphorePermit<'a>,
+    budget: &'a DecodeBudget,
+    kib: u64,
+}
+
+impl Drop for DecodePermit<'_> {
+    fn drop(&mut self) {
+        self.budget.in_use.fetch_sub(self.kib, Ordering::Relaxed);
+    }
+}
+
+impl DecodeBudget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: u64) -> Self {
+        let kib = (bytes / 1024).clamp(1, u64::from(u32::MAX));
+        let kib = kib.min(tokio::sync::Semaphore::MAX_PERMITS as u64) as u32;
+        DecodeBudget {
+            permits: tokio::sync::Semaphore::new(kib as usize),
+            total_kib: kib,
+            in_use: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
+        }
+    }
+
+    /// Reserve what decoding `body` needs (read from its header: the decoded buffer and one
+    /// converted copy), waiting while other decodes hold the budget. An image that needs more
+    /// than the whole budget is refused.
+    pub async fn acquire(
+        &self,
+        body: &[u8],
+        cfg: &FetchConfig,
+    ) -> Result<DecodePermit<'_>, String> {
+        let need = decode_need(body, cfg)?;
+        let kib = need.div_ceil(1024).max(1);
+        if kib > u64::from(self.total_kib) {
+            return Err(format!(
+                "decoding needs about {} MiB, more than the selection's decode budget of {} MiB \
+                 (FetchConfig::max_total_decode)",
+                need.div_ceil(1 << 20),
+                u64::from(self.total_kib) / 1024
+            ));
+        }
+        let permit = self
+            .permits
+            .acquire_many(kib as u32)
+            .await
+            .map_err(|_| "the decode budget was closed".to_string())?;
+        let now = self.in_use.fetch_add(kib, Ordering::Relaxed) + kib;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+        Ok(DecodePermit {
+            _permit: permit,
+            budget: self,
+            kib,
+        })
+    }
+
+    /// The most memory reserved at once so far, in bytes.
+    pub fn peak_bytes(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed) * 1024
+    }
+}
+
+/// Bytes decoding `body` allocates: the decoder's output buffer (from the header alone), and
+/// as much again for the conversions that follow. Headers the decoder refuses are refused here.
+fn decode_need(body: &[u8], cfg: &FetchConfig) -> Result<u64, String> {
+    let format = sniff(body, None)?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(cfg.max_dimension);
+    limits.max_image_height = Some(cfg.max_dimension);
+    limits.max_alloc = Some(cfg.max_alloc);
+    let mut reader = ImageReader::with_format(Cursor::new(body), format);
+    reader.limits(limits);
+    let decoder = reader
+        .into_decoder()
+        .map_err(|e| format!("refused {format:?}: {e}"))?;
+    Ok(decoder.total_bytes().saturating_mul(2))
 }
 
 /// What decoding one image body yields.
@@ -61,16 +164,21 @@ impl std::fmt::Debug for PreparedImage {
 pub(crate) fn fetch_all(
     http: HttpClient,
     items: Vec<Prefiltered>,
-    cfg: FetchConfig,
+    ctx: FetchContext,
 ) -> impl Stream<Item = Result<Fetched, (Prefiltered, String)>> {
-    let concurrency = cfg.concurrency.max(1);
+    let concurrency = ctx.cfg.concurrency.max(1);
     futures::stream::iter(items.into_iter().enumerate())
         .map(move |(index, item)| {
             let http = http.clone();
-            let cfg = cfg.clone();
+            let ctx = ctx.clone();
             async move {
-                match fetch_one(&http, &item, &cfg).await {
-                    Ok(image) => Ok(Fetched { index, item, image }),
+                match fetch_one(&http, &item, &ctx).await {
+                    Ok((image, original)) => Ok(Fetched {
+                        index,
+                        item,
+                        image,
+                        original,
+                    }),
                     Err(reason) => Err((item, reason)),
                 }
             }
@@ -78,28 +186,56 @@ pub(crate) fn fetch_all(
         .buffer_unordered(concurrency)
 }
 
+/// The preview (thumbnail, else original) decoded, falling back to the original; and whether
+/// the result is the original.
 async fn fetch_one(
     http: &HttpClient,
     item: &Prefiltered,
-    cfg: &FetchConfig,
-) -> Result<PreparedImage, String> {
+    ctx: &FetchContext,
+) -> Result<(PreparedImage, bool), String> {
+    let (image, original) = fetch_preview(http, item, ctx).await?;
+    check_aspect(image.width, image.height, ctx.max_aspect)?;
+    Ok((image, original))
+}
+
+/// Engines may not report sizes, so the prefilter's aspect-ratio limit is checked again on
+/// the decoded image.
+fn check_aspect(width: u32, height: u32, max: f32) -> Result<(), String> {
+    let (long, short) = (width.max(height), width.min(height).max(1));
+    let ratio = long as f32 / short as f32;
+    if max > 0.0 && ratio > max {
+        return Err(format!(
+            "aspect ratio {ratio:.1}:1 after decoding ({width}x{height}) is over the limit of \
+             {max}:1"
+        ));
+    }
+    Ok(())
+}
+
+async fn fetch_preview(
+    http: &HttpClient,
+    item: &Prefiltered,
+    ctx: &FetchContext,
+) -> Result<(PreparedImage, bool), String> {
+    let cfg = &ctx.cfg;
     let started = Instant::now();
     let c = &item.candidate;
     let first = c.preview_url().clone();
-    let attempt = tokio::time::timeout(cfg.timeout, download_and_decode(http, &first, cfg)).await;
+    let no_thumbnail = c.thumbnail_url.is_none();
+    let attempt = tokio::time::timeout(cfg.timeout, download_and_decode(http, &first, ctx)).await;
     let err = match attempt {
-        Ok(Ok(img)) => return Ok(img),
+        Ok(Ok(img)) => return Ok((img, no_thumbnail)),
         Ok(Err(e)) => e,
         Err(_) => format!("timed out after {:?} ({})", cfg.timeout, redact(&first)),
     };
     // The thumbnail failed: fall back to the original within the time left.
     let left = cfg.timeout.saturating_sub(started.elapsed());
-    if c.thumbnail_url.is_none() || left.is_zero() {
+    if no_thumbnail || left.is_zero() {
         return Err(err);
     }
     let original = c.image_url.clone();
-    match tokio::time::timeout(left, download_and_decode(http, &original, cfg)).await {
-        Ok(Ok(img)) => Ok(img),
+    match tokio::time::timeout(left, download_and_decode(http, &original, ctx)).await {
+        Ok(Ok(img)) => Ok((img, true)),
         Ok(Err(e)) => Err(format!("thumbnail: {err}; original: {e}")),
         Err(_) => Err(format!("thumbnail: {err}; original: timed out")),
     }
@@ -108,8 +244,9 @@ async fn fetch_one(
 async fn download_and_decode(
     http: &HttpClient,
     url: &Url,
-    cfg: &FetchConfig,
+    ctx: &FetchContext,
 ) -> Result<PreparedImage, String> {
+    let cfg = &ctx.cfg;
     let (body, content_type) = if url.scheme() == "file" {
         (read_local(url, cfg).await?, None)
     } else {
@@ -121,6 +258,7 @@ async fn download_and_decode(
         let content_type = resp.content_type();
         (resp.body, content_type)
     };
+    let _permit = ctx.budget.acquire(&body, cfg).await?;
     let cfg = cfg.clone();
     let redacted = redact(url);
     tokio::task::spawn_blocking(move || prepare_image(body, content_type.as_deref(), &cfg))
@@ -131,11 +269,19 @@ async fn download_and_decode(
 /// Read a `file://` candidate, only when it lies under one of `cfg.local_roots` (after
 /// resolving links and `..`), and only up to `cfg.max_bytes`.
 async fn read_local(url: &Url, cfg: &FetchConfig) -> Result<Bytes, String> {
+    read_local_bounded(url, cfg, cfg.max_bytes).await
+}
+
+/// [`read_local`] with a byte cap of its own (the original of a chosen reference).
+pub(crate) async fn read_local_bounded(
+    url: &Url,
+    cfg: &FetchConfig,
+    max: usize,
+) -> Result<Bytes, String> {
     let path = url
         .to_file_path()
         .map_err(|()| format!("{url} is not a local file path"))?;
     let roots = cfg.local_roots.clone();
-    let max = cfg.max_bytes;
     tokio::task::spawn_blocking(move || {
         let real =
             std::fs::canonicalize(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
@@ -201,7 +347,7 @@ pub fn prepare_image(
     })
 }
 
-fn sniff(body: &[u8], content_type: Option<&str>) -> Result<ImageFormat, String> {
+pub(crate) fn sniff(body: &[u8], content_type: Option<&str>) -> Result<ImageFormat, String> {
     if body.is_empty() {
         return Err("empty body".into());
     }
@@ -228,12 +374,16 @@ fn sniff(body: &[u8], content_type: Option<&str>) -> Result<ImageFormat, String>
 }
 
 /// True when a JPEG end-of-image marker appears near the end (trailing padding is allowed).
-fn has_jpeg_end(body: &[u8]) -> bool {
+pub(crate) fn has_jpeg_end(body: &[u8]) -> bool {
     let tail = &body[body.len().saturating_sub(4096)..];
     tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
-fn decode(body: &[u8], format: ImageFormat, cfg: &FetchConfig) -> Result<DynamicImage, String> {
+pub(crate) fn decode(
+    body: &[u8],
+    format: ImageFormat,
+    cfg: &FetchConfig,
+) -> Result<DynamicImage, String> {
     let mut limits = Limits::default();
     limits.max_image_width = Some(cfg.max_dimension);
     limits.max_image_height = Some(cfg.max_dimension);
@@ -252,7 +402,7 @@ fn decode(body: &[u8], format: ImageFormat, cfg: &FetchConfig) -> Result<Dynamic
     Ok(image)
 }
 
-fn encode_png(image: &DynamicImage) -> Result<Bytes, String> {
+pub(crate) fn encode_png(image: &DynamicImage) -> Result<Bytes, String> {
     let mut out = Cursor::new(Vec::new());
     let to_encode = match image {
         DynamicImage::ImageRgba32F(_) | DynamicImage::ImageRgb32F(_) => {
@@ -315,6 +465,14 @@ mod tests {
         out.into_inner()
     }
 
+    fn ctx(cfg: &FetchConfig) -> FetchContext {
+        FetchContext {
+            cfg: cfg.clone(),
+            max_aspect: 4.0,
+            budget: Arc::new(DecodeBudget::new(cfg.max_total_decode)),
+        }
+    }
+
     #[test]
     fn sniffs_content_not_names() {
         let cfg = FetchConfig::default();
@@ -349,13 +507,13 @@ mod tests {
             max_bytes: body.len() - 1,
             ..FetchConfig::default()
         };
-        let err = download_and_decode(&http, &url, &cfg).await.unwrap_err();
+        let err = download_and_decode(&http, &url, &ctx(&cfg)).await.unwrap_err();
         assert!(
             err.contains(&format!("more than {} bytes", body.len() - 1)),
             "{err}"
         );
         cfg.max_bytes = body.len();
-        let ok = download_and_decode(&http, &url, &cfg).await.unwrap();
+        let ok = download_and_decode(&http, &url, &ctx(&cfg)).await.unwrap();
         assert_eq!((ok.width, ok.height), (600, 400));
     }
 
@@ -370,14 +528,14 @@ mod tests {
         let mut cfg = FetchConfig::default();
 
         let inside = url(lib.path().join("logo.png"));
-        let err = download_and_decode(&http, &inside, &cfg).await.unwrap_err();
+        let err = download_and_decode(&http, &inside, &ctx(&cfg)).await.unwrap_err();
         assert!(
             err.contains("allow_local_dir"),
             "no folder allowed yet: {err}"
         );
 
         cfg.local_roots.push(lib.path().to_path_buf());
-        let ok = download_and_decode(&http, &inside, &cfg).await.unwrap();
+        let ok = download_and_decode(&http, &inside, &ctx(&cfg)).await.unwrap();
         assert_eq!(
             (ok.mime.as_str(), ok.width, ok.height),
             ("image/png", 300, 200)
@@ -389,11 +547,11 @@ mod tests {
             .join(outside.path())
             .join("secret.png");
         for bad in [url(outside.path().join("secret.png")), url(escaped)] {
-            let err = download_and_decode(&http, &bad, &cfg).await.unwrap_err();
+            let err = download_and_decode(&http, &bad, &ctx(&cfg)).await.unwrap_err();
             assert!(err.starts_with("refused"), "{err}");
         }
         cfg.max_bytes = 10;
-        let err = download_and_decode(&http, &inside, &cfg).await.unwrap_err();
+        let err = download_and_decode(&http, &inside, &ctx(&cfg)).await.unwrap_err();
         assert!(err.contains("larger than 10 bytes"), "{err}");
     }
 
@@ -402,5 +560,39 @@ mod tests {
         let cfg = FetchConfig::default();
         let err = prepare_image(Bytes::from(png(20, 200)), None, &cfg).unwrap_err();
         assert!(err.contains("too small after decoding: 20x200"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn decoding_stays_within_the_selection_budget() {
+        let cfg = FetchConfig::default();
+        // Each 1000x1000 RGB image needs ~2.9 MiB decoded, reserved twice: room for one at a time.
+        let budget = Arc::new(DecodeBudget::new(7 << 20));
+        let body = Bytes::from(png(1000, 1000));
+        let jobs = (0..8).map(|_| {
+            let (budget, body, cfg) = (budget.clone(), body.clone(), cfg.clone());
+            tokio::spawn(async move {
+                let _permit = budget.acquire(&body, &cfg).await.unwrap();
+                tokio::task::spawn_blocking(move || prepare_image(body, None, &cfg))
+                    .await
+                    .unwrap()
+                    .map(|p| p.width)
+            })
+        });
+        for job in futures::future::join_all(jobs).await {
+            assert_eq!(job.unwrap().unwrap(), 1000);
+        }
+        let peak = budget.peak_bytes();
+        assert!(peak > 0 && peak <= 7 << 20, "peak {peak}");
+
+        let small = DecodeBudget::new(4 << 20);
+        let err = small.acquire(&body, &cfg).await.err().unwrap();
+        assert!(err.contains("decode budget of 4 MiB"), "{err}");
+    }
+
+    #[test]
+    fn the_aspect_ratio_is_checked_on_the_decoded_size() {
+        assert!(check_aspect(1000, 250, 4.0).is_ok());
+        let err = check_aspect(1000, 100, 4.0).unwrap_err();
+        assert!(err.contains("10.0:1") && err.contains("1000x100"), "{err}");
     }
 }

@@ -8,7 +8,9 @@ use crate::diversity::mmr;
 use crate::error::SelectError;
 use crate::run::{Run, ms};
 use crate::stage::{RankedCandidate, Stage, StageScores};
-use crate::types::{CandidateJudge, JudgeCandidate, Reference, Selection, SelectionRequest};
+use crate::types::{
+    CandidateJudge, JudgeCandidate, Reference, ReferenceSource, Selection, SelectionRequest,
+};
 
 /// Order by combined score, keep distinct options, let the judge pick, and build the result.
 pub(crate) async fn finish(
@@ -69,6 +71,12 @@ fn reference(survivors: &[Survivor], scores: &[StageScores], i: usize) -> Option
     let s = survivors.get(i)?;
     Some(Reference {
         bytes: s.bytes.clone(),
+        source: if s.original {
+            ReferenceSource::Original
+        } else {
+            ReferenceSource::Thumbnail
+        },
+        source_note: None,
         mime: s.mime.clone(),
         width: s.width,
         height: s.height,

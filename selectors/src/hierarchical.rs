@@ -11,13 +11,15 @@ use crate::collect::{Collected, Survivor, fetch_and_embed};
 use crate::config::{SelectorConfig, StoreChoice};
 use crate::dedup::{DedupItem, dedup};
 use crate::embed::{ClipEmbedder, Embedder};
-use crate::error::SelectError;
-use crate::finish::finish;
 use crate::prefilter::prefilter;
 use crate::rank::{RankItem, rank, text_inputs};
+use crate::store::{EdgeStore, MemoryStore, VectorStore};
+use crate::error::SelectError;
+use crate::fetch::{DecodeBudget, FetchContext};
+use crate::finish::finish;
+use crate::original::use_originals;
 use crate::run::{Run, ms};
 use crate::stage::{Dropped, Stage, StageScores};
-use crate::store::{EdgeStore, MemoryStore, VectorStore};
 use crate::types::{CandidateJudge, Selection, SelectionRequest, Selector};
 
 /// The built-in selector: prefilter -> fetch+decode -> dedup -> CLIP rank -> diversity -> judge.
@@ -161,10 +163,15 @@ impl HierarchicalSelector {
         }
         let fetch_started = Instant::now();
         let n = kept.len();
+        let ctx = FetchContext {
+            cfg: self.config.fetch.clone(),
+            max_aspect: self.config.prefilter.max_aspect_ratio,
+            budget: Arc::new(DecodeBudget::new(self.config.fetch.max_total_decode)),
+        };
         let collected = fetch_and_embed(
             self.http.clone(),
             kept,
-            self.config.fetch.clone(),
+            ctx.clone(),
             self.embedder().await,
             texts,
             self.config.embed_batch,
@@ -193,7 +200,7 @@ impl HierarchicalSelector {
             survivors.len(),
             ms(rank_started) + embed_tail,
         );
-        finish(
+        let mut selection = finish(
             &self.config,
             self.judge.as_deref(),
             request,
@@ -201,7 +208,17 @@ impl HierarchicalSelector {
             scored,
             run,
         )
-        .await
+        .await?;
+        // Ranked on thumbnails; the generator gets the originals.
+        let refs = std::iter::once(&mut selection.best)
+            .chain(selection.alternates.iter_mut())
+            .collect();
+        use_originals(&self.http, &ctx.cfg, &ctx.budget, refs).await;
+        tracing::debug!(
+            peak_decode_bytes = ctx.budget.peak_bytes(),
+            "decode budget"
+        );
+        Ok(selection)
     }
 
     fn dedup_stage(&self, survivors: Vec<Survivor>, run: &mut Run) -> Vec<Survivor> {

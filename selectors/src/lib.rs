@@ -29,6 +29,7 @@ mod error;
 mod fetch;
 mod finish;
 mod hierarchical;
+mod original;
 mod prefilter;
 mod rank;
 mod run;
@@ -51,5 +52,5 @@ pub use stage::{Dropped, RankedCandidate, Stage, StageReport, StageScores};
 pub use store::QdrantStore;
 pub use store::{EdgeStore, MemoryStore, PointPayload, StoreHit, StorePoint, VectorStore};
 pub use types::{
-    CandidateJudge, JudgeCandidate, JudgePick, Reference, Selection, SelectionRequest, Selector,
+    CandidateJudge, JudgeCandidate, JudgePick, Reference, ReferenceSource, Selection, SelectionRequest, Selector,
 };

@@ -9,13 +9,32 @@ use serde::{Deserialize, Serialize};
 use crate::error::SelectError;
 use crate::stage::{Dropped, RankedCandidate, StageReport, StageScores};
 
+/// Which download a [`Reference`]'s bytes are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferenceSource {
+    /// The full-size original image (bounded; see `source_note` when it was downscaled).
+    #[default]
+    Original,
+    /// The engine's thumbnail: the original could not be had (`source_note` says why).
+    Thumbnail,
+}
+
 /// A chosen reference image, ready to send to a generator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reference {
-    /// The encoded image (as downloaded; re-encoded to PNG when the original format is
-    /// not one generators accept). Not serialised into reports.
+    /// The encoded image: the original (bounded in bytes and pixels, downscaled and
+    /// re-encoded when larger), or the thumbnail when the original failed; see `source`.
+    /// PNG, JPEG or WebP. Not serialised into reports.
     #[serde(skip)]
     pub bytes: Bytes,
+    /// Whether `bytes` are the original image or the engine's thumbnail.
+    #[serde(default)]
+    pub source: ReferenceSource,
+    /// Why the reference is not the original as downloaded (the thumbnail stood in, or the
+    /// original was downscaled), when that is so.
+    #[serde(default)]
+    pub source_note: Option<String>,
     /// MIME type of `bytes`, sniffed from the content.
     pub mime: String,
     /// Pixel width of `bytes`.

@@ -1,6 +1,6 @@
 use std::time::Instant;
 
-use iat2i_selectors::{SelectError, SelectionRequest};
+use iat2i_selectors::{ReferenceSource, SelectError, SelectionRequest};
 use tracing::Instrument;
 
 use super::Pipeline;
@@ -151,6 +151,15 @@ impl Pipeline {
                         Cause::CallFailed,
                         StageName::Select,
                         reason.clone(),
+                    );
+                    st.degrade(self, d);
+                }
+                if selection.best.source == ReferenceSource::Thumbnail {
+                    let d = Degradation::new(
+                        Lost::OriginalImage,
+                        Cause::DownloadFailed,
+                        StageName::Select,
+                        selection.best.source_note.clone().unwrap_or_default(),
                     );
                     st.degrade(self, d);
                 }

@@ -52,6 +52,8 @@ pub fn reference(bytes: Bytes, url: &str, query: &str) -> Reference {
     });
     Reference {
         bytes,
+        source: iat2i::selectors::ReferenceSource::Original,
+        source_note: None,
         mime: "image/png".into(),
         width: 8,
         height: 8,

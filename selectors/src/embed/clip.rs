@@ -293,3 +293,24 @@ fn load_default(_cache_dir: Option<&Path>, _threads: Option<usize>) -> Result<Mo
             .into(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_holding_the_model_does_not_disable_it() {
+        let model = Arc::new(Mutex::new(41));
+        let m = model.clone();
+        let crashed = std::thread::spawn(move || {
+            let _guard = m.lock().unwrap();
+            panic!("the encoder crashed");
+        })
+        .join();
+        assert!(crashed.is_err());
+        assert!(model.is_poisoned());
+        *relock(&model) += 1;
+        assert_eq!(*relock(&model), 42);
+        assert!(!model.is_poisoned(), "the poison is cleared for every later call");
+    }
+}
