@@ -19,10 +19,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 #[path = "common/engines.rs"]
 mod engines;
-#[path = "common/logging.rs"]
-mod logging;
 #[path = "common/generators.rs"]
 mod generators;
+#[path = "common/logging.rs"]
+mod logging;
 use engines::EngineArgs;
 use generators::GeneratorArgs;
 use iat2i::HaltKind;

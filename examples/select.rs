@@ -25,8 +25,7 @@ mod selection_view;
 use engines::EngineArgs;
 use iat2i::retrievers::{Candidate, ImageSearch, MultiSearch, SearchQuery};
 use iat2i::selectors::{
-    HierarchicalSelector, SelectError, SelectionRequest, Selector, SelectorConfig,
-    StoreChoice,
+    HierarchicalSelector, SelectError, SelectionRequest, Selector, SelectorConfig, StoreChoice,
 };
 use selection_view::{print_drops, print_selection, write_reference};
 use url::Url;

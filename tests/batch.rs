@@ -164,7 +164,9 @@ async fn a_manifest_runs_to_a_contact_sheet_and_a_rerun_pays_nothing() {
         "relative image links"
     );
 
-    // The same manifest again: everything is done, nothing is asked for.
+    // The same manifest again (after the first batch closed its journal): everything is
+    // done, nothing is asked for.
+    drop((b.runner, b.journal));
     let again = batch(&server, dir.path(), &text, Limits::default(), 2);
     assert!(again.jobs.is_empty());
     let outcome = again.runner.run(again.jobs).await.unwrap();
@@ -370,7 +372,11 @@ async fn a_job_past_its_timeout_keeps_its_image_and_a_hung_one_is_abandoned_as_a
     );
     let started = std::time::Instant::now();
     let outcome = b.runner.run(b.jobs).await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!((outcome.done, outcome.failed), (1, 1), "{outcome:?}");
     let rows = b.journal.rows().unwrap();
     let slow = rows.iter().find(|r| r.id == "slow-judge").unwrap();
@@ -380,10 +386,30 @@ async fn a_job_past_its_timeout_keeps_its_image_and_a_hung_one_is_abandoned_as_a
         .unwrap();
     let hung = rows.iter().find(|r| r.id == "hung").unwrap();
     assert_eq!(hung.state, JobState::Failed);
-    assert_eq!(hung.error_class.as_deref(), Some(ErrorClass::Timeout.as_str()));
+    assert_eq!(
+        hung.error_class.as_deref(),
+        Some(ErrorClass::Timeout.as_str())
+    );
     assert!(
-        hung.error_message.as_deref().unwrap_or("").contains("abandoned"),
+        hung.error_message
+            .as_deref()
+            .unwrap_or("")
+            .contains("abandoned"),
         "{:?}",
         hung.error_message
     );
+}
+
+#[test]
+fn a_journal_killed_before_its_tables_were_written_reads_as_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.sqlite");
+    std::fs::write(&path, b"").unwrap(); // SQLite creates the file before the schema
+    let j = Journal::open_read_only(&path).unwrap();
+    assert!(j.rows().unwrap().is_empty());
+    assert!(j.completions().unwrap().is_empty());
+    // And a writer takes it up as a new journal.
+    drop(j);
+    let w = Journal::open(&path).unwrap();
+    assert!(w.rows().unwrap().is_empty());
 }

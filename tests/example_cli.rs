@@ -127,14 +127,31 @@ fn help_says_what_it_does_what_to_set_and_shows_no_secret() {
     assert!(!text.contains(KEY), "a secret was shown: {text}");
 }
 
+/// Offline stand-ins for the keyless preview's search: one engine, at a closed port.
+const OFFLINE_SEARCH: [&str; 4] = [
+    "--engine",
+    "openverse",
+    "--openverse-url",
+    "http://127.0.0.1:9",
+];
+
 #[test]
 fn without_a_key_or_endpoint_it_says_what_to_set() {
-    let out = command().arg("A red apple").output().unwrap();
+    // Without a key it previews the reference search (here offline, so it fails) and then
+    // says what to set; exit 1 for the failed preview, 4 when the preview works.
+    let dir = tempfile::tempdir().unwrap();
+    let out = command()
+        .current_dir(dir.path())
+        .args(OFFLINE_SEARCH)
+        .arg("A red apple")
+        .output()
+        .unwrap();
     let text = shown(&out);
-    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("OPENAI_API_KEY"), "{text}");
     assert!(text.contains("--base-url"), "{text}");
     assert!(!text.contains("panicked"), "{text}");
+    assert!(!dir.path().join("image.png").exists());
 }
 
 #[tokio::test]
@@ -161,12 +178,20 @@ async fn a_failing_endpoint_exits_non_zero_with_the_stage_named() {
 
 #[test]
 fn a_local_image_server_alone_still_needs_a_key_for_openai_chat() {
+    let dir = tempfile::tempdir().unwrap();
     let out = command()
-        .args(["--image-base-url", "http://127.0.0.1:9/v1", "A red apple"])
+        .current_dir(dir.path())
+        .args(["--image-base-url", "http://127.0.0.1:9/v1"])
+        .args(OFFLINE_SEARCH)
+        .arg("A red apple")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", shown(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", shown(&out));
     assert!(shown(&out).contains("OPENAI_API_KEY"));
+    assert!(
+        !dir.path().join("image.png").exists(),
+        "nothing was generated"
+    );
 }
 
 /// `generate` with the gate asking for a reference that no engine can supply (the only

@@ -78,10 +78,10 @@ pub struct GeneratorArgs {
 
     /// Size: WIDTHxHEIGHT (1024x1536) or an aspect ratio (16:9, 16:9@2K); each backend
     /// maps it to what it offers.
-    #[arg(long)]
+    #[arg(long, value_parser = image_size)]
     pub size: Option<String>,
-    /// Image quality (openai only: low, medium, high, auto).
-    #[arg(long)]
+    /// Image quality (openai only: low, medium, high, auto; standard and hd for dall-e-3).
+    #[arg(long, value_parser = ["low", "medium", "high", "auto", "standard", "hd"])]
     pub quality: Option<String>,
     /// Seed (gemini, comfyui, chat-images).
     #[arg(long)]
@@ -89,9 +89,27 @@ pub struct GeneratorArgs {
     /// What the image must not show.
     #[arg(long)]
     pub negative_prompt: Option<String>,
-    /// Images per round; the judge keeps the best.
-    #[arg(long, default_value_t = 1)]
+    /// Images per round, 1 to 10; the judge keeps the best.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10))]
     pub images_per_round: u32,
+}
+
+/// `auto`, WIDTHxHEIGHT with both sides from 64 to 8192, or an aspect ratio.
+fn image_size(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("auto") {
+        return Ok("auto".into());
+    }
+    match ImageSize::parse(t)? {
+        ImageSize::Pixels { width, height }
+            if !(64..=8192).contains(&width) || !(64..=8192).contains(&height) =>
+        {
+            Err(format!(
+                "{t:?}: each side must be from 64 to 8192 pixels (e.g. 1024x1024, 1536x1024)"
+            ))
+        }
+        _ => Ok(t.to_string()),
+    }
 }
 
 fn read(path: &PathBuf) -> Result<String> {

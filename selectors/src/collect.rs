@@ -8,16 +8,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use std::panic::AssertUnwindSafe;
 
-use futures::{FutureExt, StreamExt};
 use futures::future::OptionFuture;
+use futures::{FutureExt, StreamExt};
 use iat2i_retrievers::HttpClient;
 use image::DynamicImage;
 use image_hasher::ImageHash;
 
 use crate::embed::Embedder;
+use crate::error::SelectError;
 use crate::fetch::{FetchContext, Fetched, fetch_all};
 use crate::prefilter::Prefiltered;
-use crate::error::SelectError;
 use crate::stage::{Dropped, Stage};
 
 /// A candidate that was downloaded, decoded and embedded.

@@ -507,7 +507,9 @@ mod tests {
             max_bytes: body.len() - 1,
             ..FetchConfig::default()
         };
-        let err = download_and_decode(&http, &url, &ctx(&cfg)).await.unwrap_err();
+        let err = download_and_decode(&http, &url, &ctx(&cfg))
+            .await
+            .unwrap_err();
         assert!(
             err.contains(&format!("more than {} bytes", body.len() - 1)),
             "{err}"
@@ -528,14 +530,18 @@ mod tests {
         let mut cfg = FetchConfig::default();
 
         let inside = url(lib.path().join("logo.png"));
-        let err = download_and_decode(&http, &inside, &ctx(&cfg)).await.unwrap_err();
+        let err = download_and_decode(&http, &inside, &ctx(&cfg))
+            .await
+            .unwrap_err();
         assert!(
             err.contains("allow_local_dir"),
             "no folder allowed yet: {err}"
         );
 
         cfg.local_roots.push(lib.path().to_path_buf());
-        let ok = download_and_decode(&http, &inside, &ctx(&cfg)).await.unwrap();
+        let ok = download_and_decode(&http, &inside, &ctx(&cfg))
+            .await
+            .unwrap();
         assert_eq!(
             (ok.mime.as_str(), ok.width, ok.height),
             ("image/png", 300, 200)
@@ -547,11 +553,15 @@ mod tests {
             .join(outside.path())
             .join("secret.png");
         for bad in [url(outside.path().join("secret.png")), url(escaped)] {
-            let err = download_and_decode(&http, &bad, &ctx(&cfg)).await.unwrap_err();
+            let err = download_and_decode(&http, &bad, &ctx(&cfg))
+                .await
+                .unwrap_err();
             assert!(err.starts_with("refused"), "{err}");
         }
         cfg.max_bytes = 10;
-        let err = download_and_decode(&http, &inside, &ctx(&cfg)).await.unwrap_err();
+        let err = download_and_decode(&http, &inside, &ctx(&cfg))
+            .await
+            .unwrap_err();
         assert!(err.contains("larger than 10 bytes"), "{err}");
     }
 

@@ -11,15 +11,15 @@ use crate::collect::{Collected, Survivor, fetch_and_embed};
 use crate::config::{SelectorConfig, StoreChoice};
 use crate::dedup::{DedupItem, dedup};
 use crate::embed::{ClipEmbedder, Embedder};
-use crate::prefilter::prefilter;
-use crate::rank::{RankItem, rank, text_inputs};
-use crate::store::{EdgeStore, MemoryStore, VectorStore};
 use crate::error::SelectError;
 use crate::fetch::{DecodeBudget, FetchContext};
 use crate::finish::finish;
 use crate::original::use_originals;
+use crate::prefilter::prefilter;
+use crate::rank::{RankItem, rank, text_inputs};
 use crate::run::{Run, ms};
 use crate::stage::{Dropped, Stage, StageScores};
+use crate::store::{EdgeStore, MemoryStore, VectorStore};
 use crate::types::{CandidateJudge, Selection, SelectionRequest, Selector};
 
 /// The built-in selector: prefilter -> fetch+decode -> dedup -> CLIP rank -> diversity -> judge.
@@ -214,10 +214,7 @@ impl HierarchicalSelector {
             .chain(selection.alternates.iter_mut())
             .collect();
         use_originals(&self.http, &ctx.cfg, &ctx.budget, refs).await;
-        tracing::debug!(
-            peak_decode_bytes = ctx.budget.peak_bytes(),
-            "decode budget"
-        );
+        tracing::debug!(peak_decode_bytes = ctx.budget.peak_bytes(), "decode budget");
         Ok(selection)
     }
 

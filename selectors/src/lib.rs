@@ -52,5 +52,6 @@ pub use stage::{Dropped, RankedCandidate, Stage, StageReport, StageScores};
 pub use store::QdrantStore;
 pub use store::{EdgeStore, MemoryStore, PointPayload, StoreHit, StorePoint, VectorStore};
 pub use types::{
-    CandidateJudge, JudgeCandidate, JudgePick, Reference, ReferenceSource, Selection, SelectionRequest, Selector,
+    CandidateJudge, JudgeCandidate, JudgePick, Reference, ReferenceSource, Selection,
+    SelectionRequest, Selector,
 };

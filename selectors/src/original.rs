@@ -134,7 +134,10 @@ fn bound_blocking(body: Bytes, cfg: &FetchConfig) -> Result<Bounded, String> {
         );
         (small, note)
     } else {
-        (image, format!("the original ({format:?}) was re-encoded as PNG"))
+        (
+            image,
+            format!("the original ({format:?}) was re-encoded as PNG"),
+        )
     };
     let (bytes, mime) = if format == ImageFormat::Jpeg {
         (encode_jpeg(&image)?, "image/jpeg")

@@ -250,16 +250,32 @@ impl Journal {
         })
     }
 
-    /// Open an existing journal read-only (for summaries).
+    /// Open an existing journal read-only (for summaries). A journal whose process died
+    /// before it wrote its tables reads as empty.
     pub fn open_read_only(path: &Path) -> Result<Journal, BatchError> {
+        let err = |source| BatchError::Journal {
+            path: path.to_path_buf(),
+            source,
+        };
         let conn = Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|source| BatchError::Journal {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(err)?;
+        let tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('jobs', 'completions')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        let conn = if tables == 2 {
+            conn
+        } else {
+            let empty = Connection::open_in_memory().map_err(err)?;
+            empty.execute_batch(SCHEMA).map_err(err)?;
+            empty
+        };
         Ok(Journal {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),

@@ -63,6 +63,10 @@ struct ReferenceInfo<'a> {
     license: Option<&'a iat2i_retrievers::License>,
     creator: Option<&'a str>,
     engine: &'a str,
+    /// `original`, or `thumbnail` when the original could not be had.
+    source: iat2i_selectors::ReferenceSource,
+    /// Why the file is not the original as downloaded, when it is not.
+    source_note: Option<&'a str>,
 }
 
 fn reference_ext(mime: &str) -> &'static str {
@@ -90,10 +94,10 @@ fn sweep_stale(dir: &Path, reference_mime: Option<&str>) {
         let stale_ref = name.starts_with("reference.")
             && keep.as_deref() != Some(name.as_str())
             && (keep.is_none() || name != "reference.json");
-        if stale_tmp || stale_ref {
-            if let Err(e) = std::fs::remove_file(entry.path()) {
-                tracing::warn!(file = %entry.path().display(), "cannot remove a stale file: {e}");
-            }
+        if (stale_tmp || stale_ref)
+            && let Err(e) = std::fs::remove_file(entry.path())
+        {
+            tracing::warn!(file = %entry.path().display(), "cannot remove a stale file: {e}");
         }
     }
 }
@@ -124,6 +128,8 @@ impl JobOutputs {
                 license: r.candidate.license.as_ref(),
                 creator: r.candidate.creator.as_deref(),
                 engine: &r.candidate.engine,
+                source: r.source,
+                source_note: r.source_note.as_deref(),
             };
             write_json(&dir.join("reference.json"), &info)?;
         }
@@ -232,7 +238,10 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         left.sort();
-        assert_eq!(left, vec![ours.clone(), "reference.json".into(), "report.json".into()]);
+        assert_eq!(
+            left,
+            vec![ours.clone(), "reference.json".into(), "report.json".into()]
+        );
         // No reference this time: no reference file may stay behind.
         sweep_stale(d, None);
         assert!(!d.join("reference.json").exists());

@@ -311,6 +311,9 @@ mod tests {
         assert!(model.is_poisoned());
         *relock(&model) += 1;
         assert_eq!(*relock(&model), 42);
-        assert!(!model.is_poisoned(), "the poison is cleared for every later call");
+        assert!(
+            !model.is_poisoned(),
+            "the poison is cleared for every later call"
+        );
     }
 }
