@@ -92,9 +92,14 @@ impl CandidateJudge for LmmCandidateJudge {
                 .with_image(o.image.clone(), o.mime.clone());
         }
         let messages = vec![Message::system(PICK_SYSTEM), m];
-        let reply = chat_json::<WirePick>(self.lmm.as_ref(), "pick", messages)
-            .await
-            .map_err(|e| SelectError::Judge(e.to_string()))?;
+        let reply = match chat_json::<WirePick>(self.lmm.as_ref(), "pick", messages).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                // An answer that was billed and then unusable still counts.
+                self.count(&request.run_id, &e.billed());
+                return Err(SelectError::Judge(e.to_string()));
+            }
+        };
         self.count(&request.run_id, &reply.usage);
         let index = reply.value.index as usize;
         if index >= options.len() {

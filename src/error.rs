@@ -31,7 +31,10 @@ impl StageError {
     /// Whether the endpoint answered HTTP 429 (rate limit or quota) after the retries.
     pub fn is_rate_limited(&self) -> bool {
         let status = match self {
-            StageError::Lmm(LmmError::Http { source, .. }) => source.status(),
+            StageError::Lmm(e) => match e.inner() {
+                LmmError::Http { source, .. } => source.status(),
+                _ => None,
+            },
             StageError::Image(ImageError::Http { source, .. }) => source.status(),
             _ => None,
         };

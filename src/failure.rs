@@ -190,6 +190,7 @@ impl LmmError {
             }
             LmmError::Refused { .. } => ErrorClass::Safety,
             LmmError::Config(_) => ErrorClass::Internal,
+            LmmError::Billed { source, .. } => source.class(),
             _ => ErrorClass::Internal,
         }
     }

@@ -233,3 +233,80 @@ async fn n_size_negative_prompt_and_options_reach_the_request() {
     assert!(body["prompt"].as_str().unwrap().ends_with("Avoid: text"));
     assert!(body.get("seed").is_none());
 }
+
+#[tokio::test]
+async fn a_502_after_the_image_was_made_is_not_paid_for_twice() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/images/generations"))
+        .respond_with(ResponseTemplate::new(502).set_body_string("<html>502 Bad Gateway</html>"))
+        .mount(&server)
+        .await;
+    let err = images_client(&server)
+        .generate(&text_only("p"))
+        .await
+        .unwrap_err();
+    match &err {
+        ImageError::Http { source, .. } => assert!(source.was_not_retried(), "{source:?}"),
+        other => panic!("expected Http, got {other:?}"),
+    }
+    assert!(err.to_string().contains("not retried"), "{err}");
+    assert_eq!(
+        requests_to(&server, "/v1/images/generations").await.len(),
+        1,
+        "a paid generation is sent once"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limited_edit_is_retried_because_it_was_not_processed() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/images/edits"))
+        .respond_with(Sequence::new(vec![
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "0")
+                .set_body_json(
+                    serde_json::json!({"error": {"message": "Rate limit reached",
+                    "type": "requests", "code": "rate_limit_exceeded"}}),
+                ),
+            ResponseTemplate::new(200).set_body_json(fixture_json("images_green.json")),
+        ]))
+        .mount(&server)
+        .await;
+    let img = images_client(&server)
+        .generate(&GenerationRequest {
+            references: vec![reference("reference_a.png", "a Graphorn")],
+            ..GenerationRequest::new("p")
+        })
+        .await
+        .unwrap();
+    assert_image_is(&img.images[0], "images_green.json");
+    assert_eq!(requests_to(&server, "/v1/images/edits").await.len(), 2);
+}
+
+#[tokio::test]
+async fn null_and_float_usage_fields_do_not_lose_the_paid_image() {
+    let server = MockServer::start().await;
+    let mut body = fixture_json("images_red.json");
+    body["usage"] = serde_json::json!({
+        "total_tokens": 4210.0,
+        "input_tokens": null,
+        "output_tokens": 4160,
+        "input_tokens_details": {"text_tokens": null, "image_tokens": 10.0}
+    });
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(&server)
+        .await;
+    let img = images_client(&server)
+        .generate(&text_only("a red apple"))
+        .await
+        .unwrap();
+    assert_image_is(&img.images[0], "images_red.json");
+    assert_eq!(img.usage.input_tokens, 0);
+    assert_eq!(img.usage.output_tokens, 4160);
+    assert_eq!(img.usage.total_tokens, 4210);
+    assert_eq!(img.usage.input_tokens_details.unwrap().image_tokens, 10);
+    assert_eq!(img.usage.images, 1);
+}

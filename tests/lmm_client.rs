@@ -83,7 +83,7 @@ async fn prose_and_fences_around_json_are_tolerated() {
 #[tokio::test]
 async fn garbage_gets_exactly_one_retry_with_a_reminder_then_a_clear_error() {
     let (server, err) = gate_error("chat_garbage.json").await;
-    assert!(matches!(err, LmmError::NotJson { .. }), "{err:?}");
+    assert!(matches!(err.inner(), LmmError::NotJson { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
         msg.contains("did not answer with the JSON asked for"),
@@ -117,7 +117,7 @@ async fn garbage_then_json_succeeds_on_the_retry_and_counts_both_calls() {
 #[tokio::test]
 async fn a_refusal_is_retried_once_then_reported() {
     let (server, err) = gate_error("chat_refusal.json").await;
-    assert!(matches!(err, LmmError::Refused { .. }), "{err:?}");
+    assert!(matches!(err.inner(), LmmError::Refused { .. }), "{err:?}");
     assert!(err.to_string().contains("can't help with that"));
     assert_eq!(chat_requests(&server, "assessment").await.len(), 2);
 }
@@ -138,7 +138,7 @@ async fn an_error_object_inside_a_200_is_recognised_and_not_retried() {
 #[tokio::test]
 async fn finish_reason_length_is_a_truncation_error() {
     let (_server, err) = gate_error("chat_length.json").await;
-    assert!(matches!(err, LmmError::Truncated { .. }), "{err:?}");
+    assert!(matches!(err.inner(), LmmError::Truncated { .. }), "{err:?}");
     assert!(err.to_string().contains("max_tokens"));
 }
 
@@ -153,7 +153,7 @@ async fn empty_choices_are_an_error() {
         .await;
     let lmm = chat_client(&server, test_http());
     let err = lmm.chat(&ChatRequest::default()).await.unwrap_err();
-    assert!(matches!(err, LmmError::Empty { .. }), "{err:?}");
+    assert!(matches!(err.inner(), LmmError::Empty { .. }), "{err:?}");
 }
 
 #[tokio::test]
@@ -483,4 +483,17 @@ async fn another_400_is_not_taken_for_a_schema_rejection() {
     let err = assess_err(&server).await;
     assert!(err.to_string().contains("not found"), "{err}");
     assert_eq!(requests_to(&server, "/v1/chat/completions").await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_unusable_answer_and_its_failed_retry_carry_what_was_billed() {
+    let (_server, err) = gate_error("chat_garbage.json").await;
+    let billed = err.billed();
+    assert_eq!(
+        (billed.calls, billed.total_tokens),
+        (2, 2 * 1163),
+        "{err:?}"
+    );
+    assert!(matches!(err.inner(), LmmError::NotJson { .. }), "{err:?}");
+    assert_eq!(err.class(), iat2i::ErrorClass::Internal);
 }

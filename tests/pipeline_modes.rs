@@ -171,3 +171,25 @@ async fn the_builder_refuses_settings_it_would_silently_drop() {
         .build();
     assert!(ok.is_ok(), "{ok:?}");
 }
+
+#[tokio::test]
+async fn zero_selector_limits_are_refused_not_clamped() {
+    let h = Harness::start(&[], &[]).await;
+    let lmm: Arc<dyn Lmm> = Arc::new(chat_client(&h.server, test_http()));
+    let err = Pipeline::builder()
+        .lmm(lmm)
+        .generator(Arc::new(images_client(&h.server)))
+        .selector_config(
+            SelectorConfig::default()
+                .judge_top_k(0)
+                .embed_batch(0)
+                .mmr_lambda(2.0),
+        )
+        .build()
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, PipelineError::Config(_)), "{err:?}");
+    for wanted in ["judge_top_k(0)", "embed_batch(0)", "mmr_lambda(2)"] {
+        assert!(msg.contains(wanted), "{wanted}: {msg}");
+    }
+}

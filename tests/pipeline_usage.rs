@@ -117,3 +117,27 @@ async fn concurrent_runs_on_one_pipeline_each_count_only_their_own_tokens() {
         assert!(selection.judge_reason.is_some());
     }
 }
+
+#[tokio::test]
+async fn answers_billed_and_then_unusable_are_counted() {
+    // The judge answers prose twice (the call and its one retry): both answers were billed,
+    // so the report counts them although the review failed.
+    let server = MockServer::start().await;
+    mount_chat(&server, "verdict", &["chat_garbage.json"]).await;
+    mount_images_any(&server, &["images_green.json"]).await;
+    let pipeline = Pipeline::builder()
+        .lmm(Arc::new(chat_client(&server, test_http())))
+        .generator(Arc::new(images_client(&server)))
+        .gate_mode(GateMode::Never)
+        .max_rounds(1)
+        .build()
+        .unwrap();
+    let out = pipeline.run(Request::new("A red apple")).await.unwrap();
+    let u = &out.report.usage;
+    assert_eq!(chat_requests(&server, "verdict").await.len(), 2);
+    assert_eq!(u.judge.calls, 2, "{u:?}");
+    assert_eq!(u.judge.total_tokens, 2 * 1163, "{u:?}");
+    assert_eq!(u.lmm_total.total_tokens, 2 * 1163, "{u:?}");
+    let error = &out.report.errors[0].message;
+    assert!(error.contains("2326 tokens were billed"), "{error}");
+}

@@ -314,9 +314,51 @@ impl SelectorConfig {
         self.fetch = fetch;
         self
     }
+    /// What in these settings cannot be honoured as given (a zero count, a trade-off
+    /// outside 0..=1), each in words. The pipeline's builder refuses settings with
+    /// problems; [`crate::HierarchicalSelector::new`] warns and uses the nearest valid
+    /// value.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let zero = |name: &str| format!("{name}(0): at least 1 is needed");
+        if self.fetch.concurrency == 0 {
+            out.push(zero("fetch_concurrency"));
+        }
+        if self.embed_batch == 0 {
+            out.push(zero("embed_batch"));
+        }
+        if self.top_k == 0 {
+            out.push(zero("top_k"));
+        }
+        if self.judge_top_k == 0 {
+            out.push(zero("judge_top_k"));
+        }
+        if !(0.0..=1.0).contains(&self.mmr_lambda) {
+            out.push(format!(
+                "mmr_lambda({}): the trade-off is from 0 (novelty) to 1 (relevance)",
+                self.mmr_lambda
+            ));
+        }
+        out
+    }
+
+    /// These settings with every problem replaced by the nearest valid value.
+    pub(crate) fn sanitized(mut self) -> Self {
+        self.fetch.concurrency = self.fetch.concurrency.max(1);
+        self.embed_batch = self.embed_batch.max(1);
+        self.top_k = self.top_k.max(1);
+        self.judge_top_k = self.judge_top_k.max(1);
+        self.mmr_lambda = if self.mmr_lambda.is_nan() {
+            SelectorConfig::default().mmr_lambda
+        } else {
+            self.mmr_lambda.clamp(0.0, 1.0)
+        };
+        self
+    }
+
     /// Downloads in flight at once.
     pub fn fetch_concurrency(mut self, n: usize) -> Self {
-        self.fetch.concurrency = n.max(1);
+        self.fetch.concurrency = n;
         self
     }
     /// Time allowed per image.
@@ -358,7 +400,7 @@ impl SelectorConfig {
     }
     /// Images per embedding batch.
     pub fn embed_batch(mut self, n: usize) -> Self {
-        self.embed_batch = n.max(1);
+        self.embed_batch = n;
         self
     }
     /// Ranking weights.
@@ -368,17 +410,17 @@ impl SelectorConfig {
     }
     /// Distinct candidates kept by the diversity stage.
     pub fn top_k(mut self, k: usize) -> Self {
-        self.top_k = k.max(1);
+        self.top_k = k;
         self
     }
     /// MMR relevance/novelty trade-off.
     pub fn mmr_lambda(mut self, lambda: f32) -> Self {
-        self.mmr_lambda = lambda.clamp(0.0, 1.0);
+        self.mmr_lambda = lambda;
         self
     }
     /// Candidates shown to the judge.
     pub fn judge_top_k(mut self, k: usize) -> Self {
-        self.judge_top_k = k.max(1);
+        self.judge_top_k = k;
         self
     }
     /// The Qdrant collection name for the server store.
@@ -402,5 +444,30 @@ impl SelectorConfig {
             },
             other => other.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_limits_are_named_and_a_selector_uses_the_nearest_valid_value() {
+        let cfg = SelectorConfig::default()
+            .top_k(0)
+            .judge_top_k(0)
+            .fetch_concurrency(0)
+            .mmr_lambda(f32::NAN);
+        let problems = cfg.problems();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems.iter().any(|p| p.starts_with("judge_top_k(0)")));
+        let fixed = cfg.sanitized();
+        assert!(fixed.problems().is_empty());
+        assert_eq!(
+            (fixed.top_k, fixed.judge_top_k, fixed.fetch.concurrency),
+            (1, 1, 1)
+        );
+        assert_eq!(fixed.mmr_lambda, SelectorConfig::default().mmr_lambda);
+        assert!(SelectorConfig::default().problems().is_empty());
     }
 }

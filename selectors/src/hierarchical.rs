@@ -46,9 +46,12 @@ impl std::fmt::Debug for HierarchicalSelector {
 impl HierarchicalSelector {
     /// A selector that downloads through `http` and follows `config`.
     pub fn new(http: HttpClient, config: SelectorConfig) -> Self {
+        for problem in config.problems() {
+            tracing::warn!("selector setting {problem}; using the nearest valid value");
+        }
         HierarchicalSelector {
             http,
-            config,
+            config: config.sanitized(),
             judge: None,
             embedder: Arc::default(),
             store: Arc::default(),

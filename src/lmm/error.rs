@@ -75,6 +75,17 @@ pub enum LmmError {
     /// Any other failure (for custom implementations).
     #[error("{0}")]
     Other(String),
+    /// The call failed after the model had answered and been paid for (an answer that was
+    /// not the JSON asked for, then a retry that failed too): `usage` is what was billed,
+    /// so that reports and budgets count it.
+    #[error("{source} ({} tokens were billed for the unusable answers)", .usage.total_tokens)]
+    Billed {
+        /// The tokens of the answers that could not be used.
+        usage: super::Usage,
+        /// The failure.
+        #[source]
+        source: Box<LmmError>,
+    },
 }
 
 fn code_suffix(code: &Option<String>) -> String {
@@ -101,5 +112,40 @@ impl LmmError {
     /// Whether asking again with a reminder may help (a refusal or a non-JSON answer).
     pub fn is_retryable_reply(&self) -> bool {
         matches!(self, LmmError::Refused { .. } | LmmError::NotJson { .. })
+    }
+
+    /// The tokens billed for answers this failure made useless (zero for a call that
+    /// never got an answer).
+    pub fn billed(&self) -> super::Usage {
+        match self {
+            LmmError::Billed { usage, .. } => *usage,
+            _ => super::Usage::default(),
+        }
+    }
+
+    /// The failure itself, looking through [`LmmError::Billed`].
+    pub fn inner(&self) -> &LmmError {
+        match self {
+            LmmError::Billed { source, .. } => source.inner(),
+            other => other,
+        }
+    }
+
+    /// This failure, carrying `usage` as billed when there was any.
+    pub(crate) fn with_billed(self, usage: super::Usage) -> LmmError {
+        if usage.total_tokens == 0 && usage.prompt_tokens == 0 && usage.completion_tokens == 0 {
+            return self;
+        }
+        match self {
+            LmmError::Billed { usage: u, source } => {
+                let mut all = usage;
+                all.add(&u);
+                LmmError::Billed { usage: all, source }
+            }
+            other => LmmError::Billed {
+                usage,
+                source: Box::new(other),
+            },
+        }
     }
 }

@@ -217,14 +217,15 @@ pub async fn chat_json<T: DeserializeOwned + JsonSchema>(
         "Your previous answer could not be used ({first}). Answer again with only one JSON \
          object, no prose and no code fences, following this JSON schema: {schema_text}"
     )));
-    let resp = lmm.chat(&request).await?;
+    // From here on, a failure carries what the unusable answers cost.
+    let resp = lmm.chat(&request).await.map_err(|e| e.with_billed(usage))?;
     usage.add(&resp.usage);
     for note in resp.degraded {
         if !degraded.contains(&note) {
             degraded.push(note);
         }
     }
-    let value = parse_reply::<T>(lmm, &resp.content)?;
+    let value = parse_reply::<T>(lmm, &resp.content).map_err(|e| e.with_billed(usage))?;
     Ok(JsonReply {
         value,
         usage,

@@ -301,10 +301,21 @@ impl PipelineBuilder {
         if self.max_rounds == Some(0) {
             problems.push("max_rounds(0): a run needs at least one round");
         }
+        let selector_problems: Vec<String> = self
+            .selector_config
+            .as_ref()
+            .map(|c| c.problems())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| format!("selector_config: {p}"))
+            .collect();
+        let mut problems: Vec<String> = problems.into_iter().map(String::from).collect();
+        problems.extend(selector_problems);
         if self.require_reference && self.gate_mode == GateMode::Never {
             problems.push(
                 "require_reference(true) with GateMode::Never: that mode never searches for a \
-                 reference",
+                 reference"
+                    .to_string(),
             );
         }
         match problems.is_empty() {

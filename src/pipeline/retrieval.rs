@@ -22,10 +22,20 @@ impl Pipeline {
             ));
         };
         self.events.emit(PipelineEvent::GateStarted);
-        let reply = gate
+        let reply = match gate
             .assess(&st.prompt, st.edit_image.is_some())
             .instrument(tracing::info_span!("iat2i.gate"))
-            .await?;
+            .await
+        {
+            Ok(reply) => reply,
+            Err(e) => {
+                // An answer that was billed and then unusable still counts.
+                let billed = e.billed();
+                st.report.usage.gate.add(&billed);
+                st.spent(PaidCall::Gate, billed, Default::default());
+                return Err(e.into());
+            }
+        };
         st.report.usage.gate.add(&reply.usage);
         st.spent(PaidCall::Gate, reply.usage, Default::default());
         st.report.assessment = Some(reply.value.clone());

@@ -224,6 +224,10 @@ impl Pipeline {
                 Some(verdict)
             }
             Err(e) => {
+                // An answer that was billed and then unusable still counts.
+                let billed = e.billed();
+                st.report.usage.judge.add(&billed);
+                st.spent(PaidCall::Judge, billed, Default::default());
                 let msg = e.to_string();
                 st.record_error(self, StageName::Judge, Some(n), msg.clone());
                 st.classify_last(e.class());
