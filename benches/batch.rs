@@ -1,6 +1,7 @@
 //! Batch throughput and overhead against local mock models with fixed latencies (chat
 //! 300 ms, image 2 s), at concurrency 8, for 50 and 200 jobs; each size runs in its own
-//! process so its peak memory (VmHWM) is its own. `make bench-batch` runs it (release).
+//! process so its peak memory (VmHWM) is its own, and the mock models run in a process
+//! of their own so that their memory is not charged to the batch. `make bench-batch` runs it (release).
 //!
 //! Prints: wall time, throughput against the ideal (sum of the mock latencies divided by
 //! the concurrency) and against the whole-job bound (ceil(jobs / concurrency) job times:
@@ -22,6 +23,16 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const CHAT_MS: u64 = 300;
 const IMAGE_MS: u64 = 2000;
+
+/// `BATCH_BENCH_LATENCY_SCALE=0.05` shrinks the mock latencies (quick memory checks).
+fn scaled(ms: u64) -> u64 {
+    let scale: f64 = std::env::var("BATCH_BENCH_LATENCY_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|s: &f64| *s > 0.0)
+        .unwrap_or(1.0);
+    ((ms as f64) * scale).round() as u64
+}
 const CONCURRENCY: usize = 8;
 
 fn fixture(name: &str) -> serde_json::Value {
@@ -32,8 +43,6 @@ fn fixture(name: &str) -> serde_json::Value {
 }
 
 async fn mock() -> MockServer {
-    // The mock runs in the measured process: keeping every request it saw would grow with
-    // the number of jobs and be charged to the batch's memory.
     let server = MockServer::builder()
         .disable_request_recording()
         .start()
@@ -46,7 +55,7 @@ async fn mock() -> MockServer {
         .respond_with(
             ResponseTemplate::new(200)
                 .set_body_json(fixture("verdict_aligned.json"))
-                .set_delay(Duration::from_millis(CHAT_MS)),
+                .set_delay(Duration::from_millis(scaled(CHAT_MS))),
         )
         .mount(&server)
         .await;
@@ -55,7 +64,7 @@ async fn mock() -> MockServer {
         .respond_with(
             ResponseTemplate::new(200)
                 .set_body_json(fixture("images_red.json"))
-                .set_delay(Duration::from_millis(IMAGE_MS)),
+                .set_delay(Duration::from_millis(scaled(IMAGE_MS))),
         )
         .mount(&server)
         .await;
@@ -74,9 +83,56 @@ fn peak_rss_kib() -> u64 {
 }
 
 /// One size, in this process; prints one JSON line.
-async fn run_size(jobs: usize) {
+/// The mock models, in a child process of their own: wiremock keeps every request it
+/// matched, which would otherwise grow with the number of jobs and be charged to the batch.
+struct MockProcess {
+    child: std::process::Child,
+    uri: String,
+}
+
+impl MockProcess {
+    fn start() -> MockProcess {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().expect("own path");
+        let mut child = Command::new(exe)
+            .arg("--mock")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("mock process");
+        let mut line = String::new();
+        let out = child.stdout.take().expect("mock stdout");
+        std::io::BufReader::new(out)
+            .read_line(&mut line)
+            .expect("mock address");
+        MockProcess {
+            child,
+            uri: line.trim().to_string(),
+        }
+    }
+}
+
+impl Drop for MockProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `--mock`: serve the mock models until stdin closes (the bench process ended).
+async fn serve_mock() {
     let server = mock().await;
-    let base = format!("{}/v1", server.uri());
+    println!("{}", server.uri());
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut sink = String::new();
+        let _ = std::io::stdin().read_line(&mut sink);
+    })
+    .await;
+}
+
+async fn run_size(jobs: usize) {
+    let server = MockProcess::start();
+    let base = format!("{}/v1", server.uri);
     let http = HttpClient::builder()
         .allow_host("127.0.0.1")
         .per_host_per_second(0)
@@ -124,6 +180,8 @@ async fn run_size(jobs: usize) {
     let t = Instant::now();
     let outcome = runner.run(plan.to_run).await.expect("run");
     let wall = t.elapsed().as_secs_f64();
+    // The batch's own peak, before this harness reads the outputs back.
+    let peak_kib = peak_rss_kib();
     assert_eq!(outcome.done, jobs, "every job done");
     // Overhead: a job's time in the journal minus the pipeline's own time (report).
     let mut overhead_ms = 0.0;
@@ -138,7 +196,7 @@ async fn run_size(jobs: usize) {
         overhead_ms += d - pipeline_ms;
         job_ms += d;
     }
-    let job_s = (CHAT_MS + IMAGE_MS) as f64 / 1000.0;
+    let job_s = (scaled(CHAT_MS) + scaled(IMAGE_MS)) as f64 / 1000.0;
     let ideal = jobs as f64 * job_s / CONCURRENCY as f64;
     // Jobs are whole: n jobs at concurrency c cannot finish before ceil(n/c) job times.
     let waves = jobs.div_ceil(CONCURRENCY) as f64 * job_s;
@@ -148,7 +206,7 @@ async fn run_size(jobs: usize) {
             "jobs": jobs, "wall_s": wall, "ideal_s": ideal, "waves_s": waves,
             "overhead_ms_per_job": overhead_ms / jobs as f64,
             "job_ms": job_ms / jobs as f64,
-            "peak_rss_mib": peak_rss_kib() as f64 / 1024.0,
+            "peak_rss_mib": peak_kib as f64 / 1024.0,
         })
     );
 }
@@ -162,6 +220,11 @@ fn main() {
             .expect("--size N");
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         rt.block_on(run_size(n));
+        return;
+    }
+    if args.iter().any(|a| a == "--mock") {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(serve_mock());
         return;
     }
     if args.iter().any(|a| a == "--list") {
