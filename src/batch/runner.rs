@@ -317,8 +317,8 @@ impl Runner {
                     state: JobState::Failed,
                     class: Some(ErrorClass::Timeout),
                     message: format!(
-                        "abandoned: still running {:?} after its --job-timeout (a call in flight did not return; it may have been billed)",
-                        self.config.job_grace
+                        "abandoned {} s after its --job-timeout: a call in flight did not return (it may have been billed)",
+                        self.config.job_grace.as_secs_f32()
                     ),
                 };
                 tracing::warn!(job = %job.id, "{}", end.message);
