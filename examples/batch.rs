@@ -230,6 +230,12 @@ fn summary(out: &Path, mut journals: Vec<PathBuf>) -> Result<ExitStatus> {
         "{} jobs {:?}; {} images, estimated {:.2} USD",
         s.jobs, s.by_state, s.images, s.cost_usd
     );
+    if s.interrupted_paid_calls > 0 {
+        eprintln!(
+            "batch: {} paid call(s) were in flight when a process died: they may have been billed and are not in the estimate",
+            s.interrupted_paid_calls
+        );
+    }
     println!("summary: {}", out.join("summary.json").display());
     println!("contact sheet: {}", out.join("index.html").display());
     Ok(ExitStatus::AllDone)

@@ -262,3 +262,55 @@ async fn dry_run_counts_jobs_and_calls_no_model() {
     assert!(text.contains("no model was called"), "{text}");
     assert!(server.received_requests().await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_call_in_flight_at_a_sigkill_is_reported_after_the_restart() {
+    let server = slow_server(10, 3000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let manifest = write_manifest(dir.path(), 1);
+    let mut child = command(&server, &out)
+        .arg(&manifest)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it while its image request is at the server, unanswered.
+    let mut waited = 0;
+    while requests_to(&server, "/v1/images/generations")
+        .await
+        .is_empty()
+        && waited < 200
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    assert_eq!(
+        requests_to(&server, "/v1/images/generations").await.len(),
+        1
+    );
+    child.kill().unwrap(); // SIGKILL
+    let _ = child.wait();
+
+    let again = command(&server, &out)
+        .args(["--concurrency", "1"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(0), "{}", shown(&again));
+    let text = shown(&again);
+    assert!(
+        text.contains("1 paid call(s) of this job were in flight when an earlier process died"),
+        "{text}"
+    );
+    let rows = Journal::open_read_only(&out.join("journal.sqlite"))
+        .unwrap()
+        .rows()
+        .unwrap();
+    assert_eq!(rows[0].state, JobState::Done);
+    assert_eq!(rows[0].interrupted_calls, 1);
+    let summary = iat2i::batch::write_summary(&[out.join("journal.sqlite")], &out).unwrap();
+    assert_eq!(summary.interrupted_paid_calls, 1);
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("in flight when a process died"), "{html}");
+}

@@ -141,3 +141,60 @@ async fn answers_billed_and_then_unusable_are_counted() {
     let error = &out.report.errors[0].message;
     assert!(error.contains("2326 tokens were billed"), "{error}");
 }
+
+/// Adds up the chat tokens each kind of paid call reports to the guard.
+#[derive(Default)]
+struct Tally(std::sync::Mutex<Vec<(iat2i::PaidCall, u64)>>);
+
+impl iat2i::RunGuard for Tally {
+    fn before_call(&self, _: iat2i::PaidCall) -> Result<(), iat2i::Halt> {
+        Ok(())
+    }
+    fn after_call(&self, call: iat2i::PaidCall, usage: &iat2i::guard::CallUsage) {
+        self.0.lock().unwrap().push((call, usage.chat.total_tokens));
+    }
+}
+
+#[tokio::test]
+async fn the_candidate_judges_tokens_reach_the_guard() {
+    let server = MockServer::start().await;
+    mount_chat(&server, "assessment", &["gate_needs_reference.json"]).await;
+    mount_chat(&server, "verdict", &["verdict_aligned.json"]).await;
+    mount_chat(&server, "pick", &["chat_pick.json"]).await;
+    mount_images_any(&server, &["images_green.json"]).await;
+    let web = web().await;
+    let selector = SelectorConfig::default()
+        .embedder(Arc::new(MeanColour))
+        .store(StoreChoice::Memory);
+    let pipeline = Pipeline::builder()
+        .lmm(Arc::new(chat_client(&server, test_http())))
+        .generator(Arc::new(images_client(&server)))
+        .engines(vec![Arc::new(TwoPictures(web.uri()))])
+        .http(test_http())
+        .selector_config(selector)
+        .build()
+        .unwrap();
+    let tally = Arc::new(Tally::default());
+    let options = iat2i::pipeline::RunOptions {
+        guard: Some(tally.clone()),
+        ..Default::default()
+    };
+    let out = pipeline
+        .run_with(Request::new("A Graphorn at dusk"), options)
+        .await
+        .unwrap();
+    let calls = tally.0.lock().unwrap().clone();
+    let of = |kind: iat2i::PaidCall| -> u64 {
+        calls
+            .iter()
+            .filter(|(c, _)| *c == kind)
+            .map(|(_, t)| t)
+            .sum()
+    };
+    assert_eq!(of(iat2i::PaidCall::Select), 1163, "{calls:?}");
+    let reported: u64 = calls.iter().map(|(_, t)| t).sum();
+    assert_eq!(
+        reported, out.report.usage.lmm_total.total_tokens,
+        "{calls:?}"
+    );
+}

@@ -116,17 +116,27 @@ impl DecodeBudget {
     }
 }
 
-/// Bytes decoding `body` allocates: the decoder's output buffer (from the header alone), and
-/// as much again for the conversions that follow. Headers the decoder refuses are refused here.
-fn decode_need(body: &[u8], cfg: &FetchConfig) -> Result<u64, String> {
-    let format = sniff(body, None)?;
+/// A reader of `body` as `format` that refuses, from the header alone, sizes and
+/// allocations over the configured limits.
+fn limited_reader<'a>(
+    body: &'a [u8],
+    format: ImageFormat,
+    cfg: &FetchConfig,
+) -> ImageReader<Cursor<&'a [u8]>> {
     let mut limits = Limits::default();
     limits.max_image_width = Some(cfg.max_dimension);
     limits.max_image_height = Some(cfg.max_dimension);
     limits.max_alloc = Some(cfg.max_alloc);
     let mut reader = ImageReader::with_format(Cursor::new(body), format);
     reader.limits(limits);
-    let decoder = reader
+    reader
+}
+
+/// Bytes decoding `body` allocates: the decoder's output buffer (from the header alone), and
+/// as much again for the conversions that follow. Headers the decoder refuses are refused here.
+fn decode_need(body: &[u8], cfg: &FetchConfig) -> Result<u64, String> {
+    let format = sniff(body, None)?;
+    let decoder = limited_reader(body, format, cfg)
         .into_decoder()
         .map_err(|e| format!("refused {format:?}: {e}"))?;
     Ok(decoder.total_bytes().saturating_mul(2))
@@ -384,13 +394,7 @@ pub(crate) fn decode(
     format: ImageFormat,
     cfg: &FetchConfig,
 ) -> Result<DynamicImage, String> {
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(cfg.max_dimension);
-    limits.max_image_height = Some(cfg.max_dimension);
-    limits.max_alloc = Some(cfg.max_alloc);
-    let mut reader = ImageReader::with_format(Cursor::new(body), format);
-    reader.limits(limits);
-    let mut decoder = reader
+    let mut decoder = limited_reader(body, format, cfg)
         .into_decoder()
         .map_err(|e| format!("refused {format:?}: {e}"))?;
     let orientation = decoder.orientation().ok();

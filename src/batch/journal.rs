@@ -86,6 +86,9 @@ pub struct JobRow {
     pub output_dir: Option<String>,
     /// Per-engine search counts (`{"engine": [runs, failed]}`) as JSON.
     pub engines: Option<String>,
+    /// Paid calls that were in flight when an earlier process running this job died: they
+    /// may have been billed, and their cost is in no total.
+    pub interrupted_calls: i64,
 }
 
 /// What a job's finished run records.
@@ -134,6 +137,8 @@ pub struct Plan {
 pub struct Journal {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Written by a version without the `interrupted_calls` column (read-only opens).
+    legacy: bool,
     /// `<journal>.lock`, locked exclusively for as long as a writer has the journal open,
     /// so that a second process on the same journal cannot take up the first one's
     /// running jobs (and pay for them again). The OS releases it when the process dies.
@@ -166,7 +171,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     cost_usd REAL NOT NULL DEFAULT 0,
     output_dir TEXT,
     engines TEXT,
-    metadata TEXT
+    metadata TEXT,
+    in_flight INTEGER NOT NULL DEFAULT 0,
+    interrupted_calls INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS completions (
     job_id TEXT NOT NULL,
@@ -180,6 +187,22 @@ fn now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// Add the columns a journal written by an earlier version lacks.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('jobs')")?;
+    let columns: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for column in ["in_flight", "interrupted_calls"] {
+        if !columns.iter().any(|c| c == column) {
+            conn.execute_batch(&format!(
+                "ALTER TABLE jobs ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
+            ))?;
+        }
+    }
+    Ok(())
 }
 
 /// Take `<journal>.lock` exclusively, writing our pid into it for the message of the
@@ -243,9 +266,11 @@ impl Journal {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        migrate(&conn).map_err(err)?;
         Ok(Journal {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
+            legacy: false,
             _lock: Some(lock),
         })
     }
@@ -276,9 +301,18 @@ impl Journal {
             empty.execute_batch(SCHEMA).map_err(err)?;
             empty
         };
+        let legacy = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('jobs') WHERE name = 'interrupted_calls'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(err)?
+            == 0;
         Ok(Journal {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
+            legacy,
             _lock: None,
         })
     }
@@ -368,7 +402,8 @@ impl Journal {
                         "INSERT INTO jobs (id, line, prompt, fingerprint, state, output_dir, metadata, finished_at)
                          VALUES (?1, ?2, ?3, ?4, 'done', ?5, ?6, ?7)
                          ON CONFLICT(id) DO UPDATE SET line = ?2, prompt = ?3, fingerprint = ?4,
-                           state = 'done', output_dir = ?5, metadata = ?6, finished_at = ?7",
+                           state = 'done', output_dir = ?5, metadata = ?6, finished_at = ?7,
+                           interrupted_calls = interrupted_calls + in_flight, in_flight = 0",
                         params![job.id, job.line as i64, job.prompt, fp, dir, metadata, now()],
                     )?;
                     tx.execute(
@@ -382,7 +417,8 @@ impl Journal {
                     "INSERT INTO jobs (id, line, prompt, fingerprint, state, metadata)
                      VALUES (?1, ?2, ?3, ?4, 'pending', ?5)
                      ON CONFLICT(id) DO UPDATE SET line = ?2, prompt = ?3, fingerprint = ?4,
-                       state = 'pending', metadata = ?5",
+                       state = 'pending', metadata = ?5,
+                       interrupted_calls = interrupted_calls + in_flight, in_flight = 0",
                     params![job.id, job.line as i64, job.prompt, fp, metadata],
                 )?;
                 plan.to_run.push(job.clone());
@@ -392,15 +428,22 @@ impl Journal {
         })
     }
 
-    /// Mark a job running and count the attempt.
-    pub fn start(&self, id: &str) -> Result<(), BatchError> {
+    /// Mark a job running and count the attempt; returns how many of its paid calls were
+    /// in flight when an earlier process died (see [`JobRow::interrupted_calls`]).
+    pub fn start(&self, id: &str) -> Result<i64, BatchError> {
         self.with(|c| {
             c.execute(
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?2,
                    error_class = NULL, error_message = NULL WHERE id = ?1",
                 params![id, now()],
+            )?;
+            c.query_row(
+                "SELECT interrupted_calls FROM jobs WHERE id = ?1",
+                [id],
+                |r| r.get(0),
             )
-            .map(|_| ())
+            .optional()
+            .map(Option::unwrap_or_default)
         })
     }
 
@@ -414,7 +457,7 @@ impl Journal {
                    finished_at = ?6, duration_ms = ?7, chat_tokens = chat_tokens + ?8,
                    image_tokens = image_tokens + ?9, images = images + ?10,
                    cost_usd = cost_usd + ?11, output_dir = COALESCE(?12, output_dir),
-                   engines = COALESCE(?13, engines)
+                   engines = COALESCE(?13, engines), in_flight = 0
                  WHERE id = ?1",
                 params![
                     id,
@@ -457,15 +500,43 @@ impl Journal {
         })
     }
 
+    /// A paid call of job `id` starts: if the process dies before [`Journal::call_ended`],
+    /// the next run counts it in the job's `interrupted_calls` (it may have been billed).
+    pub fn call_started(&self, id: &str) -> Result<(), BatchError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE jobs SET in_flight = in_flight + 1 WHERE id = ?1",
+                [id],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// A paid call of job `id` returned (whatever its outcome).
+    pub fn call_ended(&self, id: &str) -> Result<(), BatchError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE jobs SET in_flight = MAX(in_flight - 1, 0) WHERE id = ?1",
+                [id],
+            )
+            .map(|_| ())
+        })
+    }
+
     /// Every row, by manifest line.
     pub fn rows(&self) -> Result<Vec<JobRow>, BatchError> {
+        let interrupted = if self.legacy {
+            "0"
+        } else {
+            "interrupted_calls"
+        };
         self.with(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare(&format!(
                 "SELECT id, line, prompt, fingerprint, state, attempts, error_class, error_message,
                         stop_kind, duration_ms, chat_tokens, image_tokens, images, cost_usd,
-                        output_dir, engines
-                 FROM jobs ORDER BY line, id",
-            )?;
+                        output_dir, engines, {interrupted}
+                 FROM jobs ORDER BY line, id"
+            ))?;
             let rows = stmt.query_map([], |r| {
                 Ok(JobRow {
                     id: r.get(0)?,
@@ -484,6 +555,7 @@ impl Journal {
                     cost_usd: r.get(13)?,
                     output_dir: r.get(14)?,
                     engines: r.get(15)?,
+                    interrupted_calls: r.get(16)?,
                 })
             })?;
             rows.collect()

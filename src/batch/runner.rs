@@ -20,7 +20,7 @@ use super::manifest::{Job, hex};
 use super::output::JobOutputs;
 use crate::error::PipelineError;
 use crate::failure::ErrorClass;
-use crate::guard::{Halt, HaltKind, StopReason};
+use crate::guard::{CallUsage, Halt, HaltKind, PaidCall, RunGuard, StopReason};
 use crate::pipeline::{Pipeline, Request, RunOptions};
 use crate::report::Report;
 
@@ -276,7 +276,14 @@ impl Runner {
         }
         let started = Instant::now();
         let fp = fingerprint(&job, &self.pipeline);
-        self.journal.start(&job.id)?;
+        let interrupted = self.journal.start(&job.id)?;
+        if interrupted > 0 {
+            tracing::warn!(
+                job = %job.id,
+                "{interrupted} paid call(s) of this job were in flight when an earlier process \
+                 died; they may have been billed, and their cost is in no total"
+            );
+        }
         self.emit(BatchEvent::JobStarted { id: job.id.clone() });
         let mut request = Request::new(job.prompt.clone());
         if let Some(path) = &job.edit_image {
@@ -301,8 +308,13 @@ impl Runner {
                 self.budget.clone(),
                 self.config.job_timeout.map(|t| Instant::now() + t),
             ));
+            let journaled: Arc<dyn RunGuard> = Arc::new(JournalGuard {
+                budget: guard.clone(),
+                journal: self.journal.clone(),
+                id: job.id.clone(),
+            });
             let options = RunOptions {
-                guard: Some(guard.clone()),
+                guard: Some(journaled),
                 gate_mode: job.gate_mode,
                 max_rounds: job.max_rounds,
             };
@@ -424,6 +436,32 @@ impl Runner {
             total_cost_usd: self.budget.spent.cost(),
         });
         Ok(end)
+    }
+}
+
+/// A job's guard as its pipeline run sees it: the budget, plus a mark in the journal while
+/// a paid call is in flight, so that a process killed during one leaves a trace (the next
+/// run counts it in the job's `interrupted_calls`: it may have been billed).
+struct JournalGuard {
+    budget: Arc<BudgetGuard>,
+    journal: Arc<Journal>,
+    id: String,
+}
+
+impl RunGuard for JournalGuard {
+    fn before_call(&self, call: PaidCall) -> Result<(), Halt> {
+        self.budget.before_call(call)?;
+        if let Err(e) = self.journal.call_started(&self.id) {
+            tracing::warn!(job = %self.id, "cannot mark a paid call in the journal: {e}");
+        }
+        Ok(())
+    }
+
+    fn after_call(&self, call: PaidCall, usage: &CallUsage) {
+        if let Err(e) = self.journal.call_ended(&self.id) {
+            tracing::warn!(job = %self.id, "cannot mark a paid call in the journal: {e}");
+        }
+        self.budget.after_call(call, usage);
     }
 }
 

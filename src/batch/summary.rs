@@ -40,6 +40,9 @@ pub struct Summary {
     pub duration_p95_ms: Option<i64>,
     /// Per search engine: how many searches ran and how many failed or were blocked.
     pub engines: BTreeMap<String, EngineCount>,
+    /// Paid calls that were in flight when a process died (SIGKILL, power loss): they may
+    /// have been billed, and their cost is not in `cost_usd`.
+    pub interrupted_paid_calls: i64,
 }
 
 /// One engine's searches.
@@ -73,6 +76,7 @@ pub fn summarize(journals: &[PathBuf]) -> Result<(Summary, Vec<(PathBuf, JobRow)
             s.image_tokens += row.image_tokens;
             s.images += row.images;
             s.cost_usd += row.cost_usd;
+            s.interrupted_paid_calls += row.interrupted_calls;
             if row.state == JobState::Done
                 && let Some(d) = row.duration_ms
             {
@@ -120,6 +124,7 @@ struct Card {
     rounds: usize,
     scores: Vec<String>,
     stop_reason: Option<String>,
+    interrupted_calls: i64,
 }
 
 const TEMPLATE: &str = r#"<!doctype html>
@@ -140,7 +145,9 @@ body{font-family:system-ui,sans-serif;margin:1rem;background:#fafafa}
 <p>{{ summary.jobs }} jobs:
 {% for state, n in summary.by_state|items %}{{ n }} {{ state }}{% if not loop.last %}, {% endif %}{% endfor %}.
 Images {{ summary.images }}, tokens {{ summary.chat_tokens + summary.image_tokens }},
-estimated cost {{ cost }} USD.</p>
+estimated cost {{ cost }} USD.{% if summary.interrupted_paid_calls %}
+<strong>{{ summary.interrupted_paid_calls }} paid call(s) were in flight when a process died:
+they may have been billed and are not in the cost.</strong>{% endif %}</p>
 <div class="grid">
 {% for c in cards %}<div class="card" id="job-{{ c.id }}">
 <div><span class="state {{ c.state }}">{{ c.state }}</span> <code>{{ c.id }}</code></div>
@@ -153,6 +160,7 @@ estimated cost {{ cost }} USD.</p>
 {% if c.creator %}<br>by {{ c.creator }}{% endif %}</div></div>{% endif %}
 <p>rounds: {{ c.rounds }}{% if c.scores %}; scores: {{ c.scores|join(", ") }}{% endif %}</p>
 {% if c.stop_reason %}<p>{{ c.stop_reason }}</p>{% endif %}
+{% if c.interrupted_calls %}<p class="failed">{{ c.interrupted_calls }} paid call(s) in flight when an earlier process died (may have been billed)</p>{% endif %}
 {% if c.error %}<p class="failed">{{ c.error }}</p>{% endif %}
 </div>
 {% endfor %}</div></body></html>
@@ -220,6 +228,7 @@ fn card(dir: &Path, row: &JobRow, out: &Path) -> Card {
         prompt: row.prompt.clone(),
         state: row.state.as_str().to_string(),
         error: row.error_message.clone(),
+        interrupted_calls: row.interrupted_calls,
         ..Card::default()
     };
     let Some(sub) = &row.output_dir else {

@@ -119,10 +119,20 @@ impl Pipeline {
             self.lost_reference(st, StageName::Search, cause, &why);
             record.error = Some(why);
             st.report.retrievals.push(record);
+            st.spent(PaidCall::Select, Default::default(), Default::default());
             return;
         }
         self.select(st, &mut record, found.candidates).await;
         st.report.retrievals.push(record);
+        // The candidate judge's tokens of this selection: into the report now (not only when
+        // the run ends) and to the guard, so budgets count them.
+        let judged = self
+            .candidate_judge
+            .as_ref()
+            .map(|cj| cj.take_usage(&st.report.run_id))
+            .unwrap_or_default();
+        st.report.usage.candidate_judge.add(&judged);
+        st.spent(PaidCall::Select, judged, Default::default());
     }
 
     async fn select(

@@ -280,7 +280,8 @@ impl RunState {
     fn close(&mut self, p: &Pipeline, stop_reason: String) {
         self.report.stop_reason = stop_reason.clone();
         if let Some(cj) = &p.candidate_judge {
-            self.report.usage.candidate_judge = cj.take_usage(&self.report.run_id);
+            let rest = cj.take_usage(&self.report.run_id);
+            self.report.usage.candidate_judge.add(&rest);
         }
         let u = &mut self.report.usage;
         let mut total = u.gate;
