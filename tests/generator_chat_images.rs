@@ -188,3 +188,39 @@ async fn an_image_that_is_not_a_data_url_is_refused_as_no_image() {
         .unwrap_err();
     assert!(err.to_string().contains("not a data URL"), "{err}");
 }
+
+#[tokio::test]
+async fn a_second_call_failing_keeps_the_first_paid_image_with_a_note() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(CHAT))
+        .respond_with(Sequence::new(vec![
+            ResponseTemplate::new(200).set_body_json(gen_json("chat_images_image.json")),
+            ResponseTemplate::new(400).set_body_json(serde_json::json!({
+                "error": {"message": "Provider returned error", "code": 400}
+            })),
+        ]))
+        .mount(&server)
+        .await;
+    let mut request = GenerationRequest::new("A Graphorn at dusk");
+    request.n = 3;
+    let out = chat_images_client(&server)
+        .generate(&request)
+        .await
+        .expect("the first image was paid for and is kept");
+    assert_eq!(out.images.len(), 1);
+    assert_eq!(out.images[0].bytes, gen_bytes("orange.png"));
+    assert_eq!(out.usage.images, 1);
+    assert!(
+        out.notes
+            .iter()
+            .any(|n| n.contains("image call 2 of 3 failed")),
+        "{:?}",
+        out.notes
+    );
+    assert_eq!(
+        requests_to(&server, CHAT).await.len(),
+        2,
+        "no call after the failure"
+    );
+}

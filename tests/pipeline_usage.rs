@@ -77,8 +77,9 @@ async fn web() -> MockServer {
     web
 }
 
-#[tokio::test]
-async fn concurrent_runs_on_one_pipeline_each_count_only_their_own_tokens() {
+/// A pipeline whose gate asks for a reference, whose selector runs for real on the two
+/// pictures (with its LMM candidate judge), and whose judge accepts; with its servers.
+async fn selecting_pipeline() -> (MockServer, MockServer, Pipeline) {
     let server = MockServer::start().await;
     mount_chat(&server, "assessment", &["gate_needs_reference.json"]).await;
     mount_chat(&server, "verdict", &["verdict_aligned.json"]).await;
@@ -96,6 +97,12 @@ async fn concurrent_runs_on_one_pipeline_each_count_only_their_own_tokens() {
         .selector_config(selector)
         .build()
         .unwrap();
+    (server, web, pipeline)
+}
+
+#[tokio::test]
+async fn concurrent_runs_on_one_pipeline_each_count_only_their_own_tokens() {
+    let (server, _web, pipeline) = selecting_pipeline().await;
 
     let (a, b) = tokio::join!(
         pipeline.run(Request::new("A Graphorn at dusk")),
@@ -157,23 +164,7 @@ impl iat2i::RunGuard for Tally {
 
 #[tokio::test]
 async fn the_candidate_judges_tokens_reach_the_guard() {
-    let server = MockServer::start().await;
-    mount_chat(&server, "assessment", &["gate_needs_reference.json"]).await;
-    mount_chat(&server, "verdict", &["verdict_aligned.json"]).await;
-    mount_chat(&server, "pick", &["chat_pick.json"]).await;
-    mount_images_any(&server, &["images_green.json"]).await;
-    let web = web().await;
-    let selector = SelectorConfig::default()
-        .embedder(Arc::new(MeanColour))
-        .store(StoreChoice::Memory);
-    let pipeline = Pipeline::builder()
-        .lmm(Arc::new(chat_client(&server, test_http())))
-        .generator(Arc::new(images_client(&server)))
-        .engines(vec![Arc::new(TwoPictures(web.uri()))])
-        .http(test_http())
-        .selector_config(selector)
-        .build()
-        .unwrap();
+    let (_server, _web, pipeline) = selecting_pipeline().await;
     let tally = Arc::new(Tally::default());
     let options = iat2i::pipeline::RunOptions {
         guard: Some(tally.clone()),

@@ -11,9 +11,10 @@ use serde_json::{Value, json};
 use tracing::Instrument;
 use url::Url;
 
+use super::calls::{CallReply, gather};
 use super::{
-    GeneratedImage, Generation, GenerationRequest, Generator, ImageError, ImageSize, ImageUsage,
-    ReferenceLimits, RefusalKind, compose_prompt, fit_request, sniff_mime,
+    Generation, GenerationRequest, Generator, ImageError, ImageSize, ImageUsage, ReferenceLimits,
+    RefusalKind, compose_prompt, fit_request, sniff_mime,
 };
 use crate::lmm::openai_support::{api_error, endpoint, parse_base};
 use crate::secret::Secret;
@@ -163,7 +164,11 @@ impl ChatImages {
         }
     }
 
-    async fn call(&self, request: &GenerationRequest, prompt: &str) -> Result<Reply, ImageError> {
+    async fn call(
+        &self,
+        request: &GenerationRequest,
+        prompt: &str,
+    ) -> Result<CallReply, ImageError> {
         let url = endpoint(&self.base, "chat/completions").map_err(ImageError::Config)?;
         let body = self.body(request, prompt);
         let key = self.api_key.clone();
@@ -184,12 +189,6 @@ impl ChatImages {
 
 fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 { a } else { gcd(b, a % b) }
-}
-
-struct Reply {
-    images: Vec<(Bytes, String)>,
-    text: Option<String>,
-    usage: ImageUsage,
 }
 
 #[derive(Deserialize)]
@@ -278,7 +277,7 @@ fn decode_data_url(url: &str) -> Result<Bytes, String> {
         .map_err(|e| format!("bad base64 in a data URL: {e}"))
 }
 
-fn read_reply(endpoint: &str, body: &[u8]) -> Result<Reply, ImageError> {
+fn read_reply(endpoint: &str, body: &[u8]) -> Result<CallReply, ImageError> {
     let no_image = |detail: String| ImageError::NoImage {
         endpoint: endpoint.to_string(),
         detail,
@@ -322,7 +321,7 @@ fn read_reply(endpoint: &str, body: &[u8]) -> Result<Reply, ImageError> {
     }
     let text = content_text(message.content);
     if !images.is_empty() {
-        return Ok(Reply {
+        return Ok(CallReply {
             images,
             text,
             usage,
@@ -379,34 +378,11 @@ impl Generator for ChatImages {
         };
         let first = if fitted.edit_image.is_some() { 2 } else { 1 };
         let prompt = compose_prompt(&fitted, first);
-        let mut images = Vec::new();
-        let mut usage = ImageUsage::default();
-        let mut texts = Vec::new();
-        for _ in 0..request.n() {
-            let reply = self.call(&fitted, &prompt).await?;
-            let mut u = reply.usage;
-            u.images = reply.images.len() as u32;
-            usage.add(&u);
-            texts.extend(reply.text);
-            images.extend(
-                reply
-                    .images
-                    .into_iter()
-                    .map(|(bytes, mime)| GeneratedImage {
-                        bytes,
-                        mime,
-                        usage: u,
-                        revised_prompt: None,
-                    }),
-            );
-        }
-        Ok(Generation {
-            images,
-            usage,
-            prompt_sent: prompt,
-            text: (!texts.is_empty()).then(|| texts.join("\n")),
-            notes,
+        let (fitted, sent) = (&fitted, &prompt);
+        gather(request.n(), prompt.clone(), notes, || {
+            self.call(fitted, sent)
         })
+        .await
     }
 
     fn describe(&self) -> String {

@@ -11,8 +11,9 @@ use serde_json::{Map, Value, json};
 use tracing::Instrument;
 use url::Url;
 
+use super::calls::{CallReply, gather};
 use super::{
-    GeneratedImage, Generation, GenerationRequest, Generator, ImageError, ImageSize, ImageUsage,
+    Generation, GenerationRequest, Generator, ImageError, ImageSize, ImageUsage,
     InputTokensDetails, ReferenceLimits, RefusalKind, compose_prompt, fit_request, sniff_mime,
 };
 use crate::lmm::openai_support::parse_base;
@@ -224,7 +225,11 @@ impl GeminiImages {
         }
     }
 
-    async fn call(&self, request: &GenerationRequest, prompt: &str) -> Result<Reply, ImageError> {
+    async fn call(
+        &self,
+        request: &GenerationRequest,
+        prompt: &str,
+    ) -> Result<CallReply, ImageError> {
         let url = self.url()?;
         let body = self.body(request, prompt);
         let key = self.api_key.clone();
@@ -263,13 +268,6 @@ fn nearest_ratio(size: Option<&ImageSize>, ratio: &str) -> String {
 fn ratio_value(r: &str) -> f64 {
     let (w, h) = r.split_once(':').unwrap_or(("1", "1"));
     w.parse::<f64>().unwrap_or(1.0) / h.parse::<f64>().unwrap_or(1.0)
-}
-
-/// One call's images, text and usage.
-struct Reply {
-    images: Vec<(Bytes, String)>,
-    text: Option<String>,
-    usage: ImageUsage,
 }
 
 #[derive(Deserialize)]
@@ -385,7 +383,7 @@ fn refusal_kind(reason: &str) -> RefusalKind {
     }
 }
 
-fn read_reply(endpoint: &str, body: &[u8]) -> Result<Reply, ImageError> {
+fn read_reply(endpoint: &str, body: &[u8]) -> Result<CallReply, ImageError> {
     let wire: WireResponse = serde_json::from_slice(body).map_err(|e| ImageError::NoImage {
         endpoint: endpoint.to_string(),
         detail: format!("not a generateContent response: {e}"),
@@ -439,7 +437,7 @@ fn read_reply(endpoint: &str, body: &[u8]) -> Result<Reply, ImageError> {
     }
     let text = (!texts.is_empty()).then(|| texts.join("\n").trim().to_string());
     if !images.is_empty() {
-        return Ok(Reply {
+        return Ok(CallReply {
             images,
             text,
             usage,
@@ -470,34 +468,11 @@ impl Generator for GeminiImages {
         };
         let first = if fitted.edit_image.is_some() { 2 } else { 1 };
         let prompt = compose_prompt(&fitted, first);
-        let mut images = Vec::new();
-        let mut usage = ImageUsage::default();
-        let mut texts = Vec::new();
-        for _ in 0..request.n() {
-            let reply = self.call(&fitted, &prompt).await?;
-            let mut u = reply.usage;
-            u.images = reply.images.len() as u32;
-            usage.add(&u);
-            texts.extend(reply.text);
-            images.extend(
-                reply
-                    .images
-                    .into_iter()
-                    .map(|(bytes, mime)| GeneratedImage {
-                        bytes,
-                        mime,
-                        usage: u,
-                        revised_prompt: None,
-                    }),
-            );
-        }
-        Ok(Generation {
-            images,
-            usage,
-            prompt_sent: prompt,
-            text: (!texts.is_empty()).then(|| texts.join("\n")),
-            notes,
+        let (fitted, sent) = (&fitted, &prompt);
+        gather(request.n(), prompt.clone(), notes, || {
+            self.call(fitted, sent)
         })
+        .await
     }
 
     fn describe(&self) -> String {

@@ -1,6 +1,7 @@
 //! Image generators: a prompt, reference images and an optional image to edit in; an
 //! image out.
 
+mod calls;
 mod chat_images;
 pub mod comfyui;
 mod fit;

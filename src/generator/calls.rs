@@ -1,0 +1,72 @@
+//! What the backends that make one call per image (Gemini, chat-completions image models)
+//! share: `n` calls in turn, their images and usage added up, and a failure after the
+//! first image keeps the images already paid for.
+
+use std::future::Future;
+
+use bytes::Bytes;
+
+use super::{GeneratedImage, Generation, ImageError, ImageUsage};
+
+/// One call's answer: its images (bytes and MIME type), its text, its usage.
+pub(crate) struct CallReply {
+    pub images: Vec<(Bytes, String)>,
+    pub text: Option<String>,
+    pub usage: ImageUsage,
+}
+
+/// Make `n` calls with `call` and gather them into one [`Generation`]. A call that fails
+/// after an earlier one made images ends the gathering with a note instead of an error:
+/// those images were paid for, and the judge can still pick among them.
+pub(crate) async fn gather<F, Fut>(
+    n: u32,
+    prompt: String,
+    mut notes: Vec<String>,
+    mut call: F,
+) -> Result<Generation, ImageError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<CallReply, ImageError>>,
+{
+    let mut images = Vec::new();
+    let mut usage = ImageUsage::default();
+    let mut texts = Vec::new();
+    for k in 1..=n {
+        let reply = match call().await {
+            Ok(reply) => reply,
+            Err(e) if !images.is_empty() => {
+                tracing::warn!(
+                    "image call {k} of {n} failed; keeping the images already made: {e}"
+                );
+                notes.push(format!(
+                    "image call {k} of {n} failed ({e}); kept the {} image(s) already made",
+                    images.len()
+                ));
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        let mut u = reply.usage;
+        u.images = reply.images.len() as u32;
+        usage.add(&u);
+        texts.extend(reply.text);
+        images.extend(
+            reply
+                .images
+                .into_iter()
+                .map(|(bytes, mime)| GeneratedImage {
+                    bytes,
+                    mime,
+                    usage: u,
+                    revised_prompt: None,
+                }),
+        );
+    }
+    Ok(Generation {
+        images,
+        usage,
+        prompt_sent: prompt,
+        text: (!texts.is_empty()).then(|| texts.join("\n")),
+        notes,
+    })
+}
