@@ -6,7 +6,10 @@ use std::future::Future;
 
 use bytes::Bytes;
 
-use super::{GeneratedImage, Generation, ImageError, ImageUsage};
+use super::{
+    GeneratedImage, Generation, GenerationRequest, ImageError, ImageUsage, ReferenceLimits,
+    compose_prompt, fit_request,
+};
 
 /// One call's answer: its images (bytes and MIME type), its text, its usage.
 pub(crate) struct CallReply {
@@ -69,4 +72,22 @@ where
         text: (!texts.is_empty()).then(|| texts.join("\n")),
         notes,
     })
+}
+
+/// The request as the one-call-per-image backends send it: references and the image to
+/// edit fitted to `limits` (what was dropped or re-encoded goes into the notes), and the
+/// prompt that tells the model which image is which.
+pub(crate) fn fitted(
+    request: &GenerationRequest,
+    limits: &ReferenceLimits,
+) -> (GenerationRequest, String, Vec<String>) {
+    let (edit, references, notes) = fit_request(request, limits);
+    let fitted = GenerationRequest {
+        references,
+        edit_image: edit,
+        ..request.clone()
+    };
+    let first = if fitted.edit_image.is_some() { 2 } else { 1 };
+    let prompt = compose_prompt(&fitted, first);
+    (fitted, prompt, notes)
 }

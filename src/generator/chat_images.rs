@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 use tracing::Instrument;
 use url::Url;
 
-use super::calls::{CallReply, gather};
+use super::calls::{CallReply, fitted, gather};
 use super::{
     Generation, GenerationRequest, Generator, ImageError, ImageSize, ImageUsage, ReferenceLimits,
-    RefusalKind, compose_prompt, fit_request, sniff_mime,
+    RefusalKind, sniff_mime,
 };
 use crate::lmm::openai_support::{api_error, endpoint, parse_base};
 use crate::secret::Secret;
@@ -370,14 +370,7 @@ fn gemini_like_kind(reason: &str) -> RefusalKind {
 #[async_trait]
 impl Generator for ChatImages {
     async fn generate(&self, request: &GenerationRequest) -> Result<Generation, ImageError> {
-        let (edit, references, notes) = fit_request(request, &self.limits);
-        let fitted = GenerationRequest {
-            references,
-            edit_image: edit,
-            ..request.clone()
-        };
-        let first = if fitted.edit_image.is_some() { 2 } else { 1 };
-        let prompt = compose_prompt(&fitted, first);
+        let (fitted, prompt, notes) = fitted(request, &self.limits);
         let (fitted, sent) = (&fitted, &prompt);
         gather(request.n(), prompt.clone(), notes, || {
             self.call(fitted, sent)
