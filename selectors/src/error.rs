@@ -21,6 +21,17 @@ pub enum SelectError {
     /// The candidate judge failed (the selector falls back to CLIP's top-1 when it can).
     #[error("candidate judge: {0}")]
     Judge(String),
+    /// The embedded store's directory is locked by another process (qdrant-edge serves one
+    /// process per directory).
+    #[error(
+        "the reference memory at {} is locked by another process; share one memory through a \
+         Qdrant server (set QDRANT_URL), or give this process another cache directory",
+        path.display()
+    )]
+    StoreLocked {
+        /// The locked directory.
+        path: std::path::PathBuf,
+    },
     /// The selector is misconfigured.
     #[error("configuration: {0}")]
     Config(String),

@@ -1,18 +1,25 @@
 //! Exact brute-force cosine search in memory: the reference the other stores must agree with.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{StoreHit, StorePoint, VectorStore};
-use crate::embed::cosine;
+use super::{CollectionSpec, StoreFilter, StoreHit, StorePoint, VectorStore, check_dims};
 use crate::error::SelectError;
+use crate::embed::cosine;
 
-/// An in-memory [`VectorStore`] that scores every point exactly.
+#[derive(Debug, Default)]
+struct Collection {
+    dim: usize,
+    points: BTreeMap<Uuid, StorePoint>,
+}
+
+/// An in-memory [`VectorStore`] that scores every point exactly (nothing persists).
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    points: Mutex<Vec<StorePoint>>,
+    collections: Mutex<HashMap<String, Collection>>,
 }
 
 impl MemoryStore {
@@ -21,8 +28,8 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Vec<StorePoint>>, SelectError> {
-        self.points
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, Collection>>, SelectError> {
+        self.collections
             .lock()
             .map_err(|_| SelectError::Store("memory store: lock poisoned by a crash".into()))
     }
@@ -34,26 +41,45 @@ impl VectorStore for MemoryStore {
         "memory"
     }
 
-    async fn upsert(&self, points: Vec<StorePoint>) -> Result<(), SelectError> {
+    async fn ensure(&self, spec: &CollectionSpec) -> Result<(), SelectError> {
+        self.lock()?
+            .entry(spec.name.clone())
+            .or_insert_with(|| Collection {
+                dim: spec.dim,
+                points: BTreeMap::new(),
+            });
+        Ok(())
+    }
+
+    async fn upsert(&self, collection: &str, points: Vec<StorePoint>) -> Result<(), SelectError> {
         let mut all = self.lock()?;
+        let Some(c) = all.get_mut(collection) else {
+            return Err(SelectError::Store(format!(
+                "memory store: no collection {collection} (ensure it first)"
+            )));
+        };
+        check_dims("memory", &points, Some(c.dim))?;
         for p in points {
-            let id: Uuid = p.id;
-            all.retain(|q| q.id != id);
-            all.push(p);
+            c.points.insert(p.id, p);
         }
         Ok(())
     }
 
     async fn search(
         &self,
-        run_id: &str,
+        collection: &str,
         vector: &[f32],
+        filter: &StoreFilter,
         limit: usize,
     ) -> Result<Vec<StoreHit>, SelectError> {
         let all = self.lock()?;
-        let mut hits: Vec<StoreHit> = all
-            .iter()
-            .filter(|p| p.payload.run_id == run_id && p.vector.len() == vector.len())
+        let Some(c) = all.get(collection) else {
+            return Ok(Vec::new());
+        };
+        let mut hits: Vec<StoreHit> = c
+            .points
+            .values()
+            .filter(|p| filter.matches(&p.payload))
             .map(|p| StoreHit {
                 id: p.id,
                 score: cosine(&p.vector, vector),
@@ -65,9 +91,68 @@ impl VectorStore for MemoryStore {
         Ok(hits)
     }
 
-    async fn delete_run(&self, run_id: &str, dim: usize) -> Result<(), SelectError> {
-        self.lock()?
-            .retain(|p| !(p.payload.run_id == run_id && p.vector.len() == dim));
+    async fn retrieve(
+        &self,
+        collection: &str,
+        ids: &[Uuid],
+    ) -> Result<Vec<StorePoint>, SelectError> {
+        let all = self.lock()?;
+        let Some(c) = all.get(collection) else {
+            return Ok(Vec::new());
+        };
+        Ok(ids.iter().filter_map(|id| c.points.get(id).cloned()).collect())
+    }
+
+    async fn scroll(
+        &self,
+        collection: &str,
+        filter: &StoreFilter,
+        offset: Option<Uuid>,
+        limit: usize,
+    ) -> Result<(Vec<StorePoint>, Option<Uuid>), SelectError> {
+        let all = self.lock()?;
+        let Some(c) = all.get(collection) else {
+            return Ok((Vec::new(), None));
+        };
+        let mut page: Vec<StorePoint> = c
+            .points
+            .range(offset.unwrap_or(Uuid::nil())..)
+            .map(|(_, p)| p)
+            .filter(|p| filter.matches(&p.payload))
+            .take(limit.saturating_add(1))
+            .map(|p| StorePoint {
+                vector: Vec::new(),
+                ..p.clone()
+            })
+            .collect();
+        let next = if page.len() > limit {
+            page.pop().map(|p| p.id)
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
+    async fn count(&self, collection: &str, filter: &StoreFilter) -> Result<u64, SelectError> {
+        let all = self.lock()?;
+        Ok(all.get(collection).map_or(0, |c| {
+            c.points
+                .values()
+                .filter(|p| filter.matches(&p.payload))
+                .count() as u64
+        }))
+    }
+
+    async fn delete(&self, collection: &str, filter: &StoreFilter) -> Result<(), SelectError> {
+        if let Some(c) = self.lock()?.get_mut(collection) {
+            c.points.retain(|_, p| !filter.matches(&p.payload));
+        }
         Ok(())
+    }
+
+    async fn collections(&self) -> Result<Vec<String>, SelectError> {
+        let mut names: Vec<String> = self.lock()?.keys().cloned().collect();
+        names.sort();
+        Ok(names)
     }
 }

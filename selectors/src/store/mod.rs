@@ -1,61 +1,63 @@
-//! Stage 4b: the vector store that ranks candidates. The [`VectorStore`] trait and its
+//! The vector stores behind the reference memory. The [`VectorStore`] trait and its
 //! backends: [`EdgeStore`] (qdrant-edge, in-process, the default), [`QdrantStore`] (a Qdrant
-//! server, feature `qdrant-server`) and [`MemoryStore`] (exact brute force, the reference).
+//! server, feature `qdrant-server`) and [`MemoryStore`] (exact brute force, the reference the
+//! others are tested against).
+//!
+//! A store holds named collections; each has one vector size, cosine distance, and payload
+//! indexes on the fields the memory filters by. Payloads are JSON objects.
 
 mod edge;
+mod filter;
 mod memory;
 #[cfg(feature = "qdrant-server")]
 mod qdrant;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::SelectError;
 
 pub use edge::EdgeStore;
+pub use filter::{Condition, StoreFilter};
 pub use memory::MemoryStore;
 #[cfg(feature = "qdrant-server")]
 pub use qdrant::QdrantStore;
 
-/// What is stored beside each candidate's vector.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PointPayload {
-    /// The selection run the point belongs to (queries filter on it).
-    pub run_id: String,
-    /// The search query that found the candidate.
-    pub query: String,
-    /// The image URL.
-    pub url: String,
-    /// The engine that found it.
-    pub engine: String,
-    /// Its licence code, when known.
-    pub license: Option<String>,
-    /// The candidate's position in this run.
-    pub index: u64,
+/// A JSON object stored beside a vector.
+pub type Payload = serde_json::Map<String, serde_json::Value>;
+
+/// How a payload field is indexed (for filtering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FieldKind {
+    /// Exact string match (also arrays of strings).
+    Keyword,
+    /// Integers (ranges and matches).
+    Integer,
+    /// Booleans.
+    Bool,
+}
+
+/// What a collection is: its name, vector size and indexed payload fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionSpec {
+    /// The collection's name (`[A-Za-z0-9_-]`).
+    pub name: String,
+    /// The vector size.
+    pub dim: usize,
+    /// Payload fields to index.
+    pub indexes: Vec<(String, FieldKind)>,
 }
 
 /// One vector with its id and payload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StorePoint {
-    /// Point id (stable for a run and URL).
+    /// Point id.
     pub id: Uuid,
-    /// The embedding.
+    /// The embedding (empty when a read did not ask for vectors).
     pub vector: Vec<f32>,
     /// The payload.
-    pub payload: PointPayload,
-}
-
-impl StorePoint {
-    /// A point whose id is derived from the run id and the URL.
-    pub fn new(vector: Vec<f32>, payload: PointPayload) -> Self {
-        let key = format!("{}\n{}", payload.run_id, payload.url);
-        StorePoint {
-            id: Uuid::new_v5(&Uuid::NAMESPACE_URL, key.as_bytes()),
-            vector,
-            payload,
-        }
-    }
+    pub payload: Payload,
 }
 
 /// A search result: cosine similarity and the payload.
@@ -66,46 +68,89 @@ pub struct StoreHit {
     /// Cosine similarity to the query vector.
     pub score: f32,
     /// The payload.
-    pub payload: PointPayload,
+    pub payload: Payload,
 }
 
-/// A store of candidate vectors, searched by cosine similarity within one run.
+/// A store of vectors in named collections, searched by cosine similarity.
+///
+/// Reads of a collection that does not exist yet return nothing (not an error); writes
+/// need [`VectorStore::ensure`] first.
 #[async_trait]
 pub trait VectorStore: Send + Sync {
     /// A short name for reports (`qdrant-edge`, `qdrant`, `memory`).
     fn name(&self) -> &str;
-    /// Insert or replace points (all of one dimension).
-    async fn upsert(&self, points: Vec<StorePoint>) -> Result<(), SelectError>;
-    /// The `limit` points of run `run_id` most similar to `vector`, best first.
+    /// Create the collection when it is missing (size, cosine distance, payload indexes).
+    /// Safe to call from many workers at once.
+    async fn ensure(&self, spec: &CollectionSpec) -> Result<(), SelectError>;
+    /// Insert or replace points (all of the collection's dimension).
+    async fn upsert(&self, collection: &str, points: Vec<StorePoint>) -> Result<(), SelectError>;
+    /// The `limit` points matching `filter` most similar to `vector`, best first.
     async fn search(
         &self,
-        run_id: &str,
+        collection: &str,
         vector: &[f32],
+        filter: &StoreFilter,
         limit: usize,
     ) -> Result<Vec<StoreHit>, SelectError>;
-    /// Remove every point of run `run_id` stored with vectors of dimension `dim`.
-    async fn delete_run(&self, run_id: &str, dim: usize) -> Result<(), SelectError>;
+    /// The points with these ids (with vectors), in no particular order; missing ids are skipped.
+    async fn retrieve(&self, collection: &str, ids: &[Uuid])
+    -> Result<Vec<StorePoint>, SelectError>;
+    /// Up to `limit` points matching `filter` (without vectors) from `offset` on, in id
+    /// order, and the offset of the next page.
+    async fn scroll(
+        &self,
+        collection: &str,
+        filter: &StoreFilter,
+        offset: Option<Uuid>,
+        limit: usize,
+    ) -> Result<(Vec<StorePoint>, Option<Uuid>), SelectError>;
+    /// How many points match `filter`.
+    async fn count(&self, collection: &str, filter: &StoreFilter) -> Result<u64, SelectError>;
+    /// Remove the points matching `filter`.
+    async fn delete(&self, collection: &str, filter: &StoreFilter) -> Result<(), SelectError>;
+    /// The names of the collections in the store.
+    async fn collections(&self) -> Result<Vec<String>, SelectError>;
 }
 
 pub(crate) fn store_err(backend: &str, what: &str, e: impl std::fmt::Display) -> SelectError {
     SelectError::Store(format!("{backend}: {what}: {e}"))
 }
 
-/// The one vector dimension of an upsert batch: `None` for an empty batch, an error
-/// naming `backend` when the points disagree (one collection or shard holds one size).
-pub(crate) fn batch_dim(
+/// Refuse an upsert whose points do not all have `dim` components (one collection holds
+/// one size).
+pub(crate) fn check_dims(
     backend: &str,
     points: &[StorePoint],
-) -> Result<Option<usize>, SelectError> {
-    let Some(dim) = points.first().map(|p| p.vector.len()) else {
-        return Ok(None);
+    dim: Option<usize>,
+) -> Result<(), SelectError> {
+    let Some(dim) = dim.or_else(|| points.first().map(|p| p.vector.len())) else {
+        return Ok(());
     };
     if points.iter().any(|p| p.vector.len() != dim) {
         return Err(store_err(
             backend,
             "upsert",
-            "points of different dimensions",
+            format!("points must all have {dim} components (the collection's size)"),
         ));
     }
-    Ok(Some(dim))
+    Ok(())
+}
+
+/// A collection name made of `[A-Za-z0-9_-]` only (anything else becomes `-`).
+pub fn collection_name(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .map(|p| {
+            p.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '-'
+                    }
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("_")
 }

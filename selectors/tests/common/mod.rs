@@ -173,3 +173,4 @@ fn crc32(data: &[u8]) -> u32 {
 pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(fixtures().join("selectors").join(name)).unwrap()
 }
+pub mod qdrant;
