@@ -108,6 +108,19 @@ impl ClipEmbedder {
 
 #[async_trait]
 impl Embedder for ClipEmbedder {
+    fn model_id(&self) -> String {
+        match &self.source {
+            ClipModelSource::Default { .. } => "clip-vit-b32".into(),
+            ClipModelSource::LocalDir { dir, .. } => {
+                let name = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "local".into());
+                format!("clip-{name}")
+            }
+        }
+    }
+
     async fn embed_images(&self, images: Vec<DynamicImage>) -> Result<Vec<Vec<f32>>, SelectError> {
         if images.is_empty() {
             return Ok(Vec::new());

@@ -20,6 +20,12 @@ pub trait Embedder: Send + Sync {
     async fn embed_images(&self, images: Vec<DynamicImage>) -> Result<Vec<Vec<f32>>, SelectError>;
     /// Embed `texts` (one vector each, in order).
     async fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, SelectError>;
+    /// A short, stable name of the model (the reference memory keeps one collection per
+    /// model and dimension, so vectors of different models never mix). Override it in
+    /// custom embedders; the default is `custom`.
+    fn model_id(&self) -> String {
+        "custom".into()
+    }
 }
 
 /// Cosine similarity of two vectors (0 when either is zero or their lengths differ).
