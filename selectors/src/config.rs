@@ -8,6 +8,7 @@ use iat2i_retrievers::LicensePolicy;
 
 use crate::cache::default_cache_dir;
 use crate::embed::{ClipModelSource, Embedder};
+use crate::memory::MemoryConfig;
 use crate::store::VectorStore;
 
 /// Metadata checks applied before anything is downloaded.
@@ -129,12 +130,15 @@ impl Default for RankWeights {
     }
 }
 
-/// Which vector store ranks the candidates.
+/// Which vector store holds the reference memory.
 #[derive(Clone, Default)]
 #[non_exhaustive]
 pub enum StoreChoice {
-    /// The embedded default: qdrant-edge on disk under the cache directory.
+    /// The default: a Qdrant server when `QDRANT_URL` is set (with `QDRANT_API_KEY` when
+    /// the server needs one), else qdrant-edge under the cache directory.
     #[default]
+    Auto,
+    /// qdrant-edge on disk under the cache directory (one process per directory).
     Edge,
     /// Exact in-memory brute force (no persistence).
     Memory,
@@ -147,6 +151,7 @@ pub enum StoreChoice {
 impl std::fmt::Debug for StoreChoice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            StoreChoice::Auto => f.write_str("Auto"),
             StoreChoice::Edge => f.write_str("Edge"),
             StoreChoice::Memory => f.write_str("Memory"),
             StoreChoice::QdrantFromEnv => f.write_str("QdrantFromEnv"),
@@ -174,16 +179,15 @@ pub struct SelectorConfig {
     pub intra_threads: Option<usize>,
     /// An embedder instance to use instead of loading `model`.
     pub embedder: Option<Arc<dyn Embedder>>,
-    /// Cache directory: the edge store lives in `<cache_dir>/qdrant-edge`, a downloaded CLIP
-    /// model in `<cache_dir>/models` (default: [`default_cache_dir`], that is
-    /// `$IAT2I_CACHE_DIR`, else `iat2i` in the user's cache directory).
+    /// Cache directory: the edge store lives in `<cache_dir>/qdrant-edge`, the memory's
+    /// image bytes in `<cache_dir>/blobs`, a downloaded CLIP model in `<cache_dir>/models`
+    /// (default: [`default_cache_dir`], that is `$IAT2I_CACHE_DIR`, else `iat2i` in the
+    /// user's cache directory).
     pub cache_dir: Option<PathBuf>,
-    /// The vector store.
+    /// The vector store of the reference memory.
     pub store: StoreChoice,
-    /// Qdrant collection name used by the server store (default `iat2i_candidates`).
-    pub collection: String,
-    /// Keep this run's points in the store after selecting (default false: delete them).
-    pub retain_points: bool,
+    /// The reference memory (on by default).
+    pub memory: MemoryConfig,
     /// Metadata prefilter.
     pub prefilter: PrefilterConfig,
     /// Download and decode limits.
@@ -212,8 +216,7 @@ impl Default for SelectorConfig {
             embedder: None,
             cache_dir: None,
             store: StoreChoice::default(),
-            collection: "iat2i_candidates".into(),
-            retain_points: false,
+            memory: MemoryConfig::default(),
             prefilter: PrefilterConfig::default(),
             fetch: FetchConfig::default(),
             dedup_threshold: 10,
@@ -233,6 +236,7 @@ impl std::fmt::Debug for SelectorConfig {
             .field("embedder", &self.embedder.is_some())
             .field("cache_dir", &self.cache_dir)
             .field("store", &self.store)
+            .field("memory", &self.memory)
             .field("prefilter", &self.prefilter)
             .field("fetch", &self.fetch)
             .field("dedup_threshold", &self.dedup_threshold)
@@ -293,9 +297,21 @@ impl SelectorConfig {
         self.store = StoreChoice::Instance(store);
         self
     }
-    /// Keep the run's points in the store afterwards.
-    pub fn retain_points(mut self, retain: bool) -> Self {
-        self.retain_points = retain;
+    /// Configure the reference memory.
+    pub fn memory(mut self, memory: MemoryConfig) -> Self {
+        self.memory = memory;
+        self
+    }
+    /// Turn the reference memory off: every candidate is downloaded and embedded, nothing
+    /// is remembered.
+    pub fn no_memory(mut self) -> Self {
+        self.memory.enabled = false;
+        self
+    }
+    /// Fail a selection whose memory cannot be used (locked, unreachable) instead of
+    /// selecting without it.
+    pub fn require_memory(mut self, required: bool) -> Self {
+        self.memory.required = required;
         self
     }
     /// Use only images whose licence `policy` permits (see [`LicensePolicy`]).
@@ -423,9 +439,9 @@ impl SelectorConfig {
         self.judge_top_k = k;
         self
     }
-    /// The Qdrant collection name for the server store.
-    pub fn collection(mut self, name: impl Into<String>) -> Self {
-        self.collection = name.into();
+    /// The memory's collection name prefix (the model and dimension follow it).
+    pub fn collection(mut self, prefix: impl Into<String>) -> Self {
+        self.memory.collection_prefix = prefix.into();
         self
     }
 

@@ -64,6 +64,7 @@ pub(crate) async fn finish(
         dropped: run.dropped,
         stages: run.stages,
         judge_reason,
+        memory: Default::default(),
     })
 }
 

@@ -10,6 +10,10 @@
 //! [`ClipEmbedder`]) and ranking in a [`VectorStore`] ([`EdgeStore`] by default), MMR
 //! diversity, and an optional [`CandidateJudge`].
 //!
+//! The [`ReferenceMemory`] remembers every image fetched and embedded (vector, provenance,
+//! bytes) across runs and workers: remembered images are reused without a download,
+//! recalled by text as candidates of their own, and ranked by the judge's past verdicts.
+//!
 //! ONNX Runtime is loaded at run time: from `ORT_DYLIB_PATH`, else from where a user would
 //! have installed it (the library path, the `onnxruntime` Python wheel, the repository's
 //! `.tools/`, the standard library folders; see [`OrtSearch`]). Install it with
@@ -29,9 +33,11 @@ mod error;
 mod fetch;
 mod finish;
 mod hierarchical;
+pub mod memory;
 mod original;
 mod prefilter;
 mod rank;
+mod remember;
 mod run;
 mod stage;
 pub mod store;
@@ -50,7 +56,11 @@ pub use image;
 pub use stage::{Dropped, RankedCandidate, Stage, StageReport, StageScores};
 #[cfg(feature = "qdrant-server")]
 pub use store::QdrantStore;
-pub use store::{EdgeStore, MemoryStore, PointPayload, StoreHit, StorePoint, VectorStore};
+pub use memory::{MemoryConfig, MemoryUse, ReferenceMemory, SearchPolicy};
+pub use store::{
+    CollectionSpec, Condition, EdgeStore, MemoryStore, StoreFilter, StoreHit, StorePoint,
+    VectorStore,
+};
 pub use types::{
     CandidateJudge, JudgeCandidate, JudgePick, Reference, ReferenceSource, Selection,
     SelectionRequest, Selector,

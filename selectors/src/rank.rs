@@ -1,26 +1,20 @@
-//! Stage 4c: CLIP ranking through the vector store.
+//! Stage 4c: CLIP ranking.
 //!
-//! Each candidate's image embedding is stored with a payload (run id, query, URL, engine,
-//! licence); the prompt's and each query's text embedding then search the store, filtered to
-//! the current run. A candidate's score combines its similarity to the prompt, its best
-//! similarity to any query, its title relevance and a preferred-domain bonus.
-
-use std::collections::HashMap;
-
-use iat2i_retrievers::Candidate;
+//! A candidate's score combines its CLIP similarity to the prompt, its best similarity to
+//! any query, its title relevance, a preferred-domain bonus, and (for remembered images)
+//! the judge's earlier verdicts on it. Similarities are exact cosines computed in memory.
 
 use crate::config::RankWeights;
 use crate::embed::cosine;
-use crate::error::SelectError;
 use crate::stage::StageScores;
-use crate::store::{PointPayload, StorePoint, VectorStore};
 
 /// One embedded candidate to rank.
 pub(crate) struct RankItem<'a> {
-    pub candidate: &'a Candidate,
     pub vector: &'a [f32],
     pub lexical: f32,
     pub preferred: bool,
+    /// The judge's record on this image from the memory (-1..=1), when remembered.
+    pub feedback: Option<f32>,
 }
 
 /// The texts to embed for a request: the prompt first (when given), then each distinct query.
@@ -39,53 +33,33 @@ pub(crate) fn text_inputs(prompt: &str, queries: &[String]) -> Vec<String> {
     texts
 }
 
-/// Store the items under `run_id`, search with the prompt and query vectors, and score.
-/// `prompt` is the prompt's vector (when there is a prompt), `queries` the queries' vectors.
-pub(crate) async fn rank(
-    store: &dyn VectorStore,
-    run_id: &str,
+/// Score every item exactly: cosine similarity of its vector to the prompt's and the
+/// queries' vectors, computed in memory (the vector store is the memory of references, not
+/// needed to rank one run). `prompt` is the prompt's vector (when there is a prompt),
+/// `queries` the queries' vectors; `feedback_weight` scales each item's judge feedback.
+pub(crate) fn rank(
     items: &[RankItem<'_>],
     prompt: Option<&[f32]>,
     queries: &[Vec<f32>],
     weights: &RankWeights,
-) -> Result<Vec<StageScores>, SelectError> {
-    let points = items
+    feedback_weight: f32,
+) -> Vec<StageScores> {
+    items
         .iter()
-        .enumerate()
-        .map(|(i, it)| {
-            let payload = PointPayload {
-                run_id: run_id.to_string(),
-                query: it.candidate.query.clone(),
-                url: it.candidate.image_url.to_string(),
-                engine: it.candidate.engine.clone(),
-                license: it.candidate.license.as_ref().map(|l| l.code.clone()),
-                index: i as u64,
-            };
-            StorePoint::new(it.vector.to_vec(), payload)
+        .map(|it| {
+            let p = prompt.map(|v| cosine(it.vector, v));
+            let q = queries
+                .iter()
+                .map(|v| cosine(it.vector, v))
+                .reduce(f32::max);
+            let mut s = combine(p, q, it, weights);
+            if let (Some(f), Some(c)) = (it.feedback, s.combined.as_mut()) {
+                *c += feedback_weight * f;
+                s.feedback = Some(f);
+            }
+            s
         })
-        .collect();
-    store.upsert(points).await?;
-    let prompt_scores = match prompt {
-        Some(v) => Some(similarities(store, run_id, items, v).await?),
-        None => None,
-    };
-    let mut query_best: Option<Vec<f32>> = None;
-    for q in queries {
-        let s = similarities(store, run_id, items, q).await?;
-        query_best = Some(match query_best {
-            None => s,
-            Some(best) => best.iter().zip(&s).map(|(a, b)| a.max(*b)).collect(),
-        });
-    }
-    Ok(items
-        .iter()
-        .enumerate()
-        .map(|(i, it)| {
-            let p = prompt_scores.as_ref().and_then(|s| s.get(i).copied());
-            let q = query_best.as_ref().and_then(|s| s.get(i).copied());
-            combine(p, q, it, weights)
-        })
-        .collect())
+        .collect()
 }
 
 fn combine(p: Option<f32>, q: Option<f32>, it: &RankItem<'_>, w: &RankWeights) -> StageScores {
@@ -106,30 +80,6 @@ fn combine(p: Option<f32>, q: Option<f32>, it: &RankItem<'_>, w: &RankWeights) -
         clip_query: q,
         combined: Some(clip + w.lexical * it.lexical + bonus),
         mmr: None,
+        feedback: None,
     }
-}
-
-/// Similarity of every item to `vector`, read from the store's run-filtered search (an item
-/// the store did not return is scored exactly, so a lossy index never loses a candidate).
-async fn similarities(
-    store: &dyn VectorStore,
-    run_id: &str,
-    items: &[RankItem<'_>],
-    vector: &[f32],
-) -> Result<Vec<f32>, SelectError> {
-    let hits = store.search(run_id, vector, items.len()).await?;
-    let by_index: HashMap<u64, f32> = hits
-        .into_iter()
-        .map(|h| (h.payload.index, h.score))
-        .collect();
-    Ok(items
-        .iter()
-        .enumerate()
-        .map(|(i, it)| {
-            by_index
-                .get(&(i as u64))
-                .copied()
-                .unwrap_or_else(|| cosine(it.vector, vector))
-        })
-        .collect())
 }

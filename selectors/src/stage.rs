@@ -36,6 +36,10 @@ pub struct StageScores {
     pub combined: Option<f32>,
     /// Maximal-marginal-relevance score at the diversity stage.
     pub mmr: Option<f32>,
+    /// The judge's earlier verdicts on this image from the reference memory, -1..=1
+    /// (accepted raises the combined score, rejected lowers it); absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<f32>,
 }
 
 /// A candidate that survived to the ranking, with its scores.

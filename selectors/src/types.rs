@@ -62,6 +62,10 @@ pub struct Selection {
     pub stages: Vec<StageReport>,
     /// The candidate judge's reason for its pick, when a judge ran.
     pub judge_reason: Option<String>,
+    /// How the reference memory was used: reused, recalled and stored images, and why it
+    /// was not (fully) used when it could not be.
+    #[serde(default)]
+    pub memory: crate::memory::MemoryUse,
 }
 
 /// What a selection is for.
@@ -86,6 +90,17 @@ pub trait Selector: Send + Sync {
         request: &SelectionRequest,
         candidates: Vec<Candidate>,
     ) -> Result<Selection, SelectError>;
+
+    /// Whether the web should still be searched for `request`, or the selector's memory can
+    /// answer alone (its search policy). The default: always search.
+    async fn needs_web_search(&self, _request: &SelectionRequest) -> bool {
+        true
+    }
+
+    /// The judge's verdict on an image generated with `reference`: `accepted`, or rejected
+    /// (the judge asked for another reference or none). A selector with a memory ranks
+    /// accepted references higher next time and rejected ones lower; the default ignores it.
+    async fn record_verdict(&self, _reference: &Reference, _accepted: bool) {}
 }
 
 /// One option shown to a [`CandidateJudge`].
