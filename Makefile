@@ -2,12 +2,13 @@
 #   make demo PROMPT="..."   installs ONNX Runtime, builds, runs the generate example
 #   make test                installs ONNX Runtime, runs fmt, clippy and the whole test suite
 #   make bench               the selection benchmark (generates the full-size test model once)
+#   make bench-memory        the reference-memory benchmark (50 prompts, with vs without memory)
 SHELL := /bin/bash
 ORT_LIB := $(CURDIR)/.tools/onnxruntime/onnxruntime/capi/libonnxruntime.so.1.31.1
 PROMPT ?= A photo of the Hogwarts Legacy protagonist riding a Graphorn at dusk
 DEMO_ARGS ?=
 
-.PHONY: demo test setup fmt clippy bench bench-batch fuzz
+.PHONY: demo test setup fmt clippy bench bench-batch bench-memory fuzz
 
 setup: $(ORT_LIB)
 
@@ -37,7 +38,7 @@ $(FULL_MODEL):
 
 # Selection benchmark (release build, full-size random-weight CLIP, generated on first run).
 bench: setup $(FULL_MODEL)
-	ORT_DYLIB_PATH=$(ORT_LIB) cargo bench -p iat2i-selectors
+	ORT_DYLIB_PATH=$(ORT_LIB) cargo bench -p iat2i-selectors --bench select
 
 # Fuzz every parser of outside input (engine answers, LMM JSON, judge and gate replies,
 # image sniffing and decoding, licences) for FUZZ_RUNS inputs each, on the stable
@@ -54,3 +55,9 @@ fuzz: setup
 # image 2 s) at concurrency 8; prints throughput against the ideal, overhead and peak memory.
 bench-batch:
 	cargo bench -p iat2i --bench batch
+
+# Reference-memory benchmark: 50 prompts, 20 recurring entities, 100 candidates a prompt
+# from a local latency image server; with vs without the memory (tiny CLIP test model;
+# BENCH_MODEL=full for the full-size one, BENCH_SHARED=0 for disjoint candidate sets).
+bench-memory: setup
+	ORT_DYLIB_PATH=$(ORT_LIB) cargo bench -p iat2i-selectors --bench memory

@@ -74,9 +74,19 @@ struct Args {
     #[arg(long, env = "IAT2I_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
 
-    /// Use the Qdrant server named by QDRANT_URL (and QDRANT_API_KEY) instead of qdrant-edge.
+    /// Use the Qdrant server named by QDRANT_URL (and QDRANT_API_KEY) for the reference
+    /// memory (the default when QDRANT_URL is set; else qdrant-edge under the cache dir).
     #[arg(long)]
     qdrant_server: bool,
+
+    /// Turn the reference memory off: download and embed every candidate, remember nothing.
+    #[arg(long)]
+    no_memory: bool,
+
+    /// Fail when the reference memory cannot be used (locked by another process,
+    /// server unreachable) instead of selecting without it.
+    #[arg(long)]
+    require_memory: bool,
 
     /// How many distinct candidates to keep (the best and its alternates).
     #[arg(long, default_value_t = 5, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100))]
@@ -153,6 +163,15 @@ async fn run(args: Args) -> Result<()> {
         }
         Err(e) => return Err(e).context("selection failed"),
     };
+    let m = &selection.memory;
+    if let Some(why) = &m.degraded {
+        eprintln!("warning: {why}");
+    } else if let Some(store) = &m.store {
+        eprintln!(
+            "memory ({store}): {} reused without download, {} recalled, {} stored",
+            m.reused, m.recalled, m.stored
+        );
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&selection)?);
     } else {
@@ -183,7 +202,10 @@ fn config(args: &Args) -> SelectorConfig {
     if args.qdrant_server {
         config = config.store(StoreChoice::QdrantFromEnv);
     }
-    config
+    if args.no_memory {
+        config = config.no_memory();
+    }
+    config.require_memory(args.require_memory)
 }
 
 /// Search every query on the engines, printing one status line per engine and query;

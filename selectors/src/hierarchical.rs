@@ -105,7 +105,11 @@ impl HierarchicalSelector {
     }
 
     fn build_store(&self) -> Result<Arc<dyn VectorStore>, SelectError> {
-        let edge = || Arc::new(EdgeStore::new(self.config.resolved_cache_dir().join("qdrant-edge")));
+        let edge = || {
+            Arc::new(EdgeStore::new(
+                self.config.resolved_cache_dir().join("qdrant-edge"),
+            ))
+        };
         Ok(match &self.config.store {
             StoreChoice::Instance(s) => s.clone(),
             StoreChoice::Memory => Arc::new(MemoryStore::new()),
@@ -283,7 +287,10 @@ impl HierarchicalSelector {
         let result = self
             .rank_and_finish(request, survivors, &text_vectors, &mem, run, embed_tail)
             .await;
-        let chosen = result.as_ref().ok().map(|s| s.best.candidate.image_url.clone());
+        let chosen = result
+            .as_ref()
+            .ok()
+            .map(|s| s.best.candidate.image_url.clone());
         mem.finish(chosen.as_ref()).await?;
         if let Some(spec) = &mem.spec {
             if let Ok(mut c) = self.collection.lock() {

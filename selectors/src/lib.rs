@@ -54,9 +54,9 @@ pub use fetch::{PreparedImage, prepare_image};
 pub use hierarchical::HierarchicalSelector;
 pub use image;
 pub use stage::{Dropped, RankedCandidate, Stage, StageReport, StageScores};
+pub use memory::{MemoryConfig, MemoryUse, ReferenceMemory, SearchPolicy};
 #[cfg(feature = "qdrant-server")]
 pub use store::QdrantStore;
-pub use memory::{MemoryConfig, MemoryUse, ReferenceMemory, SearchPolicy};
 pub use store::{
     CollectionSpec, Condition, EdgeStore, MemoryStore, StoreFilter, StoreHit, StorePoint,
     VectorStore,

@@ -93,7 +93,11 @@ struct Images(Vec<(String, Vec<u8>)>);
 
 impl Respond for Images {
     fn respond(&self, req: &Request) -> ResponseTemplate {
-        let name = req.url.path().trim_start_matches("/img/").trim_end_matches(".png");
+        let name = req
+            .url
+            .path()
+            .trim_start_matches("/img/")
+            .trim_end_matches(".png");
         match self.0.iter().find(|(n, _)| n == name) {
             Some((_, body)) => ResponseTemplate::new(200).set_body_raw(body.clone(), "image/png"),
             None => ResponseTemplate::new(404),
@@ -238,19 +242,36 @@ async fn reuse_without_download(env: Env) {
     let server = image_server().await;
     let names = ["red0", "red1", "green0", "blue0"];
     let req = request("red", &["fox"]);
-    let first = select(&env.selector(env.config()), &req, cands(&server, &names, "red fox")).await;
+    let first = select(
+        &env.selector(env.config()),
+        &req,
+        cands(&server, &names, "red fox"),
+    )
+    .await;
     assert_eq!(requests(&server).await, 4);
     assert_eq!(env.embedded(), 4);
     assert_eq!(first.memory.stored, 4);
     assert_eq!(first.memory.reused, 0);
     assert!(first.memory.degraded.is_none(), "{:?}", first.memory);
 
-    let second = select(&env.selector(env.config()), &req, cands(&server, &names, "red fox")).await;
-    assert_eq!(requests(&server).await, 4, "the request log shows no second fetch");
+    let second = select(
+        &env.selector(env.config()),
+        &req,
+        cands(&server, &names, "red fox"),
+    )
+    .await;
+    assert_eq!(
+        requests(&server).await,
+        4,
+        "the request log shows no second fetch"
+    );
     assert_eq!(env.embedded(), 4, "no image embedded again");
     assert_eq!(second.memory.reused, 4);
     assert_eq!(best_name(&second), best_name(&first));
-    assert_eq!(second.best.bytes, first.best.bytes, "the cached bytes are the reference");
+    assert_eq!(
+        second.best.bytes, first.best.bytes,
+        "the cached bytes are the reference"
+    );
     assert_eq!(second.ranked.len(), first.ranked.len());
 }
 on_both!(
@@ -263,13 +284,22 @@ async fn recall_planted_entity(env: Env) {
     let server = image_server().await;
     // Plant: the Graphorn's images, found for its entity.
     let req = request("a red graphorn", &["Graphorn"]);
-    select(&env.selector(env.config()), &req, cands(&server, &["red0", "green0"], "graphorn")).await;
+    select(
+        &env.selector(env.config()),
+        &req,
+        cands(&server, &["red0", "green0"], "graphorn"),
+    )
+    .await;
     let before = requests(&server).await;
 
     // A fresh run that found nothing on the web recalls them, with their provenance.
     let sel = env.selector(env.config());
     let recalled = select(&sel, &request("graphorn at dusk", &["graphorn"]), vec![]).await;
-    assert_eq!(requests(&server).await, before, "recalled from memory, not downloaded");
+    assert_eq!(
+        requests(&server).await,
+        before,
+        "recalled from memory, not downloaded"
+    );
     assert!(recalled.memory.recalled >= 2, "{:?}", recalled.memory);
     let c = &recalled.best.candidate;
     assert!(c.engine.starts_with("memory/"), "{}", c.engine);
@@ -307,19 +337,30 @@ async fn licence_and_freshness_filters(env: Env) {
     assert_eq!(s.memory.recalled, 1);
     assert_eq!(best_name(&s), "red1");
     let lic = s.best.candidate.license.as_ref().unwrap();
-    assert_eq!((lic.code.as_str(), lic.version.as_deref()), ("cc-by", Some("4.0")));
+    assert_eq!(
+        (lic.code.as_str(), lic.version.as_deref()),
+        ("cc-by", Some("4.0"))
+    );
 
     // Past the TTL nothing is recalled, and a stale image is fetched and embedded again.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut memory = MemoryConfig::default();
     memory.ttl = Duration::ZERO;
     let stale = env.config().memory(memory);
-    let err = env.selector(stale.clone()).select(&req, vec![]).await.unwrap_err();
+    let err = env
+        .selector(stale.clone())
+        .select(&req, vec![])
+        .await
+        .unwrap_err();
     assert!(matches!(err, SelectError::NoCandidates { .. }), "{err}");
     let before = requests(&server).await;
     let s = select(&env.selector(stale), &req, cands(&server, &["red0"], "fox")).await;
     assert_eq!(s.memory.reused, 0);
-    assert_eq!(requests(&server).await, before + 1, "stale: downloaded again");
+    assert_eq!(
+        requests(&server).await,
+        before + 1,
+        "stale: downloaded again"
+    );
 }
 on_both!(
     edge_filters_by_licence_and_freshness,
@@ -342,10 +383,27 @@ async fn feedback_changes_the_order(env: Env) {
     sel.record_verdict(&runner_up, true).await;
     let mut strong = MemoryConfig::default();
     strong.feedback_weight = 0.5;
-    let next = select(&env.selector(env.config().memory(strong)), &req, cands(&server, &names, "red")).await;
-    assert_eq!(best_name(&next), "red1", "accepted ranks higher, rejected lower");
+    let next = select(
+        &env.selector(env.config().memory(strong)),
+        &req,
+        cands(&server, &names, "red"),
+    )
+    .await;
+    assert_eq!(
+        best_name(&next),
+        "red1",
+        "accepted ranks higher, rejected lower"
+    );
     assert!(next.best.scores.feedback.unwrap() > 0.0);
-    let stats = env.selector(env.config()).memory().await.unwrap().unwrap().stats().await.unwrap();
+    let stats = env
+        .selector(env.config())
+        .memory()
+        .await
+        .unwrap()
+        .unwrap()
+        .stats()
+        .await
+        .unwrap();
     assert_eq!((stats.accepted, stats.rejected), (1, 1));
 }
 on_both!(
@@ -358,15 +416,29 @@ async fn corrupt_or_missing_blob_is_fetched_again(env: Env) {
     let server = image_server().await;
     let names = ["red0", "green0", "blue0"];
     let req = request("red", &[]);
-    select(&env.selector(env.config()), &req, cands(&server, &names, "q")).await;
+    select(
+        &env.selector(env.config()),
+        &req,
+        cands(&server, &names, "q"),
+    )
+    .await;
     let blobs = env.cache.path().join("blobs");
     let mut files: Vec<_> = walk(&blobs);
     files.sort();
     assert_eq!(files.len(), 3);
     std::fs::write(&files[0], b"not the image any more").unwrap();
     std::fs::remove_file(&files[1]).unwrap();
-    let s = select(&env.selector(env.config()), &req, cands(&server, &names, "q")).await;
-    assert_eq!(requests(&server).await, 5, "exactly the two broken blobs fetched again");
+    let s = select(
+        &env.selector(env.config()),
+        &req,
+        cands(&server, &names, "q"),
+    )
+    .await;
+    assert_eq!(
+        requests(&server).await,
+        5,
+        "exactly the two broken blobs fetched again"
+    );
     assert_eq!(s.memory.reused, 1);
     assert_eq!(s.ranked.len(), 3);
     assert_eq!(walk(&blobs).len(), 3, "the cache is whole again");
@@ -406,7 +478,10 @@ async fn library_and_policy(env: Env) {
     let mut policy = MemoryConfig::default();
     policy.policy = SearchPolicy::WhenFewerThan(1);
     let asks = env.selector(env.config().memory(policy.clone()));
-    assert!(asks.needs_web_search(&req).await, "empty memory: search the web");
+    assert!(
+        asks.needs_web_search(&req).await,
+        "empty memory: search the web"
+    );
 
     let report = memory
         .index_folder(lib.path(), env.embedder.clone(), &Default::default())
@@ -416,12 +491,22 @@ async fn library_and_policy(env: Env) {
     assert_eq!(report.skipped.len(), 1, "{:?}", report.skipped);
     assert!(!asks.needs_web_search(&req).await, "the library answers");
     policy.policy = SearchPolicy::MemoryOnly;
-    assert!(!env.selector(env.config().memory(policy)).needs_web_search(&req).await);
-    assert!(sel.needs_web_search(&req).await, "the default policy always searches");
+    assert!(
+        !env.selector(env.config().memory(policy))
+            .needs_web_search(&req)
+            .await
+    );
+    assert!(
+        sel.needs_web_search(&req).await,
+        "the default policy always searches"
+    );
 
     let s = select(&sel, &req, vec![]).await;
     assert_eq!(s.best.candidate.engine, "library");
-    assert_eq!(s.best.candidate.title.as_deref(), Some("Acme's blue fox mascot"));
+    assert_eq!(
+        s.best.candidate.title.as_deref(),
+        Some("Acme's blue fox mascot")
+    );
     let stats = memory.stats().await.unwrap();
     assert_eq!(stats.by_source.get("library"), Some(&2));
 
@@ -448,7 +533,12 @@ async fn the_memory_can_be_turned_off() {
     let server = image_server().await;
     let req = request("red", &[]);
     for _ in 0..2 {
-        let s = select(&env.selector(env.config().no_memory()), &req, cands(&server, &["red0"], "q")).await;
+        let s = select(
+            &env.selector(env.config().no_memory()),
+            &req,
+            cands(&server, &["red0"], "q"),
+        )
+        .await;
         assert_eq!((s.memory.stored, s.memory.reused), (0, 0));
         assert!(s.memory.store.is_none());
     }
@@ -471,7 +561,11 @@ async fn two_workers_on_one_server_store_each_image_once() {
     let other: Arc<dyn VectorStore> =
         Arc::new(iat2i_selectors::QdrantStore::new(&url, None).unwrap());
     let a = env.selector(env.config());
-    let b = env.selector(env.config().cache_dir(other_cache.path()).store_instance(other));
+    let b = env.selector(
+        env.config()
+            .cache_dir(other_cache.path())
+            .store_instance(other),
+    );
     let (x, y) = tokio::join!(
         a.select(&req, cands(&server, &names, "red fox")),
         b.select(&req, cands(&server, &names, "red fox"))
@@ -500,21 +594,38 @@ async fn a_second_process_on_one_edge_directory_selects_and_reports_the_lock() {
         .cache_dir(cache.path())
         .store(StoreChoice::Edge);
     let sel = HierarchicalSelector::new(http(), config);
-    let first = select(&sel, &request("red", &[]), cands(&server, &["red0", "green0"], "q")).await;
+    let first = select(
+        &sel,
+        &request("red", &[]),
+        cands(&server, &["red0", "green0"], "q"),
+    )
+    .await;
     assert_eq!(first.memory.store.as_deref(), Some("qdrant-edge"));
     assert!(first.memory.degraded.is_none());
 
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "second_process_child", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "second_process_child",
+            "--ignored",
+            "--nocapture",
+        ])
         .env("IAT2I_TEST_CACHE", cache.path())
         .env("IAT2I_TEST_IMAGES", server.uri())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "child failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "child failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("CHILD-SELECTED red0"), "{stdout}");
     assert!(stdout.contains("locked by another process"), "{stdout}");
-    assert!(stdout.contains("QDRANT_URL") && stdout.contains("another cache directory"), "{stdout}");
+    assert!(
+        stdout.contains("QDRANT_URL") && stdout.contains("another cache directory"),
+        "{stdout}"
+    );
     assert!(stdout.contains("CHILD-REQUIRED-ERROR"), "{stdout}");
     drop(sel);
 }
@@ -540,7 +651,10 @@ async fn second_process_child() {
             .collect()
     };
     let sel = HierarchicalSelector::new(http(), config.clone());
-    let s = sel.select(&request("red", &[]), make(&["red0", "green0"])).await.unwrap();
+    let s = sel
+        .select(&request("red", &[]), make(&["red0", "green0"]))
+        .await
+        .unwrap();
     println!("CHILD-SELECTED {}", best_name(&s));
     println!("CHILD-DEGRADED {}", s.memory.degraded.unwrap_or_default());
     let strict = HierarchicalSelector::new(http(), config.require_memory(true));

@@ -195,16 +195,16 @@ async fn selects_across_formats_and_reports_every_drop() {
     );
     assert_eq!(sel.judge_reason, None);
 
-    // The real qdrant-edge store lives under the cache dir, and the run's points are gone.
+    // The reference memory (qdrant-edge under the cache dir) remembers every image that
+    // was fetched and embedded, near-duplicates included, in the model's collection.
+    assert_eq!(sel.memory.store.as_deref(), Some("qdrant-edge"));
+    assert_eq!(sel.memory.stored, 11, "{:?}", sel.memory);
+    let collection = sel.memory.collection.clone().unwrap();
+    assert!(collection.ends_with("_32"), "{collection}");
     let store = EdgeStore::new(cache.path().join("qdrant-edge"));
-    assert!(store.dir().join("clip-32").is_dir());
-    assert!(
-        store
-            .search("e2e-run", &[0.1; 32], 50)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.dir().join(&collection).is_dir());
+    let all = iat2i_selectors::StoreFilter::all();
+    assert_eq!(store.count(&collection, &all).await.unwrap(), 11);
 }
 
 fn check_scores_and_references(sel: &iat2i_selectors::Selection) {

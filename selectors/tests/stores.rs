@@ -46,7 +46,10 @@ fn spec(name: &str) -> CollectionSpec {
 }
 
 fn id(i: usize) -> Uuid {
-    Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("https://img.example/{i}.jpg").as_bytes())
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_URL,
+        format!("https://img.example/{i}.jpg").as_bytes(),
+    )
 }
 
 fn payload(i: usize) -> Payload {
@@ -97,7 +100,12 @@ async fn check_search(
         let want = exact(all, &q, keep, 10);
         let got: Vec<usize> = hits.iter().map(|h| index_of(&h.payload)).collect();
         let want_ids: Vec<usize> = want.iter().map(|w| w.0).collect();
-        assert_eq!(got, want_ids, "{}: ranking differs from brute force", store.name());
+        assert_eq!(
+            got,
+            want_ids,
+            "{}: ranking differs from brute force",
+            store.name()
+        );
         for (h, w) in hits.iter().zip(&want) {
             assert!(
                 (h.score - w.1).abs() < 1e-4,
@@ -146,7 +154,10 @@ async fn suite(store: &dyn VectorStore) {
     let even = StoreFilter::all().with(Condition::Keyword("group".into(), "even".into()));
     check_search(store, &c, &all, &even, |i| i % 2 == 0).await;
     let fox_open = StoreFilter::all()
-        .with(Condition::AnyKeyword("tags".into(), vec!["fox".into(), "dog".into()]))
+        .with(Condition::AnyKeyword(
+            "tags".into(),
+            vec!["fox".into(), "dog".into()],
+        ))
         .without(Condition::Bool("open".into(), true));
     check_search(store, &c, &all, &fox_open, |i| i % 3 == 0 && i % 4 != 0).await;
     let recent = StoreFilter::all().with(Condition::Range {
@@ -173,7 +184,11 @@ async fn suite(store: &dyn VectorStore) {
     assert_eq!(got_i, vec![5, 7]);
     for p in &got {
         let want = &all[index_of(&p.payload)];
-        assert!(cosine(&p.vector, want) > 0.9999, "{}: vector kept", store.name());
+        assert!(
+            cosine(&p.vector, want) > 0.9999,
+            "{}: vector kept",
+            store.name()
+        );
     }
 
     // Scrolling pages through exactly the matching points.
@@ -205,7 +220,10 @@ async fn suite(store: &dyn VectorStore) {
         )
         .await
         .unwrap();
-    let hits = store.search(&c, &q, &StoreFilter::all(), 100).await.unwrap();
+    let hits = store
+        .search(&c, &q, &StoreFilter::all(), 100)
+        .await
+        .unwrap();
     assert_eq!(hits.len(), 60, "{}: replaced, not added", store.name());
     assert_eq!(index_of(&hits[0].payload), 7);
     assert!((hits[0].score - 1.0).abs() < 1e-4);
@@ -236,7 +254,10 @@ async fn edge_store_passes_the_suite() {
     suite(&store).await;
     let names = store.collections().await.unwrap();
     assert_eq!(names.len(), 1);
-    assert!(dir.path().join(&names[0]).is_dir(), "one shard per collection");
+    assert!(
+        dir.path().join(&names[0]).is_dir(),
+        "one shard per collection"
+    );
 }
 
 #[tokio::test]
@@ -259,7 +280,10 @@ async fn edge_store_persists_across_instances() {
         store.upsert(c, pts).await.unwrap();
     }
     let store = EdgeStore::new(dir.path());
-    let hits = store.search(c, &v[2], &StoreFilter::all(), 3).await.unwrap();
+    let hits = store
+        .search(c, &v[2], &StoreFilter::all(), 3)
+        .await
+        .unwrap();
     assert_eq!(hits.len(), 3);
     assert_eq!(index_of(&hits[0].payload), 2);
 }
@@ -281,10 +305,17 @@ async fn qdrant_server_store_sends_the_api_key_and_never_shows_it() {
         return;
     };
     let without = iat2i_selectors::QdrantStore::new(&server.url(), None).unwrap();
-    assert!(without.ensure(&spec("keyed")).await.is_err(), "the server wants the key");
-    let with =
-        iat2i_selectors::QdrantStore::new(&server.url(), Some("s3cret-key".into())).unwrap();
+    assert!(
+        without.ensure(&spec("keyed")).await.is_err(),
+        "the server wants the key"
+    );
+    let with = iat2i_selectors::QdrantStore::new(&server.url(), Some("s3cret-key".into())).unwrap();
     with.ensure(&spec("keyed")).await.unwrap();
-    assert!(with.collections().await.unwrap().contains(&"keyed".to_string()));
+    assert!(
+        with.collections()
+            .await
+            .unwrap()
+            .contains(&"keyed".to_string())
+    );
     assert!(!format!("{with:?}").contains("s3cret"));
 }

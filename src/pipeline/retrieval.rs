@@ -87,6 +87,16 @@ impl Pipeline {
             ..RetrievalRecord::default()
         };
         st.report.queries.extend(queries.iter().cloned());
+        let request = self.selection_request(st, &queries);
+        // The selector's memory may answer alone (its search policy).
+        if !self.selector.needs_web_search(&request).await {
+            record
+                .reason
+                .push_str("; the reference memory answered (web search skipped)");
+            self.select(st, &mut record, request, Vec::new()).await;
+            st.report.retrievals.push(record);
+            return;
+        }
         self.events.emit(PipelineEvent::SearchStarted {
             queries: queries.clone(),
         });
@@ -122,7 +132,9 @@ impl Pipeline {
             st.spent(PaidCall::Select, Default::default(), Default::default());
             return;
         }
-        self.select(st, &mut record, found.candidates).await;
+        // Even without web candidates, the selector's memory may recall a reference.
+        self.select(st, &mut record, request, found.candidates)
+            .await;
         st.report.retrievals.push(record);
         // The candidate judge's tokens of this selection: into the report now (not only when
         // the run ends) and to the guard, so budgets count them.
@@ -135,22 +147,26 @@ impl Pipeline {
         st.spent(PaidCall::Select, judged, Default::default());
     }
 
-    async fn select(
-        &self,
-        st: &mut RunState,
-        record: &mut RetrievalRecord,
-        candidates: Vec<iat2i_retrievers::Candidate>,
-    ) {
-        let request = SelectionRequest {
+    fn selection_request(&self, st: &RunState, queries: &[String]) -> SelectionRequest {
+        SelectionRequest {
             prompt: st.report.request.prompt.clone(),
-            queries: record.queries.clone(),
+            queries: queries.to_vec(),
             entities: st
                 .assessment
                 .as_ref()
                 .map(|a| a.entities.clone())
                 .unwrap_or_default(),
             run_id: st.report.run_id.clone(),
-        };
+        }
+    }
+
+    async fn select(
+        &self,
+        st: &mut RunState,
+        record: &mut RetrievalRecord,
+        request: SelectionRequest,
+        candidates: Vec<iat2i_retrievers::Candidate>,
+    ) {
         self.events.emit(PipelineEvent::SelectionStarted {
             candidates: candidates.len(),
         });

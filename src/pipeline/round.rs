@@ -118,6 +118,7 @@ impl Pipeline {
         rec.revised_prompt = image.revised_prompt.clone();
         rec.image = Some(ImageRecord::of(&image.mime, &image.bytes));
         rec.verdict = Some(verdict.clone());
+        self.report_verdict(st, &verdict).await;
         st.consider(n, image, Some(verdict.clone()));
         self.act(st, n, &verdict, rec).await
     }
@@ -234,6 +235,19 @@ impl Pipeline {
                 rec.error = Some(msg);
                 None
             }
+        }
+    }
+
+    /// Tell the selector (its reference memory) what the judge made of the reference used:
+    /// accepted (aligned, or accepted as is) or rejected (another reference, or none).
+    async fn report_verdict(&self, st: &RunState, v: &Verdict) {
+        let Some(reference) = st.current_reference() else {
+            return;
+        };
+        let accepted = v.aligned || v.action == Action::Accept;
+        let rejected = matches!(v.action, Action::NextReference | Action::DropReference);
+        if accepted || rejected {
+            self.selector.record_verdict(reference, accepted).await;
         }
     }
 

@@ -99,6 +99,7 @@ impl Selector for StubSelector {
             dropped: Vec::new(),
             stages: Vec::new(),
             judge_reason: Some("the clearest picture".into()),
+            memory: Default::default(),
         })
     }
 }

@@ -238,8 +238,14 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
             assert!(cache.stats().bytes <= 5_000, "{:?}", cache.stats());
         }
-        assert!(cache.get(&hashes[1]).is_none(), "the least recently used went first");
-        let on_disk: u64 = walk(dir.path()).iter().map(|p| p.metadata().unwrap().len()).sum();
+        assert!(
+            cache.get(&hashes[1]).is_none(),
+            "the least recently used went first"
+        );
+        let on_disk: u64 = walk(dir.path())
+            .iter()
+            .map(|p| p.metadata().unwrap().len())
+            .sum();
         assert!(on_disk <= 5_000, "{on_disk} bytes on disk");
         // A new cache over the same directory counts what is there.
         let again = BlobCache::new(dir.path(), 5_000);
@@ -255,7 +261,10 @@ mod tests {
         fs::write(cache.path(&h), b"image byteZ").unwrap();
         assert!(cache.get(&h).is_none());
         assert!(!cache.path(&h).exists(), "removed so it is fetched again");
-        assert!(cache.get("../../etc/passwd").is_none(), "only hash names are read");
+        assert!(
+            cache.get("../../etc/passwd").is_none(),
+            "only hash names are read"
+        );
     }
 
     fn walk(dir: &Path) -> Vec<PathBuf> {

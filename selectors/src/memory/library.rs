@@ -236,13 +236,14 @@ impl ReferenceMemory {
                 .zip(vectors)
                 .zip(ids)
                 .map(|((p, vector), id)| {
-                    let mut record = known
-                        .remove(&id)
-                        .map(|r| r.record)
-                        .unwrap_or_else(|| MemoryRecord {
-                            first_seen: now,
-                            ..MemoryRecord::default()
-                        });
+                    let mut record =
+                        known
+                            .remove(&id)
+                            .map(|r| r.record)
+                            .unwrap_or_else(|| MemoryRecord {
+                                first_seen: now,
+                                ..MemoryRecord::default()
+                            });
                     fill(&mut record, &p, &model, now);
                     Write {
                         id,

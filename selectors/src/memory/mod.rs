@@ -29,8 +29,8 @@ use crate::store::{
 pub use admin::{MemoryStats, PruneRule};
 pub use blobs::{BlobCache, BlobStats, content_hash};
 pub use library::{IndexReport, LibraryItem};
-pub use record::{MemoryRecord, SOURCE_LIBRARY, SOURCE_WEB, normalize_url, point_id};
 pub(crate) use record::now_secs;
+pub use record::{MemoryRecord, SOURCE_LIBRARY, SOURCE_WEB, normalize_url, point_id};
 
 /// Whether the web is still searched when the memory can answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -160,10 +160,7 @@ impl MemoryRecord {
             .thumbnail_url
             .as_deref()
             .and_then(|u| Url::parse(u).ok());
-        c.source_page = self
-            .source_page
-            .as_deref()
-            .and_then(|u| Url::parse(u).ok());
+        c.source_page = self.source_page.as_deref().and_then(|u| Url::parse(u).ok());
         c.title = self.title.clone();
         c.width = Some(self.width);
         c.height = Some(self.height);
@@ -172,10 +169,7 @@ impl MemoryRecord {
         c.license = self.license.as_ref().map(|code| License {
             code: code.clone(),
             version: self.license_version.clone(),
-            url: self
-                .license_url
-                .as_deref()
-                .and_then(|u| Url::parse(u).ok()),
+            url: self.license_url.as_deref().and_then(|u| Url::parse(u).ok()),
         });
         Some(c)
     }

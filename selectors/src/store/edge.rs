@@ -21,8 +21,8 @@ use qdrant_edge::{
 use uuid::Uuid;
 
 use super::{
-    CollectionSpec, FieldKind, StoreFilter, StoreHit, StorePoint, VectorStore,
-    check_dims, store_err,
+    CollectionSpec, FieldKind, StoreFilter, StoreHit, StorePoint, VectorStore, check_dims,
+    store_err,
 };
 use crate::error::SelectError;
 
@@ -215,7 +215,12 @@ fn filter(f: &StoreFilter) -> Result<Option<Filter>, SelectError> {
 
 fn to_point(p: StorePoint) -> qdrant_edge::PointStructPersisted {
     let vectors = Vectors::new_named([(VECTOR, p.vector)]);
-    PointStruct::new(PointId::Uuid(p.id), vectors, serde_json::Value::Object(p.payload)).into()
+    PointStruct::new(
+        PointId::Uuid(p.id),
+        vectors,
+        serde_json::Value::Object(p.payload),
+    )
+    .into()
 }
 
 fn uuid_of(id: PointId) -> Uuid {
@@ -276,13 +281,13 @@ impl VectorStore for EdgeStore {
             return Ok(());
         }
         let Some(shard) = self.shard(collection, None).await? else {
-            return Err(store_err(NAME, "upsert", format!("no collection {collection}")));
+            return Err(store_err(
+                NAME,
+                "upsert",
+                format!("no collection {collection}"),
+            ));
         };
-        let dim = shard
-            .config()
-            .vectors
-            .get(VECTOR)
-            .map(|v| v.size);
+        let dim = shard.config().vectors.get(VECTOR).map(|v| v.size);
         check_dims(NAME, &points, dim)?;
         let points: Vec<_> = points.into_iter().map(to_point).collect();
         blocking(move || {

@@ -83,9 +83,8 @@ impl Condition {
                 .any(|v| v.as_str().is_some_and(|v| set.iter().any(|s| s == v))),
             Condition::Bool(k, b) => values(k).iter().any(|v| v.as_bool() == Some(*b)),
             Condition::Range { key, gte, lt } => values(key).iter().any(|v| {
-                v.as_f64().is_some_and(|x| {
-                    gte.is_none_or(|g| x >= g) && lt.is_none_or(|l| x < l)
-                })
+                v.as_f64()
+                    .is_some_and(|x| gte.is_none_or(|g| x >= g) && lt.is_none_or(|l| x < l))
             }),
             Condition::Either(cs) => cs.iter().any(|c| c.matches(payload)),
         }
@@ -125,9 +124,10 @@ mod tests {
                 lt: None,
             });
         assert!(f.matches(&p));
-        let f2 = f
-            .clone()
-            .without(Condition::AnyKeyword("license".into(), vec!["cc-by".into()]));
+        let f2 = f.clone().without(Condition::AnyKeyword(
+            "license".into(),
+            vec!["cc-by".into()],
+        ));
         assert!(!f2.matches(&p));
         let old = StoreFilter::all().with(Condition::Range {
             key: "seen".into(),

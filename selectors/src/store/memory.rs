@@ -100,7 +100,10 @@ impl VectorStore for MemoryStore {
         let Some(c) = all.get(collection) else {
             return Ok(Vec::new());
         };
-        Ok(ids.iter().filter_map(|id| c.points.get(id).cloned()).collect())
+        Ok(ids
+            .iter()
+            .filter_map(|id| c.points.get(id).cloned())
+            .collect())
     }
 
     async fn scroll(

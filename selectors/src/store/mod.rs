@@ -93,8 +93,11 @@ pub trait VectorStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<StoreHit>, SelectError>;
     /// The points with these ids (with vectors), in no particular order; missing ids are skipped.
-    async fn retrieve(&self, collection: &str, ids: &[Uuid])
-    -> Result<Vec<StorePoint>, SelectError>;
+    async fn retrieve(
+        &self,
+        collection: &str,
+        ids: &[Uuid],
+    ) -> Result<Vec<StorePoint>, SelectError>;
     /// Up to `limit` points matching `filter` (without vectors) from `offset` on, in id
     /// order, and the offset of the next page.
     async fn scroll(

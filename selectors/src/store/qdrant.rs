@@ -8,15 +8,15 @@ use qdrant_client::qdrant::point_id::PointIdOptions;
 use qdrant_client::qdrant::{
     Condition as QCondition, CountPointsBuilder, CreateCollectionBuilder,
     CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter,
-    GetPointsBuilder, PointId, PointStruct, QueryPointsBuilder, Range, RetrievedPoint,
-    ScoredPoint, ScrollPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
+    GetPointsBuilder, PointId, PointStruct, QueryPointsBuilder, Range, RetrievedPoint, ScoredPoint,
+    ScrollPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
 };
 use qdrant_client::{Payload as QPayload, Qdrant};
 use uuid::Uuid;
 
 use super::{
-    CollectionSpec, Condition, FieldKind, Payload, StoreFilter, StoreHit, StorePoint,
-    VectorStore, check_dims, store_err,
+    CollectionSpec, Condition, FieldKind, Payload, StoreFilter, StoreHit, StorePoint, VectorStore,
+    check_dims, store_err,
 };
 use crate::error::SelectError;
 

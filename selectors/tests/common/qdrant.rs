@@ -43,7 +43,10 @@ impl QdrantServer {
             let mut cmd = Command::new(&bin);
             cmd.arg("--disable-telemetry")
                 .env("QDRANT__STORAGE__STORAGE_PATH", dir.path().join("storage"))
-                .env("QDRANT__STORAGE__SNAPSHOTS_PATH", dir.path().join("snapshots"))
+                .env(
+                    "QDRANT__STORAGE__SNAPSHOTS_PATH",
+                    dir.path().join("snapshots"),
+                )
                 .env("QDRANT__SERVICE__HOST", "127.0.0.1")
                 .env("QDRANT__SERVICE__HTTP_PORT", http_port.to_string())
                 .env("QDRANT__SERVICE__GRPC_PORT", grpc_port.to_string())
@@ -70,7 +73,10 @@ impl QdrantServer {
             let _ = child.kill();
             let _ = child.wait();
         }
-        panic!("the Qdrant server at {} did not become ready", bin.display());
+        panic!(
+            "the Qdrant server at {} did not become ready",
+            bin.display()
+        );
     }
 }
 
@@ -123,7 +129,8 @@ fn readyz(port: u16) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let req = format!("GET /readyz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    let req =
+        format!("GET /readyz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
     if s.write_all(req.as_bytes()).is_err() {
         return false;
     }
