@@ -117,7 +117,7 @@ impl Pipeline {
         record.candidates = found.candidates.clone();
         if found.candidates.is_empty() {
             let why = format!(
-                "no candidates from {} engine run(s) ({failed_runs} failed)",
+                "no candidates from {} engine run(s) ({failed_runs} failed); generating without a new reference",
                 record.runs.len()
             );
             st.record_error(self, StageName::Search, None, why.clone());
@@ -132,7 +132,6 @@ impl Pipeline {
             st.spent(PaidCall::Select, Default::default(), Default::default());
             return;
         }
-        // Even without web candidates, the selector's memory may recall a reference.
         self.select(st, &mut record, request, found.candidates)
             .await;
         st.report.retrievals.push(record);
