@@ -41,7 +41,7 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A distinct 480x360 JPEG per seed: random coloured rectangles on a random background.
+/// A distinct 320x240 JPEG per seed: random coloured rectangles on a random background.
 fn picture(seed: u64) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut next = move |m: u32| {
@@ -50,7 +50,7 @@ fn picture(seed: u64) -> Vec<u8> {
         state ^= state << 17;
         (state % u64::from(m.max(1))) as u32
     };
-    let (w, h) = (480, 360);
+    let (w, h) = (320, 240);
     let bg = Rgb([next(256) as u8, next(256) as u8, next(256) as u8]);
     let mut img = RgbImage::from_pixel(w, h, bg);
     for _ in 0..12 {
@@ -307,7 +307,6 @@ fn main() -> Res<()> {
     );
     println!("| candidates reused from memory | - | {} | |", with.reused);
 
-    let points = with.stored.max(1) as f64;
     let edge = du(&with_cache.path().join("qdrant-edge"));
     let blobs = du(&with_cache.path().join("blobs"));
     let unique = with.downloads.max(1) as f64;
@@ -319,11 +318,10 @@ fn main() -> Res<()> {
     );
     println!(
         "per 10,000 references: qdrant-edge {:.0} MiB (vectors + payload + indexes), blobs {:.0} \
-         MiB (the bench's 480x360 JPEGs; real thumbnails vary), total {:.0} MiB",
+         MiB (the bench's 320x240 JPEGs; real thumbnails vary), total {:.0} MiB",
         edge as f64 / unique * 1e4 / 1048576.0,
         blobs as f64 / unique * 1e4 / 1048576.0,
         (edge + blobs) as f64 / unique * 1e4 / 1048576.0
     );
-    let _ = points;
     Ok(())
 }

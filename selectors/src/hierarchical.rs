@@ -292,10 +292,8 @@ impl HierarchicalSelector {
             .ok()
             .map(|s| s.best.candidate.image_url.clone());
         mem.finish(chosen.as_ref()).await?;
-        if let Some(spec) = &mem.spec {
-            if let Ok(mut c) = self.collection.lock() {
-                *c = Some(spec.name.clone());
-            }
+        if let (Some(spec), Ok(mut c)) = (&mem.spec, self.collection.lock()) {
+            *c = Some(spec.name.clone());
         }
         let mut selection = result?;
         selection.memory = mem.usage;
