@@ -154,12 +154,13 @@ enum Backend {
     Server,
 }
 
+/// Fields drop in order: the store (which flushes qdrant-edge on drop) before its directory.
 struct Env {
-    cache: tempfile::TempDir,
     store: Arc<dyn VectorStore>,
     embedder: Arc<ColourEmbedder>,
     #[cfg(feature = "qdrant-server")]
     _server: Option<qdrant::QdrantServer>,
+    cache: tempfile::TempDir,
 }
 
 impl Env {
