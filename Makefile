@@ -24,9 +24,9 @@ fmt:
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
 
-# The Qdrant server suite runs against ../shared/bin/qdrant, started by scripts/with-qdrant.sh.
+# Tests that need a Qdrant server start ../shared/bin/qdrant themselves (free ports, temporary storage).
 test: setup fmt clippy
-	ORT_DYLIB_PATH=$(ORT_LIB) bash scripts/with-qdrant.sh cargo test --workspace
+	ORT_DYLIB_PATH=$(ORT_LIB) cargo test --workspace
 
 FULL_MODEL := $(CURDIR)/fixtures/models/full/vision/model.onnx
 PYVENV := $(CURDIR)/.tools/venv

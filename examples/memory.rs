@@ -9,7 +9,7 @@
 //! QDRANT_URL=http://qdrant:6334 cargo run --example memory -- stats    # the shared server
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -160,7 +160,7 @@ async fn run(args: Args) -> Result<()> {
 async fn index(
     selector: &HierarchicalSelector,
     memory: &ReferenceMemory,
-    folder: &PathBuf,
+    folder: &Path,
     json: bool,
 ) -> Result<()> {
     let embedder = selector.embedder().await;

@@ -416,9 +416,9 @@ impl HierarchicalSelector {
             return Ok(0);
         };
         let spec = memory.spec(&embedder.model_id(), dim);
-        let open = self.config.prefilter.require_open_license;
+        let policy = self.config.prefilter.license_policy;
         let hits = memory
-            .recall(&spec.name, &vectors, &request.entities, open)
+            .recall(&spec.name, &vectors, &request.entities, policy)
             .await?;
         let min = self.config.memory.recall_min_score;
         Ok(hits.iter().filter(|(score, _)| *score >= min).count())

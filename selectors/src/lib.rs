@@ -53,8 +53,8 @@ pub use error::SelectError;
 pub use fetch::{PreparedImage, prepare_image};
 pub use hierarchical::HierarchicalSelector;
 pub use image;
-pub use stage::{Dropped, RankedCandidate, Stage, StageReport, StageScores};
 pub use memory::{MemoryConfig, MemoryUse, ReferenceMemory, SearchPolicy};
+pub use stage::{Dropped, RankedCandidate, Stage, StageReport, StageScores};
 #[cfg(feature = "qdrant-server")]
 pub use store::QdrantStore;
 pub use store::{

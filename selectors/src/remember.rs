@@ -105,12 +105,7 @@ impl MemoryRun {
             return Ok((Vec::new(), Vec::new()));
         };
         let hits = m
-            .recall(
-                &spec.name,
-                texts,
-                &request.entities,
-                cfg.require_open_license,
-            )
+            .recall(&spec.name, texts, &request.entities, cfg.license_policy)
             .await;
         let hits = match hits {
             Ok(h) => h,
@@ -176,6 +171,7 @@ impl MemoryRun {
             height: known.record.height,
             hash,
             vector: known.vector.clone(),
+            original: known.record.original,
         })
     }
 
@@ -209,6 +205,7 @@ impl MemoryRun {
         record.width = s.width;
         record.height = s.height;
         record.mime = s.mime.clone();
+        record.original = s.original;
         record.content_hash = content_hash(&s.bytes);
         record.phash = s.hash.to_base64();
         record.model = self.model.clone();

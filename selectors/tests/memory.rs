@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::*;
-use iat2i_retrievers::{Candidate, License};
+use iat2i_retrievers::{Candidate, License, LicensePolicy};
 use iat2i_selectors::image::{DynamicImage, RgbImage};
 use iat2i_selectors::memory::MemoryConfig;
 use iat2i_selectors::{
@@ -333,7 +333,7 @@ async fn licence_and_freshness_filters(env: Env) {
 
     // Only the openly licensed image is recalled for a user who publishes.
     let mut open = env.config();
-    open.prefilter.require_open_license = true;
+    open.prefilter.license_policy = LicensePolicy::CommercialAndDerivatives;
     let s = select(&env.selector(open), &req, vec![]).await;
     assert_eq!(s.memory.recalled, 1);
     assert_eq!(best_name(&s), "red1");

@@ -55,9 +55,9 @@ fn id(i: usize) -> Uuid {
 fn payload(i: usize) -> Payload {
     let v = json!({
         "i": i,
-        "group": if i % 2 == 0 { "even" } else { "odd" },
-        "tags": if i % 3 == 0 { vec!["fox", "snow"] } else { vec!["cat"] },
-        "open": i % 4 == 0,
+        "group": if i.is_multiple_of(2) { "even" } else { "odd" },
+        "tags": if i.is_multiple_of(3) { vec!["fox", "snow"] } else { vec!["cat"] },
+        "open": i.is_multiple_of(4),
         "seen": 1000 + i as i64,
     });
     match v {

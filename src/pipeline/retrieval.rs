@@ -94,7 +94,7 @@ impl Pipeline {
                 .reason
                 .push_str("; the reference memory answered (web search skipped)");
             self.select(st, &mut record, request, Vec::new()).await;
-            st.report.retrievals.push(record);
+            self.selected(st, record);
             return;
         }
         self.events.emit(PipelineEvent::SearchStarted {
@@ -134,6 +134,11 @@ impl Pipeline {
         }
         self.select(st, &mut record, request, found.candidates)
             .await;
+        self.selected(st, record);
+    }
+
+    /// Record a finished selection.
+    fn selected(&self, st: &mut RunState, record: RetrievalRecord) {
         st.report.retrievals.push(record);
         // The candidate judge's tokens of this selection: into the report now (not only when
         // the run ends) and to the guard, so budgets count them.

@@ -75,9 +75,16 @@ impl PruneRule {
             f = f.with(Condition::Keyword(key.into(), s.clone()));
         }
         match self.license.as_deref() {
-            // Images without a licence have no `license` field; narrow to the non-open
-            // ones here and pick the unlicensed among them while scrolling.
-            Some("none") => f = f.without(Condition::Bool("license_open".into(), true)),
+            // Images without a licence have no `license` field; narrow to those no
+            // policy but `any` permits here and pick the unlicensed among them while
+            // scrolling.
+            Some("none") => {
+                f = f.with(Condition::Range {
+                    key: "license_level".into(),
+                    gte: None,
+                    lt: Some(1.0),
+                })
+            }
             Some(code) => {
                 f = f.with(Condition::Keyword("license".into(), code.to_lowercase()));
             }

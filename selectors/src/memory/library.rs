@@ -267,9 +267,6 @@ fn fill(r: &mut MemoryRecord, p: &Prepared, model: &str, now: i64) {
     c.license = item.license.clone();
     r.set_provenance(&c);
     r.source = SOURCE_LIBRARY.into();
-    if item.license.is_none() {
-        r.license_open = true;
-    }
     if let Some(caption) = &item.caption {
         r.tag(caption, &item.entities);
     } else {
@@ -278,6 +275,7 @@ fn fill(r: &mut MemoryRecord, p: &Prepared, model: &str, now: i64) {
     r.width = p.width;
     r.height = p.height;
     r.mime = p.mime.clone();
+    r.original = true;
     r.content_hash = content_hash(&p.bytes);
     r.phash = p.phash.clone();
     r.model = model.to_string();

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use iat2i_retrievers::LicensePolicy;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -239,18 +240,18 @@ impl ReferenceMemory {
     }
 
     /// Fresh remembered images most similar to any of `texts` (text vectors), filtered by
-    /// licence when `open_only`; with `entities`, also the fresh images found for any of
+    /// licence `policy`; with `entities`, also the fresh images found for any of
     /// them. Each id once, with its best similarity; best first. Vectors are not read.
     pub async fn recall(
         &self,
         collection: &str,
         texts: &[Vec<f32>],
         entities: &[String],
-        open_only: bool,
+        policy: LicensePolicy,
     ) -> Result<Vec<(f32, Remembered)>, SelectError> {
         let mut base = self.fresh_filter();
-        if open_only {
-            base = base.with(Condition::Bool("license_open".into(), true));
+        if let Some(c) = record::license_condition(policy) {
+            base = base.with(c);
         }
         let limit = self.config.recall_limit.max(1);
         let mut best: HashMap<Uuid, (f32, MemoryRecord)> = HashMap::new();

@@ -1,11 +1,11 @@
 //! What the memory keeps about one image, and the id it is kept under.
 
-use iat2i_retrievers::{Candidate, License};
+use iat2i_retrievers::{Candidate, License, LicensePolicy};
 use serde::{Deserialize, Serialize};
 use url::Url;
 use uuid::Uuid;
 
-use crate::store::{FieldKind, Payload};
+use crate::store::{Condition, FieldKind, Payload};
 
 /// Where a remembered image came from.
 pub const SOURCE_WEB: &str = "web";
@@ -39,9 +39,10 @@ pub struct MemoryRecord {
     /// Link to the licence deed, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license_url: Option<String>,
-    /// True for Creative Commons and public-domain licences (and curated assets).
+    /// How restrictive a licence policy may be and still permit the image: the index in
+    /// [`LicensePolicy::ALL`] of the strictest policy that does (0: only `any`).
     #[serde(default)]
-    pub license_open: bool,
+    pub license_level: u8,
     /// Author or creator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creator: Option<String>,
@@ -60,6 +61,9 @@ pub struct MemoryRecord {
     pub height: u32,
     /// MIME type of the stored bytes.
     pub mime: String,
+    /// True when the stored bytes are the full-size original, not the engine's thumbnail.
+    #[serde(default)]
+    pub original: bool,
     /// SHA-256 of the bytes (the blob cache's key).
     pub content_hash: String,
     /// Perceptual hash (base64, image_hasher's gradient hash).
@@ -88,7 +92,7 @@ pub(crate) fn indexed_fields() -> Vec<(String, FieldKind)> {
         ("engine", FieldKind::Keyword),
         ("source", FieldKind::Keyword),
         ("license", FieldKind::Keyword),
-        ("license_open", FieldKind::Bool),
+        ("license_level", FieldKind::Integer),
         ("entities", FieldKind::Keyword),
         ("last_seen", FieldKind::Integer),
     ]
@@ -127,8 +131,8 @@ impl MemoryRecord {
             self.license = Some(l.code.to_ascii_lowercase());
             self.license_version = l.version.clone();
             self.license_url = l.url.as_ref().map(Url::to_string);
-            self.license_open = l.is_open();
         }
+        self.license_level = license_level(c.license.as_ref());
         if c.creator.is_some() {
             self.creator = c.creator.clone();
         }
@@ -226,6 +230,25 @@ pub(crate) fn now_secs() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// The index in [`LicensePolicy::ALL`] of the strictest policy that permits `license` (the
+/// policies form a chain, each permitting a subset of the one before).
+pub(crate) fn license_level(license: Option<&License>) -> u8 {
+    LicensePolicy::ALL
+        .iter()
+        .rposition(|p| p.permits(license))
+        .unwrap_or(0) as u8
+}
+
+/// The store condition that keeps only images `policy` permits (`None` for `any`).
+pub(crate) fn license_condition(policy: LicensePolicy) -> Option<Condition> {
+    let level = LicensePolicy::ALL.iter().position(|p| *p == policy)?;
+    (level > 0).then(|| Condition::Range {
+        key: "license_level".into(),
+        gte: Some(level as f64),
+        lt: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,5 +278,21 @@ mod tests {
         assert_eq!(back, r);
         r.accepted = 3;
         assert!(r.feedback() > 0.5);
+    }
+
+    #[test]
+    fn licence_levels_follow_the_policy_chain() {
+        let lic = |code: &str| License {
+            code: code.into(),
+            version: Some("4.0".into()),
+            url: None,
+        };
+        assert_eq!(license_level(None), 0);
+        assert_eq!(license_level(Some(&lic("by-nc"))), 0);
+        assert_eq!(license_level(Some(&lic("by-nd"))), 1);
+        assert_eq!(license_level(Some(&lic("by-sa"))), 2);
+        assert_eq!(license_level(Some(&lic("cc0"))), 3);
+        assert_eq!(license_condition(LicensePolicy::Any), None);
+        assert!(license_condition(LicensePolicy::PublicDomainOnly).is_some());
     }
 }

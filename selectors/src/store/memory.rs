@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{CollectionSpec, StoreFilter, StoreHit, StorePoint, VectorStore, check_dims};
-use crate::error::SelectError;
 use crate::embed::cosine;
+use crate::error::SelectError;
 
 #[derive(Debug, Default)]
 struct Collection {
