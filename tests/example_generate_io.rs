@@ -199,11 +199,15 @@ async fn allow_host_lets_a_private_mirror_serve_the_reference() {
     mount_chat(&server, "verdict", &["verdict_aligned.json"]).await;
     mount_images_any(&server, &["images_green.json"]).await;
     let dir = tempfile::tempdir().unwrap();
+    // Each run has its own cache: a shared one would remember the mirror's picture from the
+    // allowed run and reuse it without asking the mirror again.
+    let fresh = tempfile::tempdir().unwrap();
     let run = |allow: bool| {
-        let mut c = generate(dir.path());
+        let cache = if allow { dir.path() } else { fresh.path() };
+        let mut c = generate(cache);
         c.env("OPENAI_BASE_URL", base(&server))
             .env("OPENAI_API_KEY", KEY)
-            .args(local_search(dir.path(), &openverse))
+            .args(local_search(cache, &openverse))
             .args(["--max-rounds", "1"]);
         if allow {
             c.args(["--allow-host", "127.0.0.1"]);
