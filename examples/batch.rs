@@ -23,6 +23,8 @@ mod engines;
 mod generators;
 #[path = "common/logging.rs"]
 mod logging;
+#[path = "common/memory.rs"]
+mod memory;
 use engines::EngineArgs;
 use generators::GeneratorArgs;
 use iat2i::HaltKind;
@@ -33,6 +35,7 @@ use iat2i::batch::{
 use iat2i::lmm::{OPENAI_DEFAULT_BASE, model_http_client};
 use iat2i::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
+use memory::MemoryArgs;
 
 /// Generate an image for every job of a manifest, unattended.
 ///
@@ -164,6 +167,9 @@ struct RunArgs {
 
     #[command(flatten)]
     generator: GeneratorArgs,
+
+    #[command(flatten)]
+    memory: MemoryArgs,
 }
 
 const HELP: &str = "Exit codes:
@@ -284,6 +290,7 @@ fn build_pipeline(args: &RunArgs, key: &Option<Secret>) -> Result<Pipeline> {
     if std::env::var_os("QDRANT_URL").is_some() {
         selector = selector.store(iat2i::selectors::StoreChoice::QdrantFromEnv);
     }
+    let selector = args.memory.apply(selector);
     let http = args.engines.http_builder().build()?;
     Ok(Pipeline::builder()
         .lmm(Arc::new(chat))

@@ -24,6 +24,8 @@ mod engines;
 mod generators;
 #[path = "common/logging.rs"]
 mod logging;
+#[path = "common/memory.rs"]
+mod memory;
 #[path = "common/preview.rs"]
 mod preview;
 #[path = "common/progress.rs"]
@@ -36,6 +38,7 @@ use iat2i::lmm::{OPENAI_DEFAULT_BASE, model_http_client};
 use iat2i::prelude::*;
 use iat2i::retrievers::HttpClient;
 use iat2i::{Lmm, PipelineBuilder};
+use memory::MemoryArgs;
 use progress::Progress;
 
 /// Internet-augmented text-to-image: decide whether the prompt needs a reference
@@ -85,7 +88,8 @@ struct Args {
     /// references (default: CLIP ViT-B/32, downloaded from Hugging Face on first use).
     #[arg(long)]
     model_dir: Option<PathBuf>,
-    /// Cache directory (the qdrant-edge store lives in <cache>/qdrant-edge).
+    /// Cache directory: the reference memory (<cache>/qdrant-edge, <cache>/blobs) and
+    /// downloaded models.
     #[arg(long, env = "IAT2I_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
     /// Let reference downloads reach this host even when it is private or local (a
@@ -119,6 +123,9 @@ struct Args {
 
     #[command(flatten)]
     generator: GeneratorArgs,
+
+    #[command(flatten)]
+    memory: MemoryArgs,
 }
 
 const EXAMPLES: &str =
@@ -330,7 +337,7 @@ fn selector_config(args: &Args) -> SelectorConfig {
     if let Some(folder) = &args.engines.folder {
         selector = selector.allow_local_dir(folder);
     }
-    selector
+    args.memory.apply(selector)
 }
 
 fn chat(args: &Args, key: &Option<Secret>, model: &str) -> Result<Arc<dyn Lmm>> {

@@ -20,6 +20,8 @@ use clap::Parser;
 mod engines;
 #[path = "common/logging.rs"]
 mod logging;
+#[path = "common/memory.rs"]
+mod memory;
 #[path = "common/selection_view.rs"]
 mod selection_view;
 use engines::EngineArgs;
@@ -27,6 +29,7 @@ use iat2i::retrievers::{Candidate, ImageSearch, MultiSearch, SearchQuery};
 use iat2i::selectors::{
     HierarchicalSelector, SelectError, SelectionRequest, Selector, SelectorConfig, StoreChoice,
 };
+use memory::MemoryArgs;
 use selection_view::{print_drops, print_selection, write_reference};
 use url::Url;
 
@@ -70,7 +73,8 @@ struct Args {
     #[arg(long)]
     tokenizer_dir: Option<PathBuf>,
 
-    /// Cache directory (the qdrant-edge store lives in <cache>/qdrant-edge).
+    /// Cache directory: the reference memory (<cache>/qdrant-edge, <cache>/blobs) and
+    /// downloaded models.
     #[arg(long, env = "IAT2I_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
 
@@ -78,15 +82,6 @@ struct Args {
     /// memory (the default when QDRANT_URL is set; else qdrant-edge under the cache dir).
     #[arg(long)]
     qdrant_server: bool,
-
-    /// Turn the reference memory off: download and embed every candidate, remember nothing.
-    #[arg(long)]
-    no_memory: bool,
-
-    /// Fail when the reference memory cannot be used (locked by another process,
-    /// server unreachable) instead of selecting without it.
-    #[arg(long)]
-    require_memory: bool,
 
     /// How many distinct candidates to keep (the best and its alternates).
     #[arg(long, default_value_t = 5, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100))]
@@ -115,6 +110,9 @@ struct Args {
 
     #[command(flatten)]
     engines: EngineArgs,
+
+    #[command(flatten)]
+    memory: MemoryArgs,
 }
 
 #[tokio::main]
@@ -202,10 +200,7 @@ fn config(args: &Args) -> SelectorConfig {
     if args.qdrant_server {
         config = config.store(StoreChoice::QdrantFromEnv);
     }
-    if args.no_memory {
-        config = config.no_memory();
-    }
-    config.require_memory(args.require_memory)
+    args.memory.apply(config)
 }
 
 /// Search every query on the engines, printing one status line per engine and query;

@@ -284,3 +284,58 @@ impl ImageSearch for BlockedEngine {
         })
     }
 }
+
+/// The stub selector, but its reference memory was locked by another process.
+#[derive(Clone, Default)]
+struct LockedMemory(StubSelector);
+
+const LOCKED: &str = "the reference memory at /cache/qdrant-edge is locked by another process; \
+                      selected without it (share it with QDRANT_URL, or give this process \
+                      another cache directory)";
+
+#[async_trait]
+impl Selector for LockedMemory {
+    async fn select(
+        &self,
+        request: &SelectionRequest,
+        candidates: Vec<Candidate>,
+    ) -> Result<Selection, SelectError> {
+        let mut s = self.0.select(request, candidates).await?;
+        s.memory.degraded = Some(LOCKED.into());
+        Ok(s)
+    }
+}
+
+#[tokio::test]
+async fn a_locked_memory_is_reported_while_the_reference_is_still_used() {
+    let h = Harness::start(&["gate_needs_reference.json"], &["verdict_aligned.json"]).await;
+    h.images("edits", &["images_red.json"]).await;
+    let pipeline = h
+        .builder(GateMode::FromPrompt, 3)
+        .selector(Arc::new(LockedMemory::default()))
+        .build()
+        .unwrap();
+    let out = pipeline.run(Request::new("A Graphorn")).await.unwrap();
+
+    let r = &out.report;
+    assert!(!r.lost_reference(), "the reference was still selected");
+    assert_eq!(r.rounds[0].references.len(), 1);
+    let d = r
+        .degraded
+        .iter()
+        .find(|d| d.lost == Lost::Memory)
+        .expect("the locked memory is recorded");
+    assert_eq!(d.cause, Cause::StoreUnavailable);
+    assert!(d.detail.contains("QDRANT_URL"), "{}", d.detail);
+    assert!(events(&h).contains(&"degraded".to_string()));
+    let json = serde_json::to_value(r).unwrap();
+    assert!(
+        json["degraded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["lost"] == "memory" && d["cause"] == "store_unavailable"),
+        "{}",
+        json["degraded"]
+    );
+}

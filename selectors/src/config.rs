@@ -314,6 +314,11 @@ impl SelectorConfig {
         self.memory.required = required;
         self
     }
+    /// Whether the web is still searched when the memory can answer (see [`SearchPolicy`]).
+    pub fn search_policy(mut self, policy: crate::memory::SearchPolicy) -> Self {
+        self.memory.policy = policy;
+        self
+    }
     /// Use only images whose licence `policy` permits (see [`LicensePolicy`]).
     pub fn license_policy(mut self, policy: LicensePolicy) -> Self {
         self.prefilter.license_policy = policy;

@@ -99,7 +99,7 @@ fn engine_cause(error: &str) -> Cause {
 pub(super) fn select_cause(e: &SelectError) -> Cause {
     match e {
         SelectError::NoCandidates { .. } => Cause::AllCandidatesRefused,
-        SelectError::Store(_) => Cause::StoreUnavailable,
+        SelectError::Store(_) | SelectError::StoreLocked { .. } => Cause::StoreUnavailable,
         SelectError::Embedding(msg) => embedding_cause(msg),
         SelectError::Config(_) => Cause::Config,
         _ => Cause::Other,

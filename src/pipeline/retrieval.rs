@@ -194,6 +194,15 @@ impl Pipeline {
                     );
                     st.degrade(self, d);
                 }
+                if let Some(why) = &selection.memory.degraded {
+                    let d = Degradation::new(
+                        Lost::Memory,
+                        Cause::StoreUnavailable,
+                        StageName::Select,
+                        why.clone(),
+                    );
+                    st.degrade(self, d);
+                }
                 if selection.best.source == ReferenceSource::Thumbnail {
                     let d = Degradation::new(
                         Lost::OriginalImage,

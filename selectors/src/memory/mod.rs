@@ -47,6 +47,39 @@ pub enum SearchPolicy {
     MemoryOnly,
 }
 
+impl std::fmt::Display for SearchPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SearchPolicy::Always => f.write_str("always"),
+            SearchPolicy::WhenFewerThan(k) => write!(f, "fewer-than:{k}"),
+            SearchPolicy::MemoryOnly => f.write_str("memory-only"),
+        }
+    }
+}
+
+impl std::str::FromStr for SearchPolicy {
+    type Err = String;
+
+    /// `always`, `memory-only`, or `fewer-than:K` (K from 1).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim().to_ascii_lowercase();
+        match s.as_str() {
+            "always" => return Ok(SearchPolicy::Always),
+            "memory-only" | "never" => return Ok(SearchPolicy::MemoryOnly),
+            _ => {}
+        }
+        let k = s
+            .strip_prefix("fewer-than:")
+            .and_then(|k| k.trim().parse::<usize>().ok())
+            .filter(|k| *k >= 1);
+        k.map(SearchPolicy::WhenFewerThan).ok_or_else(|| {
+            format!(
+                "unknown search policy {s:?}: use always, memory-only or fewer-than:K (K from 1)"
+            )
+        })
+    }
+}
+
 /// Settings of the reference memory.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -365,5 +398,25 @@ impl ReferenceMemory {
         };
         self.store.upsert(collection, vec![point]).await?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::SearchPolicy;
+
+    #[test]
+    fn search_policies_parse_and_print_back() {
+        for p in [
+            SearchPolicy::Always,
+            SearchPolicy::MemoryOnly,
+            SearchPolicy::WhenFewerThan(3),
+        ] {
+            assert_eq!(p.to_string().parse::<SearchPolicy>(), Ok(p));
+        }
+        assert_eq!("never".parse(), Ok(SearchPolicy::MemoryOnly));
+        for bad in ["", "sometimes", "fewer-than:0", "fewer-than:x"] {
+            assert!(bad.parse::<SearchPolicy>().is_err(), "{bad:?}");
+        }
     }
 }

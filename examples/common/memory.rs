@@ -1,0 +1,32 @@
+//! The reference-memory flags shared by the examples that select references.
+
+use iat2i::selectors::{SearchPolicy, SelectorConfig};
+
+/// How the reference memory is used.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MemoryArgs {
+    /// Turn the reference memory off: download and embed every candidate, remember nothing.
+    #[arg(long)]
+    pub no_memory: bool,
+    /// Fail the selection when the reference memory cannot be used (locked by another
+    /// process, server unreachable) instead of selecting without it.
+    #[arg(long, conflicts_with = "no_memory")]
+    pub require_memory: bool,
+    /// Whether the web is searched when the memory can answer: always, memory-only, or
+    /// fewer-than:K (search only when the memory recalls fewer than K good images).
+    #[arg(long, default_value = "always", value_name = "POLICY")]
+    pub search_policy: SearchPolicy,
+}
+
+impl MemoryArgs {
+    /// `config` with these settings.
+    pub fn apply(&self, config: SelectorConfig) -> SelectorConfig {
+        let mut config = config
+            .require_memory(self.require_memory)
+            .search_policy(self.search_policy);
+        if self.no_memory {
+            config = config.no_memory();
+        }
+        config
+    }
+}
