@@ -183,6 +183,11 @@ async fn index(
             "skipped": skipped,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if report.indexed == 0 {
+        println!(
+            "indexed no image ({} skipped; reasons above)",
+            report.skipped.len()
+        );
     } else {
         println!(
             "indexed {} image(s) into {} ({} skipped)",

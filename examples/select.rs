@@ -60,6 +60,11 @@ struct Args {
     #[arg(long = "query")]
     queries: Vec<String>,
 
+    /// An entity the prompt names (a character, a species, a product); repeat for several.
+    /// The reference memory also recalls the images it found for these entities before.
+    #[arg(long = "entity")]
+    entities: Vec<String>,
+
     /// Read candidate image URLs from this file (one per line, `#` comments) instead of searching.
     #[arg(long)]
     urls: Option<PathBuf>,
@@ -138,23 +143,41 @@ async fn run(args: Args) -> Result<()> {
     } else {
         args.queries.clone()
     };
-    let candidates = match &args.urls {
-        Some(file) => read_urls(file, &queries[0])?,
-        None => search(&args.engines.build_all(&http)?, &queries, args.limit).await?,
-    };
-    if candidates.is_empty() {
-        bail!("no candidates: the search found nothing (try other --query terms or --urls)");
-    }
-    eprintln!("{} candidates; selecting...", candidates.len());
-    let selector = HierarchicalSelector::new(http, config(&args));
+    let selector = HierarchicalSelector::new(http.clone(), config(&args));
     let request = SelectionRequest {
         prompt: args.prompt.clone(),
-        queries,
-        entities: Vec::new(),
+        queries: queries.clone(),
+        entities: args.entities.clone(),
         run_id: format!("select-{}", std::process::id()),
     };
+    let candidates = match &args.urls {
+        Some(file) => read_urls(file, &queries[0])?,
+        // The memory may answer alone (--search-policy memory-only or fewer-than:K).
+        None if !selector.needs_web_search(&request).await => {
+            eprintln!(
+                "the reference memory answers (--search-policy {}): web search skipped",
+                args.memory.search_policy
+            );
+            Vec::new()
+        }
+        None => {
+            let found = search(&args.engines.build_all(&http)?, &queries, args.limit).await?;
+            if found.is_empty() {
+                bail!(
+                    "no candidates: the search found nothing (try other --query terms or --urls)"
+                );
+            }
+            found
+        }
+    };
+    eprintln!("{} candidates; selecting...", candidates.len());
     let selection = match selector.select(&request, candidates).await {
         Ok(s) => s,
+        Err(SelectError::NoCandidates { dropped }) if dropped.is_empty() => bail!(
+            "the reference memory recalled no image for this prompt (a hit needs a text-image \
+             similarity of at least 0.25, or an image found earlier for an --entity); search \
+             the web (--search-policy always) or index images for it (memory index)"
+        ),
         Err(SelectError::NoCandidates { dropped }) => {
             print_drops(&dropped);
             bail!("every candidate was dropped (reasons above)");
