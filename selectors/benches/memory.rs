@@ -24,9 +24,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use iat2i_retrievers::{Candidate, HttpClient};
 use iat2i_selectors::image::{DynamicImage, ImageFormat, Rgb, RgbImage};
+use iat2i_selectors::memory::{BlobCache, MemoryRecord, normalize_url, point_id};
 use iat2i_selectors::{
-    ClipEmbedder, ClipModelSource, Embedder, HierarchicalSelector, SelectError, SelectionRequest,
-    Selector, SelectorConfig, StoreChoice,
+    ClipEmbedder, ClipModelSource, EdgeStore, Embedder, HierarchicalSelector, MemoryConfig,
+    ReferenceMemory, SelectError, SelectionRequest, Selector, SelectorConfig, StoreChoice,
+    StorePoint, VectorStore,
 };
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -309,19 +311,93 @@ fn main() -> Res<()> {
 
     let edge = du(&with_cache.path().join("qdrant-edge"));
     let blobs = du(&with_cache.path().join("blobs"));
-    let unique = with.downloads.max(1) as f64;
     println!(
-        "\ndisk use of the memory: {} references; qdrant-edge {:.1} MiB, blobs {:.1} MiB",
+        "\ndisk use after the workload: {} references; qdrant-edge {:.1} MiB, blobs {:.1} MiB \
+         (the bench's 320x240 JPEGs)",
         with.downloads,
         edge as f64 / 1048576.0,
         blobs as f64 / 1048576.0
     );
+    let (empty, full) = rt.block_on(disk_per_10k())?;
     println!(
-        "per 10,000 references: qdrant-edge {:.0} MiB (vectors + payload + indexes), blobs {:.0} \
-         MiB (the bench's 320x240 JPEGs; real thumbnails vary), total {:.0} MiB",
-        edge as f64 / unique * 1e4 / 1048576.0,
-        blobs as f64 / unique * 1e4 / 1048576.0,
-        (edge + blobs) as f64 / unique * 1e4 / 1048576.0
+        "qdrant-edge per 10,000 references (512-d ViT-B/32 vectors, web payloads): {:.1} MiB \
+         ({:.1} MiB for an empty collection, {:.1} MiB with 10,000); blobs add the stored images' own \
+         sizes (the thumbnail when the engine gave one, else the original)",
+        (full.saturating_sub(empty)) as f64 / 1048576.0,
+        empty as f64 / 1048576.0,
+        full as f64 / 1048576.0,
     );
     Ok(())
+}
+
+/// Disk use of a qdrant-edge memory collection, empty and with 10,000 references of the
+/// full-size model's dimension and realistic web payloads (no images: blobs are apart).
+async fn disk_per_10k() -> Res<(u64, u64)> {
+    let dir = tempfile::tempdir()?;
+    let edge_dir = dir.path().join("qdrant-edge");
+    let spec = {
+        let store: Arc<dyn VectorStore> = Arc::new(EdgeStore::new(&edge_dir));
+        let memory = ReferenceMemory::new(
+            store.clone(),
+            BlobCache::new(dir.path().join("blobs"), 1 << 30),
+            MemoryConfig::default(),
+        );
+        let spec = memory.spec("clip-vit-b32", 512);
+        store.ensure(&spec).await?;
+        spec
+    };
+    let empty = du(&edge_dir);
+    {
+        let store: Arc<dyn VectorStore> = Arc::new(EdgeStore::new(&edge_dir));
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+        };
+        for batch in 0..100 {
+            let mut points = Vec::with_capacity(100);
+            for k in 0..100 {
+                let i = batch * 100 + k;
+                let url: url::Url =
+                    format!("https://upload.wikimedia.org/wikipedia/commons/a/a{i}/Image_{i}.jpg")
+                        .parse()?;
+                let mut r = MemoryRecord::default();
+                r.url = normalize_url(&url);
+                r.image_url = url.to_string();
+                r.thumbnail_url = Some(format!("{url}/320px-thumb.jpg"));
+                r.source_page = Some(format!(
+                    "https://commons.wikimedia.org/wiki/File:Image_{i}.jpg"
+                ));
+                r.engine = "wikimedia".into();
+                r.source = "web".into();
+                r.license = Some("cc-by-sa".into());
+                r.license_version = Some("4.0".into());
+                r.title = Some(format!("A photograph of entity {} in its habitat", i % 500));
+                r.creator = Some("A. Photographer".into());
+                r.queries = vec![
+                    format!("entity {}", i % 500),
+                    format!("entity {} photo", i % 500),
+                ];
+                r.entities = vec![format!("entity {}", i % 500)];
+                r.width = 1600;
+                r.height = 1200;
+                r.mime = "image/jpeg".into();
+                r.content_hash = format!("{:064x}", i);
+                r.phash = "AAAAAAAAAAA=".into();
+                r.model = "clip-vit-b32".into();
+                r.first_seen = 1_790_000_000;
+                r.last_seen = 1_790_000_000;
+                let vector: Vec<f32> = (0..512).map(|_| next()).collect();
+                points.push(StorePoint {
+                    id: point_id("clip-vit-b32", &url),
+                    vector,
+                    payload: r.to_payload(),
+                });
+            }
+            store.upsert(&spec.name, points).await?;
+        }
+    }
+    Ok((empty, du(&edge_dir)))
 }
