@@ -664,3 +664,39 @@ async fn second_process_child() {
         other => println!("CHILD-UNEXPECTED {:?}", other.map(|s| s.memory)),
     }
 }
+
+#[cfg(feature = "qdrant-server")]
+#[tokio::test]
+async fn an_unreachable_server_degrades_the_memory_or_fails_when_required() {
+    let env = Env::new(Backend::Edge).unwrap();
+    let server = image_server().await;
+    // A loopback port nothing listens on (bound, read back, released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = Arc::new(
+        iat2i_selectors::QdrantStore::new(&format!("http://127.0.0.1:{port}"), None).unwrap(),
+    );
+    let config = || env.config().store_instance(down.clone());
+    let req = request("red", &[]);
+
+    let s = select(
+        &env.selector(config()),
+        &req,
+        cands(&server, &["red0"], "q"),
+    )
+    .await;
+    assert_eq!(best_name(&s), "red0", "the reference is still selected");
+    let why = s.memory.degraded.as_deref().unwrap_or_default();
+    assert!(why.contains("unavailable"), "{why}");
+    assert_eq!((s.memory.stored, s.memory.reused), (0, 0));
+
+    let err = env
+        .selector(config().require_memory(true))
+        .select(&req, cands(&server, &["red0"], "q"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SelectError::Store(_)), "{err:?}");
+}
