@@ -83,6 +83,8 @@ pub mod batch;
 pub mod candidate_judge;
 pub mod degraded;
 pub mod error;
+#[cfg(feature = "batch")]
+pub mod eval;
 pub mod events;
 pub mod failure;
 pub mod gate;
