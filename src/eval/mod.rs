@@ -2,17 +2,51 @@
 //!
 //! The building blocks of an evaluation that runs the same prompts through several arms
 //! (say, the pipeline with and without retrieval) and has a vision model judge the
-//! images.
+//! images:
 //!
 //! * [`prompts`]: prompt sets from WISE, WorldGenBench, a plain manifest, or the built-in
 //!   sample of rare, post-cutoff and ambiguous subjects ([`PromptSet::builtin_sample`]).
+//! * [`judge_prompts`]: the judges' versioned instructions, the parsers of their replies
+//!   and the scores computed from them, without calling any model.
 //! * [`stats`]: means and seeded percentile-bootstrap confidence intervals.
 //! * [`wise`]: WISE's categories, prompt-id ranges and overall weights.
+//!
+//! # Metrics
+//!
+//! * **Knowledge Checklist Score** (WorldGenBench): each prompt has a checklist of things
+//!   the image must show, including the knowledge the prompt implies (the beetle's
+//!   markings, which "Jaguar" is meant). A judge marks each item satisfied or not; the
+//!   score is the fraction satisfied among the items judged ([`checklist_score`]).
+//!   Prompts without a checklist get one from the checklist writer
+//!   ([`judge_prompts::CHECKLIST_WRITER_V1`]) before any image is judged.
+//! * **WiScore** (WISE): a judge scores consistency, realism and aesthetic quality from
+//!   0 to 2; WiScore = (0.7·consistency + 0.2·realism + 0.1·aesthetic) / 2, in 0–1
+//!   ([`wiscore`]). The overall score weights the per-category means by WISE's category
+//!   sizes, 0.4 cultural, 0.167 time, 0.133 space and 0.1 each for biology, physics and
+//!   chemistry ([`overall_wiscore`]).
+//! * **Pairwise preference with swap** (IA-T2I): a judge sees two arms' images for the
+//!   same prompt and picks the one that follows the prompt and its implied knowledge
+//!   better. Each pair is judged twice with the images in both orders; an arm wins only
+//!   when both judgments pick it, and any disagreement is a tie, which removes the
+//!   judge's preference for a position ([`resolve_pair`]).
+//! * **Reference agreement**: how often the judge's verdicts match a reference (human
+//!   labels, or a second judge) on the same images; it tells how far the other numbers
+//!   can be trusted.
+//!
+//! A judgment that failed (no image, a reply that is not the JSON asked for) is missing,
+//! never a zero: scores are `Option`s, and means and intervals are taken over the
+//! judgments that exist ([`stats`]).
 
+pub mod judge_prompts;
 pub mod prompts;
 pub mod stats;
 pub mod wise;
 
+pub use judge_prompts::{
+    ChecklistReply, ItemVerdict, JudgePrompt, PairOutcome, PairwiseReply, ReplyError, WiScoreReply,
+    Winner, checklist_score, numbered_checklist, overall_wiscore, parse_checklist_reply,
+    parse_checklist_writer_reply, parse_pairwise_reply, parse_wiscore_reply, resolve_pair, wiscore,
+};
 pub use prompts::{EvalPrompt, Format, PromptSet, PromptSetError, derived_id};
 pub use stats::{Interval, bootstrap_ci, mean};
 pub use wise::{WiseCategory, WiseEdition};
