@@ -268,6 +268,17 @@ impl Budget {
             })
     }
 
+    /// Count a chat call made outside any job (an evaluation's judge) against the limits,
+    /// priced as the chat model's.
+    pub fn record_chat(&self, usage: &crate::lmm::Usage) {
+        let call = CallUsage {
+            chat: *usage,
+            image: Default::default(),
+        };
+        let (chat, image_tokens, images, usd) = self.cost_of(PaidCall::Judge, &call);
+        self.spent.add(chat, image_tokens, images, usd);
+    }
+
     fn cost_of(&self, call: PaidCall, usage: &CallUsage) -> (u64, u64, u64, f64) {
         if call == PaidCall::Generate {
             let p = self.prices.of(&self.image_model);

@@ -207,7 +207,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 
 /// Take `<journal>.lock` exclusively, writing our pid into it for the message of the
 /// next process that finds it taken.
-fn lock_exclusively(journal: &Path) -> Result<std::fs::File, BatchError> {
+pub(crate) fn lock_exclusively(journal: &Path) -> Result<std::fs::File, BatchError> {
     use std::io::{Read, Seek, Write};
     let mut name = journal.as_os_str().to_os_string();
     name.push(".lock");

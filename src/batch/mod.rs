@@ -16,7 +16,7 @@
 //! callers that schedule batches themselves.
 
 mod budget;
-mod journal;
+pub(crate) mod journal;
 mod manifest;
 mod output;
 mod runner;

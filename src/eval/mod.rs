@@ -29,16 +29,20 @@
 //!   better. Each pair is judged twice with the images in both orders; an arm wins only
 //!   when both judgments pick it, and any disagreement is a tie, which removes the
 //!   judge's preference for a position ([`resolve_pair`]).
-//! * **Reference agreement**: how often the judge's verdicts match a reference (human
-//!   labels, or a second judge) on the same images; it tells how far the other numbers
-//!   can be trusted.
+//! * **Reference agreement**: the CLIP image-image cosine similarity between the generated
+//!   image and the reference it was generated with (cheap, no judge; absent for images
+//!   made without a reference).
 //!
 //! A judgment that failed (no image, a reply that is not the JSON asked for) is missing,
 //! never a zero: scores are `Option`s, and means and intervals are taken over the
 //! judgments that exist ([`stats`]).
 
+mod judge;
 pub mod judge_prompts;
+mod judgments;
 pub mod prompts;
+mod report;
+mod run;
 pub mod stats;
 pub mod wise;
 
@@ -48,5 +52,10 @@ pub use judge_prompts::{
     parse_checklist_writer_reply, parse_pairwise_reply, parse_wiscore_reply, resolve_pair, wiscore,
 };
 pub use prompts::{EvalPrompt, Format, PromptSet, PromptSetError, derived_id};
+pub use report::{
+    ArmCell, ArmSummary, CategoryScores, Cell, Costs, EvalReport, GenerationRun, Metric,
+    PairJudgment, PairSummary, PromptRow, Score, render_html,
+};
+pub use run::{Arm, EvalConfig, EvalError, Evaluation};
 pub use stats::{Interval, bootstrap_ci, mean};
 pub use wise::{WiseCategory, WiseEdition};

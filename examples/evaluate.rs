@@ -1,0 +1,309 @@
+//! Does retrieval help on your prompts? Run the same prompts through several arms (the
+//! generator alone, the full pipeline, ...) and have a vision model judge the images with
+//! the metrics the field uses.
+//!
+//! ```text
+//! cargo run --release --example evaluate -- --arms baseline,augmented --out eval/
+//! cargo run --release --example evaluate -- --prompts WISE/data/cultural_common_sense.json \
+//!     --arms baseline,augmented --metrics wiscore,pairwise --max-cost 20 --out wise-eval/
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+#[path = "common/engines.rs"]
+mod engines;
+#[path = "common/generators.rs"]
+mod generators;
+#[path = "common/logging.rs"]
+mod logging;
+use engines::EngineArgs;
+use generators::GeneratorArgs;
+use iat2i::batch::{Limits, PriceTable};
+use iat2i::eval::{Arm, EvalConfig, Evaluation, Format, Metric, PromptSet};
+use iat2i::lmm::{OPENAI_DEFAULT_BASE, model_http_client};
+use iat2i::selectors::{ClipEmbedder, ClipModelSource, SelectorConfig};
+use iat2i::{GateMode, OpenAiChat, Pipeline, Secret};
+
+const AFTER_HELP: &str = "Arms (--arms, comma-separated):
+  baseline            the generator alone (the gate never asks for a reference)
+  augmented           the full pipeline: gate, search, reference, judge, up to --max-rounds
+  augmented-1-round   the full pipeline with a single round (no self-reflection loop)
+  generate-first      generate first, retrieve only when the judge finds a knowledge gap
+
+Metrics (--metrics, comma-separated; default all):
+  checklist            Knowledge Checklist Score (WorldGenBench): the fraction of a prompt's
+                       checklist items the judge finds in the image; prompts without a
+                       checklist get one written by the judge first (stored and reused)
+  wiscore              WiScore (WISE): consistency, realism, aesthetic quality 0-2 each,
+                       (0.7 c + 0.2 r + 0.1 a) / 2, with WISE's category weights overall
+  pairwise             the judge picks the better of two arms' images, asked twice with the
+                       order swapped; a disagreement counts as a tie
+  reference-agreement  CLIP similarity of the image to the reference it used (needs
+                       --model-dir or the default CLIP download)
+
+Outputs: <out>/arms/<arm>/<prompt>/ (images, reports, batch journal),
+<out>/judgments.sqlite, <out>/eval.json and <out>/eval.html. Run the same command again
+to resume: nothing already generated or judged is paid for twice.
+
+Exit codes: 0 done; 1 error; 2 usage; 3 stopped early by a budget (the report says which).";
+
+/// Evaluate arms of the pipeline on a prompt set with LMM judges.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None, after_help = AFTER_HELP)]
+struct Args {
+    /// The prompt set: a WISE JSON file, a WorldGenBench file, or a manifest (.jsonl with
+    /// prompt, category, checklist; or text, one prompt a line). Default: the built-in
+    /// sample of 30 rare, post-cutoff and ambiguous prompts.
+    #[arg(long)]
+    prompts: Option<PathBuf>,
+    /// The prompt set's format (default: detected from the file).
+    #[arg(long, value_parser = ["wise", "worldgenbench", "manifest"])]
+    format: Option<String>,
+    /// Evaluate only the first N prompts.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    limit: Option<u64>,
+    /// The arms, comma-separated (see below).
+    #[arg(long, value_delimiter = ',', default_value = "baseline,augmented")]
+    arms: Vec<String>,
+    /// The metrics, comma-separated (see below).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "checklist,wiscore,pairwise,reference-agreement"
+    )]
+    metrics: Vec<Metric>,
+    /// The output folder.
+    #[arg(long, default_value = "eval-out")]
+    out: PathBuf,
+
+    /// Chat model for the gate and the pipeline's judges.
+    #[arg(long, default_value = "gpt-4o-mini")]
+    model: String,
+    /// Chat model for the evaluation's judges (default: --model).
+    #[arg(long)]
+    judge_model: Option<String>,
+    /// Base URL of the chat endpoint, ending in /v1.
+    #[arg(long, env = "OPENAI_BASE_URL", hide_env_values = true, default_value = OPENAI_DEFAULT_BASE)]
+    base_url: String,
+    /// Rounds per prompt for the arms that loop.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
+    max_rounds: u32,
+    /// A directory with a local CLIP model (default: downloaded on first use).
+    #[arg(long)]
+    model_dir: Option<PathBuf>,
+    /// Seconds allowed for one chat call (image calls get 2.5 times as long).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout: u64,
+    /// Prompts generated at once per arm.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    concurrency: u64,
+    /// Judge calls at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    judge_concurrency: u64,
+    /// Stop starting paid calls past this estimated cost in US dollars (generation and
+    /// judging).
+    #[arg(long)]
+    max_cost: Option<f64>,
+    /// Stop starting paid calls past this many tokens.
+    #[arg(long)]
+    max_tokens: Option<u64>,
+    /// Stop generating past this many images.
+    #[arg(long)]
+    max_images: Option<u64>,
+    /// A TOML price table overriding the built-in estimates.
+    #[arg(long)]
+    prices: Option<PathBuf>,
+
+    #[command(flatten)]
+    engines: EngineArgs,
+
+    #[command(flatten)]
+    generator: GeneratorArgs,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    logging::init("warn");
+    match run(args).await {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("evaluate: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load_prompts(args: &Args) -> Result<PromptSet> {
+    let mut set = match &args.prompts {
+        None => PromptSet::builtin_sample(),
+        Some(path) => match &args.format {
+            Some(f) => PromptSet::load_as(path, f.parse::<Format>().map_err(anyhow::Error::msg)?)?,
+            None => PromptSet::load(path)?,
+        },
+    };
+    if let Some(n) = args.limit {
+        set.prompts.truncate(n as usize);
+    }
+    Ok(set)
+}
+
+fn pipeline(args: &Args, key: &Option<Secret>) -> Result<Arc<Pipeline>> {
+    let chat_http = model_http_client(Duration::from_secs(args.timeout))?;
+    let mut chat = OpenAiChat::new(chat_http, &args.base_url, &args.model)?;
+    if let Some(k) = key {
+        chat = chat.with_api_key(k.clone());
+    }
+    let images = args.generator.build(
+        Duration::from_secs(args.timeout * 5 / 2),
+        &args.base_url,
+        key,
+    )?;
+    let mut selector = SelectorConfig::default();
+    if let Some(dir) = &args.model_dir {
+        selector = selector.model_dir(dir);
+    }
+    let http = args.engines.http_builder().build()?;
+    Ok(Arc::new(
+        Pipeline::builder()
+            .lmm(Arc::new(chat))
+            .generator(images)
+            .generation(args.generator.settings()?)
+            .max_rounds(args.max_rounds)
+            .selector_config(selector)
+            .engines(args.engines.build_all(&http)?)
+            .http(http)
+            .build()?,
+    ))
+}
+
+fn arm(name: &str, pipeline: Arc<Pipeline>) -> Result<Arm> {
+    Ok(match name {
+        "baseline" => Arm::baseline(pipeline),
+        "augmented" => Arm::new(name, pipeline).gate_mode(GateMode::FromPrompt),
+        "augmented-1-round" => Arm::new(name, pipeline)
+            .gate_mode(GateMode::FromPrompt)
+            .max_rounds(1),
+        "generate-first" => Arm::new(name, pipeline).gate_mode(GateMode::GenerateFirst),
+        other => bail!(
+            "unknown arm {other:?}: use baseline, augmented, augmented-1-round or generate-first"
+        ),
+    })
+}
+
+async fn run(args: Args) -> Result<u8> {
+    let prompts = load_prompts(&args)?;
+    let key = Secret::from_env("OPENAI_API_KEY");
+    let is_openai = |u: &str| u.trim().trim_end_matches('/') == OPENAI_DEFAULT_BASE;
+    if key.is_none() && (is_openai(&args.base_url) || args.generator.uses_openai_at(&args.base_url))
+    {
+        eprintln!(
+            "evaluate: no model endpoint is configured: set OPENAI_API_KEY, or --base-url for a keyless server"
+        );
+        return Ok(2);
+    }
+    let shared = pipeline(&args, &key)?;
+    let arms = args
+        .arms
+        .iter()
+        .map(|name| arm(name.trim(), shared.clone()))
+        .collect::<Result<Vec<_>>>()?;
+    let judge_http = model_http_client(Duration::from_secs(args.timeout))?;
+    let judge_model = args
+        .judge_model
+        .clone()
+        .unwrap_or_else(|| args.model.clone());
+    let mut judge = OpenAiChat::new(judge_http, &args.base_url, &judge_model)?;
+    if let Some(k) = &key {
+        judge = judge.with_api_key(k.clone());
+    }
+    let prices = match &args.prices {
+        Some(p) => PriceTable::load_overrides(p)?,
+        None => PriceTable::default(),
+    };
+    let config = EvalConfig {
+        out: args.out.clone(),
+        metrics: args.metrics.clone(),
+        concurrency: args.concurrency as usize,
+        judge_concurrency: args.judge_concurrency as usize,
+        limits: Limits {
+            max_images: args.max_images,
+            max_tokens: args.max_tokens,
+            max_cost: args.max_cost,
+            deadline: None,
+        },
+        prices,
+        ..EvalConfig::default()
+    };
+    eprintln!(
+        "evaluate: {} prompts ({}), arms {}, judge {judge_model}",
+        prompts.prompts.len(),
+        prompts.name,
+        args.arms.join(", ")
+    );
+    let mut eval = Evaluation::new(prompts, Arc::new(judge), config);
+    for a in arms {
+        eval = eval.arm(a);
+    }
+    if args.metrics.contains(&Metric::ReferenceAgreement) {
+        let source = match &args.model_dir {
+            Some(dir) => ClipModelSource::LocalDir {
+                dir: dir.clone(),
+                tokenizer_dir: None,
+            },
+            None => ClipModelSource::default(),
+        };
+        eval = eval.embedder(Arc::new(ClipEmbedder::new(source)));
+    }
+    let stopping = eval.stopping();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("evaluate: stopping after the calls in flight (run again to resume)");
+            stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let report = eval.run().await.context("the evaluation failed")?;
+    for a in &report.arms {
+        let show = |s: &iat2i::eval::Score| match (s.mean, s.ci_low, s.ci_high) {
+            (Some(m), Some(l), Some(h)) => format!("{m:.3} [{l:.3}, {h:.3}] n={}", s.n),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<20} images {:>3}/{:<3} checklist {}  WiScore {}  reference used {:.0} %",
+            a.name,
+            a.images,
+            report.prompts_total,
+            show(&a.checklist),
+            show(&a.wiscore),
+            a.reference_used * 100.0
+        );
+    }
+    for p in &report.pairs {
+        println!(
+            "{} vs {}: {:.0} % / {:.0} % ties / {:.0} % (n={}, {} missing)",
+            p.a,
+            p.b,
+            p.a_wins * 100.0,
+            p.ties * 100.0,
+            p.b_wins * 100.0,
+            p.n,
+            p.missing
+        );
+    }
+    println!(
+        "report: {} and {}",
+        args.out.join("eval.json").display(),
+        args.out.join("eval.html").display()
+    );
+    if let Some(h) = &report.halted {
+        eprintln!("evaluate: stopped early: {h}; run again with a larger budget to finish");
+        return Ok(3);
+    }
+    Ok(0)
+}

@@ -1,0 +1,659 @@
+//! Running an evaluation: every arm's images through the batch runner, then the judges.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use iat2i_selectors::Embedder;
+use serde_json::Value;
+
+use super::judge::{JudgeModel, Shown};
+use super::judge_prompts::{
+    CHECKLIST_V1, CHECKLIST_WRITER_V1, JudgePrompt, PAIRWISE_V1, WISCORE_V1,
+};
+use super::judgments::{JudgmentKey, Judgments, Stored};
+use super::prompts::{EvalPrompt, PromptSet};
+use super::report::{Cell, EvalReport, Metric, PairJudgment, build_report};
+use crate::GateMode;
+use crate::batch::{
+    BatchError, BatchOutcome, Budget, Job, JobOutputs, JobRow, Journal, Limits, PriceTable, Runner,
+    RunnerConfig, fingerprint, write_atomic,
+};
+use crate::lmm::Lmm;
+use crate::pipeline::Pipeline;
+use crate::report::Report;
+
+/// One configuration over the prompts: a pipeline and the per-prompt options it runs with.
+#[derive(Clone)]
+pub struct Arm {
+    /// The arm's name: a column of the report and the folder of its images
+    /// (`<out>/arms/<name>/`). Letters, digits, `-`, `_` and `.`.
+    pub name: String,
+    /// The pipeline its images come from.
+    pub pipeline: Arc<Pipeline>,
+    /// The gate mode for every prompt (`None`: the pipeline's own).
+    pub gate_mode: Option<GateMode>,
+    /// The round budget for every prompt (`None`: the pipeline's own).
+    pub max_rounds: Option<u32>,
+}
+
+impl std::fmt::Debug for Arm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Arm")
+            .field("name", &self.name)
+            .field("gate_mode", &self.gate_mode)
+            .field("max_rounds", &self.max_rounds)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Arm {
+    /// An arm running `pipeline` as it is configured.
+    pub fn new(name: impl Into<String>, pipeline: Arc<Pipeline>) -> Self {
+        Arm {
+            name: name.into(),
+            pipeline,
+            gate_mode: None,
+            max_rounds: None,
+        }
+    }
+
+    /// The generator alone: the gate never asks for a reference.
+    pub fn baseline(pipeline: Arc<Pipeline>) -> Self {
+        Arm::new("baseline", pipeline).gate_mode(GateMode::Never)
+    }
+
+    /// Run every prompt with this gate mode.
+    pub fn gate_mode(mut self, mode: GateMode) -> Self {
+        self.gate_mode = Some(mode);
+        self
+    }
+
+    /// Run every prompt with at most this many rounds.
+    pub fn max_rounds(mut self, rounds: u32) -> Self {
+        self.max_rounds = Some(rounds);
+        self
+    }
+}
+
+/// How an evaluation runs.
+#[derive(Debug, Clone)]
+pub struct EvalConfig {
+    /// The output folder: `arms/<arm>/` (batch outputs and journal), `judgments.sqlite`,
+    /// `eval.json` and `eval.html`.
+    pub out: PathBuf,
+    /// The metrics to compute (default: all four).
+    pub metrics: Vec<Metric>,
+    /// Prompts generated at once within an arm.
+    pub concurrency: usize,
+    /// Judge calls at once.
+    pub judge_concurrency: usize,
+    /// The batch runner's settings for the arms (its `out` is replaced per arm).
+    pub runner: RunnerConfig,
+    /// Limits over the whole evaluation (generation and judging).
+    pub limits: Limits,
+    /// Prices for the cost estimates.
+    pub prices: PriceTable,
+    /// Bootstrap resamples for the confidence intervals.
+    pub resamples: usize,
+    /// Seed of the bootstrap.
+    pub seed: u64,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            out: PathBuf::from("eval-out"),
+            metrics: Metric::ALL.to_vec(),
+            concurrency: 4,
+            judge_concurrency: 4,
+            runner: RunnerConfig::default(),
+            limits: Limits::default(),
+            prices: PriceTable::default(),
+            resamples: 2000,
+            seed: 7,
+        }
+    }
+}
+
+/// Why an evaluation could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EvalError {
+    /// The evaluation is misconfigured (no arm, a bad arm name, no prompt ...).
+    #[error("evaluation: {0}")]
+    Config(String),
+    /// The batch layer failed (a journal, the outputs, a busy folder).
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+}
+
+/// An evaluation: prompts, arms, a judge (and optionally CLIP for reference agreement).
+pub struct Evaluation {
+    prompts: PromptSet,
+    arms: Vec<Arm>,
+    judge: JudgeModel,
+    embedder: Option<Arc<dyn Embedder>>,
+    config: EvalConfig,
+    stopping: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Evaluation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Evaluation")
+            .field("prompts", &self.prompts.prompts.len())
+            .field("arms", &self.arms)
+            .field("judge", &self.judge.name())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one arm produced for one prompt.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Produced {
+    pub image: Option<Shown>,
+    pub reference: Option<Shown>,
+    pub report: Option<Report>,
+    pub row: Option<JobRow>,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl Evaluation {
+    /// An evaluation of `prompts` judged by `judge`; add arms with [`Evaluation::arm`].
+    pub fn new(prompts: PromptSet, judge: Arc<dyn Lmm>, config: EvalConfig) -> Self {
+        Evaluation {
+            prompts,
+            arms: Vec::new(),
+            judge: JudgeModel { lmm: judge },
+            embedder: None,
+            config,
+            stopping: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Add an arm.
+    pub fn arm(mut self, arm: Arm) -> Self {
+        self.arms.push(arm);
+        self
+    }
+
+    /// CLIP (or another image embedder) for the reference agreement metric.
+    pub fn embedder(mut self, embedder: Arc<dyn Embedder>) -> Self {
+        self.embedder = Some(embedder);
+        self
+    }
+
+    /// A switch that stops starting new prompts and judgments when set (a signal handler).
+    pub fn stopping(&self) -> Arc<AtomicBool> {
+        self.stopping.clone()
+    }
+
+    fn check(&self) -> Result<(), EvalError> {
+        if self.arms.is_empty() {
+            return Err(EvalError::Config("no arm to evaluate".into()));
+        }
+        if self.prompts.prompts.is_empty() {
+            return Err(EvalError::Config(format!(
+                "the prompt set {} has no prompt",
+                self.prompts.name
+            )));
+        }
+        for (i, arm) in self.arms.iter().enumerate() {
+            if !valid_name(&arm.name) {
+                return Err(EvalError::Config(format!(
+                    "arm name {:?}: use letters, digits, '-', '_' and '.' (at most 64)",
+                    arm.name
+                )));
+            }
+            if self.arms[..i].iter().any(|a| a.name == arm.name) {
+                return Err(EvalError::Config(format!(
+                    "two arms are named {:?}",
+                    arm.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn arm_dir(&self, arm: &Arm) -> PathBuf {
+        self.config.out.join("arms").join(&arm.name)
+    }
+
+    /// Generate every arm's images (resuming), judge them (resuming), and write
+    /// `eval.json` and `eval.html` into the output folder.
+    pub async fn run(&self) -> Result<EvalReport, EvalError> {
+        self.check()?;
+        std::fs::create_dir_all(&self.config.out).map_err(|source| BatchError::Io {
+            path: self.config.out.clone(),
+            source,
+        })?;
+        let judge_name = self.judge.name();
+        // One budget over every arm and the judging; chat calls are priced as the judge
+        // model's, images as the first arm's generator's.
+        let generator = self.arms[0].pipeline.models().generator.clone();
+        let budget = Arc::new(Budget::new(
+            self.config.limits.clone(),
+            self.config.prices.clone(),
+            &judge_name,
+            &generator,
+        ));
+        let mut outcomes = BTreeMap::new();
+        for arm in &self.arms {
+            let outcome = self.generate(arm, budget.clone()).await?;
+            tracing::info!(arm = %arm.name, ?outcome, "arm generated");
+            outcomes.insert(arm.name.clone(), outcome);
+        }
+        let produced = self.collect()?;
+        let judgments = Judgments::open(&self.config.out.join("judgments.sqlite"))?;
+        let checklists = self.checklists(&judgments, &budget).await?;
+        let cells = self
+            .judge_all(&judgments, &budget, &produced, &checklists)
+            .await?;
+        let pairs = self.judge_pairs(&judgments, &budget, &produced).await?;
+        let report = build_report(
+            &self.prompts,
+            &self.arms.iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
+            &judge_name,
+            &self.config,
+            &produced,
+            &checklists,
+            &cells,
+            &pairs,
+            outcomes,
+            budget.halted().map(|h| h.to_string()),
+        );
+        let json = serde_json::to_vec_pretty(&report).map_err(|e| BatchError::Io {
+            path: self.config.out.join("eval.json"),
+            source: std::io::Error::other(e),
+        })?;
+        write_atomic(&self.config.out.join("eval.json"), &json)?;
+        let html = super::report::render_html(&report).map_err(|e| BatchError::Io {
+            path: self.config.out.join("eval.html"),
+            source: std::io::Error::other(e),
+        })?;
+        write_atomic(&self.config.out.join("eval.html"), html.as_bytes())?;
+        Ok(report)
+    }
+
+    async fn generate(&self, arm: &Arm, budget: Arc<Budget>) -> Result<BatchOutcome, EvalError> {
+        let dir = self.arm_dir(arm);
+        std::fs::create_dir_all(&dir).map_err(|source| BatchError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let jobs: Vec<Job> = self
+            .prompts
+            .prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Job {
+                id: p.id.clone(),
+                line: i + 1,
+                prompt: p.prompt.clone(),
+                edit_image: None,
+                gate_mode: arm.gate_mode,
+                max_rounds: arm.max_rounds,
+                metadata: serde_json::json!({"category": p.category, "arm": arm.name}),
+            })
+            .collect();
+        let fps: Vec<String> = jobs.iter().map(|j| fingerprint(j, &arm.pipeline)).collect();
+        let journal = Arc::new(Journal::open(&dir.join("journal.sqlite"))?);
+        let plan = journal.plan(&jobs, &fps, false, |job, fp| {
+            JobOutputs::complete(&dir, job, fp).then(|| job.id.clone())
+        })?;
+        let mut config = self.config.runner.clone();
+        config.out = dir.clone();
+        config.concurrency = self.config.concurrency.max(1);
+        let runner = Runner::new(
+            arm.pipeline.clone(),
+            journal,
+            budget,
+            config,
+            self.stopping.clone(),
+        );
+        Ok(runner.run(plan.to_run).await?)
+    }
+
+    /// Read every arm's outputs: `produced[arm][prompt id]`.
+    fn collect(&self) -> Result<BTreeMap<String, BTreeMap<String, Produced>>, EvalError> {
+        let mut all = BTreeMap::new();
+        for arm in &self.arms {
+            let dir = self.arm_dir(arm);
+            let rows: BTreeMap<String, JobRow> =
+                Journal::open_read_only(&dir.join("journal.sqlite"))?
+                    .rows()?
+                    .into_iter()
+                    .map(|r| (r.id.clone(), r))
+                    .collect();
+            let mut per = BTreeMap::new();
+            for p in &self.prompts.prompts {
+                per.insert(
+                    p.id.clone(),
+                    read_outputs(&dir.join(&p.id), rows.get(&p.id)),
+                );
+            }
+            all.insert(arm.name.clone(), per);
+        }
+        Ok(all)
+    }
+
+    fn key(
+        &self,
+        prompt: &JudgePrompt,
+        prompt_id: &str,
+        arm: &str,
+        other: &str,
+        ord: u8,
+    ) -> JudgmentKey {
+        JudgmentKey {
+            metric: prompt.name,
+            prompt_id: prompt_id.to_string(),
+            arm: arm.to_string(),
+            other_arm: other.to_string(),
+            ord,
+            judge: self.judge.name(),
+            judge_prompt: prompt.id(),
+        }
+    }
+
+    /// A stored judgment, or a new one from `ask` (stored before it is returned).
+    async fn judged<F>(
+        &self,
+        store: &Judgments,
+        budget: &Budget,
+        key: JudgmentKey,
+        ask: F,
+    ) -> Result<Stored, EvalError>
+    where
+        F: std::future::Future<Output = Stored>,
+    {
+        if let Some(s) = store.get(&key)?
+            && (s.result.is_some() || !s.retryable)
+        {
+            return Ok(s);
+        }
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(missing("stopped before this judgment"));
+        }
+        if let Err(halt) = budget.may_start() {
+            return Ok(missing(&format!("not judged: {halt}")));
+        }
+        let s = ask.await;
+        budget.record_chat(&s.usage);
+        store.put(&key, &s)?;
+        Ok(s)
+    }
+
+    /// Every prompt's checklist: its own, or one the judge writes (stored, so reused).
+    async fn checklists(
+        &self,
+        store: &Judgments,
+        budget: &Budget,
+    ) -> Result<BTreeMap<String, Vec<String>>, EvalError> {
+        let mut out = BTreeMap::new();
+        let wanted = self.config.metrics.contains(&Metric::Checklist);
+        for p in &self.prompts.prompts {
+            if !p.checklist.is_empty() || !wanted {
+                out.insert(p.id.clone(), p.checklist.clone());
+                continue;
+            }
+            let key = self.key(&CHECKLIST_WRITER_V1, &p.id, "", "", 0);
+            let explanation = p.explanation.clone().unwrap_or_default();
+            let s = self
+                .judged(
+                    store,
+                    budget,
+                    key,
+                    self.judge.write_checklist(&p.prompt, &explanation),
+                )
+                .await?;
+            let items: Vec<String> = s
+                .result
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default();
+            out.insert(p.id.clone(), items);
+        }
+        Ok(out)
+    }
+
+    /// Checklist, WiScore and reference agreement of every arm's image of every prompt.
+    async fn judge_all(
+        &self,
+        store: &Judgments,
+        budget: &Budget,
+        produced: &BTreeMap<String, BTreeMap<String, Produced>>,
+        checklists: &BTreeMap<String, Vec<String>>,
+    ) -> Result<BTreeMap<(String, String), Cell>, EvalError> {
+        let mut work = Vec::new();
+        for arm in &self.arms {
+            for p in &self.prompts.prompts {
+                work.push((arm.name.clone(), p));
+            }
+        }
+        let results = futures::stream::iter(work)
+            .map(|(arm, p)| async move {
+                let item = produced.get(&arm).and_then(|m| m.get(&p.id));
+                let cell = self
+                    .judge_cell(store, budget, &arm, p, item, checklists.get(&p.id))
+                    .await;
+                cell.map(|c| ((arm, p.id.clone()), c))
+            })
+            .buffer_unordered(self.config.judge_concurrency.max(1))
+            .collect::<Vec<_>>()
+            .await;
+        results.into_iter().collect()
+    }
+
+    async fn judge_cell(
+        &self,
+        store: &Judgments,
+        budget: &Budget,
+        arm: &str,
+        p: &EvalPrompt,
+        item: Option<&Produced>,
+        checklist: Option<&Vec<String>>,
+    ) -> Result<Cell, EvalError> {
+        let mut cell = Cell::default();
+        let Some(image) = item.and_then(|i| i.image.clone()) else {
+            cell.error = Some(
+                item.and_then(|i| i.row.as_ref())
+                    .and_then(|r| r.error_message.clone())
+                    .unwrap_or_else(|| "no image".into()),
+            );
+            return Ok(cell);
+        };
+        let explanation = p.explanation.clone().unwrap_or_default();
+        if self.config.metrics.contains(&Metric::Checklist)
+            && let Some(list) = checklist.filter(|l| !l.is_empty())
+        {
+            let key = self.key(&CHECKLIST_V1, &p.id, arm, "", 0);
+            let s = self
+                .judged(
+                    store,
+                    budget,
+                    key,
+                    self.judge.checklist(&p.prompt, list, &image),
+                )
+                .await?;
+            cell.checklist = s
+                .result
+                .as_ref()
+                .and_then(|v| serde_json::from_value::<super::ChecklistReply>(v.clone()).ok())
+                .and_then(|r| r.score());
+            cell.judge_tokens += s.usage.total_tokens;
+            cell.judge_ms += s.elapsed_ms;
+            cell.note(s.error);
+        }
+        if self.config.metrics.contains(&Metric::WiScore) {
+            let key = self.key(&WISCORE_V1, &p.id, arm, "", 0);
+            let s = self
+                .judged(
+                    store,
+                    budget,
+                    key,
+                    self.judge.wiscore(&p.prompt, &explanation, &image),
+                )
+                .await?;
+            cell.wiscore = s
+                .result
+                .as_ref()
+                .and_then(|v| serde_json::from_value::<super::WiScoreReply>(v.clone()).ok())
+                .map(|r| r.score());
+            cell.judge_tokens += s.usage.total_tokens;
+            cell.judge_ms += s.elapsed_ms;
+            cell.note(s.error);
+        }
+        if self.config.metrics.contains(&Metric::ReferenceAgreement)
+            && let (Some(embedder), Some(reference)) =
+                (&self.embedder, item.and_then(|i| i.reference.clone()))
+        {
+            cell.reference_agreement = agreement(embedder.as_ref(), &image, &reference).await;
+        }
+        Ok(cell)
+    }
+
+    /// Every pair of arms on every prompt, judged in both orders.
+    async fn judge_pairs(
+        &self,
+        store: &Judgments,
+        budget: &Budget,
+        produced: &BTreeMap<String, BTreeMap<String, Produced>>,
+    ) -> Result<Vec<PairJudgment>, EvalError> {
+        if !self.config.metrics.contains(&Metric::Pairwise) {
+            return Ok(Vec::new());
+        }
+        let mut work = Vec::new();
+        for (i, a) in self.arms.iter().enumerate() {
+            for b in &self.arms[i + 1..] {
+                for p in &self.prompts.prompts {
+                    work.push((a.name.clone(), b.name.clone(), p));
+                }
+            }
+        }
+        let results = futures::stream::iter(work)
+            .map(|(a, b, p)| async move {
+                let image = |arm: &str| {
+                    produced
+                        .get(arm)
+                        .and_then(|m| m.get(&p.id))
+                        .and_then(|x| x.image.clone())
+                };
+                let mut j = PairJudgment {
+                    prompt_id: p.id.clone(),
+                    a: a.clone(),
+                    b: b.clone(),
+                    ..PairJudgment::default()
+                };
+                let (Some(ia), Some(ib)) = (image(&a), image(&b)) else {
+                    j.error = Some("an arm has no image for this prompt".into());
+                    return Ok(j);
+                };
+                let first = self
+                    .judged(
+                        store,
+                        budget,
+                        self.key(&PAIRWISE_V1, &p.id, &a, &b, 0),
+                        self.judge.pairwise(&p.prompt, &ia, &ib),
+                    )
+                    .await?;
+                let swapped = self
+                    .judged(
+                        store,
+                        budget,
+                        self.key(&PAIRWISE_V1, &p.id, &a, &b, 1),
+                        self.judge.pairwise(&p.prompt, &ib, &ia),
+                    )
+                    .await?;
+                j.set(first, swapped);
+                Ok::<_, EvalError>(j)
+            })
+            .buffer_unordered(self.config.judge_concurrency.max(1))
+            .collect::<Vec<_>>()
+            .await;
+        let mut out: Vec<PairJudgment> = results.into_iter().collect::<Result<_, _>>()?;
+        out.sort_by(|x, y| (&x.a, &x.b, &x.prompt_id).cmp(&(&y.a, &y.b, &y.prompt_id)));
+        Ok(out)
+    }
+}
+
+fn missing(why: &str) -> Stored {
+    Stored {
+        result: None,
+        error: Some(why.to_string()),
+        retryable: true,
+        usage: Default::default(),
+        elapsed_ms: 0,
+    }
+}
+
+fn sniff(bytes: &[u8]) -> &'static str {
+    match image::guess_format(bytes) {
+        Ok(image::ImageFormat::Jpeg) => "image/jpeg",
+        Ok(image::ImageFormat::WebP) => "image/webp",
+        Ok(image::ImageFormat::Gif) => "image/gif",
+        _ => "image/png",
+    }
+}
+
+/// A job folder's image, reference and report (whatever is there and readable).
+fn read_outputs(dir: &Path, row: Option<&JobRow>) -> Produced {
+    let shown = |path: PathBuf| {
+        std::fs::read(path).ok().map(|b| Shown {
+            mime: sniff(&b).to_string(),
+            bytes: Bytes::from(b),
+        })
+    };
+    let report = std::fs::read(dir.join("report.json"))
+        .ok()
+        .and_then(|t| serde_json::from_slice::<Value>(&t).ok())
+        .and_then(|v| serde_json::from_value::<Report>(v.get("report")?.clone()).ok());
+    let complete = report.is_some();
+    let reference = std::fs::read_dir(dir).ok().and_then(|entries| {
+        entries
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_stem().is_some_and(|s| s == "reference")
+                    && p.extension().is_some_and(|e| e != "json")
+            })
+            .and_then(shown)
+    });
+    Produced {
+        // Only a complete folder's image counts (a report is written last).
+        image: if complete {
+            shown(dir.join("image.png"))
+        } else {
+            None
+        },
+        reference: if complete { reference } else { None },
+        report,
+        row: row.cloned(),
+    }
+}
+
+/// CLIP image-image cosine similarity of the generated image and its reference.
+async fn agreement(embedder: &dyn Embedder, image: &Shown, reference: &Shown) -> Option<f64> {
+    let a = image::load_from_memory(&image.bytes).ok()?;
+    let b = image::load_from_memory(&reference.bytes).ok()?;
+    match embedder.embed_images(vec![a, b]).await {
+        Ok(v) if v.len() == 2 => Some(f64::from(iat2i_selectors::embed::cosine(&v[0], &v[1]))),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "reference agreement: embedding failed");
+            None
+        }
+    }
+}

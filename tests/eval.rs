@@ -1,0 +1,262 @@
+//! The evaluation layer end to end against the local OpenAI stand-in: two arms of the
+//! built-in sample through the batch runner, scripted judges, both reports, and a resume
+//! after an interruption that judges nothing twice.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use common::*;
+use iat2i::eval::{Arm, EvalConfig, EvalReport, Evaluation, Metric, PairOutcome, PromptSet};
+use iat2i::prelude::*;
+use serde_json::{Value, json};
+use wiremock::{MockServer, Request as WireRequest, Respond, ResponseTemplate};
+
+/// A chat completion whose content is `content` (the shape of the recorded fixtures).
+fn completion(content: &Value) -> ResponseTemplate {
+    let mut body = fixture_json("verdict_aligned.json");
+    body["choices"][0]["message"]["content"] = Value::String(content.to_string());
+    body["usage"] = json!({"prompt_tokens": 900, "completion_tokens": 40, "total_tokens": 940});
+    ResponseTemplate::new(200).set_body_json(body)
+}
+
+/// Answers `content`, counting the calls; after `stop_after` calls it sets `stop` (an
+/// interruption in the middle of the judging).
+struct Scripted {
+    content: Value,
+    calls: Arc<AtomicUsize>,
+    stop: Option<(usize, Arc<AtomicBool>)>,
+}
+
+impl Respond for Scripted {
+    fn respond(&self, _: &WireRequest) -> ResponseTemplate {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some((after, flag)) = &self.stop
+            && n >= *after
+        {
+            flag.store(true, Ordering::SeqCst);
+        }
+        completion(&self.content)
+    }
+}
+
+/// The pairwise judge prefers the augmented arm's (green) image in whichever position it
+/// is shown, so the swap rule must give augmented the win every time.
+struct PrefersGreen {
+    green: String,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Respond for PrefersGreen {
+    fn respond(&self, req: &WireRequest) -> ResponseTemplate {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        let parts = &body["messages"][0]["content"];
+        let urls: Vec<&str> = parts
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["image_url"]["url"].as_str())
+            .collect();
+        let winner = match urls.first() {
+            Some(u) if u.ends_with(&self.green) => "A",
+            _ => "B",
+        };
+        completion(&json!({"winner": winner, "reason": "the right subject"}))
+    }
+}
+
+struct Judges {
+    checklist: Arc<AtomicUsize>,
+    wiscore: Arc<AtomicUsize>,
+    pairwise: Arc<AtomicUsize>,
+}
+
+async fn mount_judges(server: &MockServer, stop: Option<(usize, Arc<AtomicBool>)>) -> Judges {
+    let j = Judges {
+        checklist: Arc::default(),
+        wiscore: Arc::default(),
+        pairwise: Arc::default(),
+    };
+    // Items 1 and 2 satisfied, 3 not, the rest unjudged: 2/3 on every prompt.
+    let items = json!({"items": [
+        {"index": 1, "satisfied": true, "reason": "visible"},
+        {"index": 2, "satisfied": true, "reason": "visible"},
+        {"index": 3, "satisfied": false, "reason": "absent"},
+    ]});
+    mount_chat_replies(
+        server,
+        "checklist",
+        Scripted {
+            content: items,
+            calls: j.checklist.clone(),
+            stop,
+        },
+    )
+    .await;
+    mount_chat_replies(
+        server,
+        "wiscore",
+        Scripted {
+            content: json!({"consistency": 2, "realism": 1, "aesthetic_quality": 1, "reason": "ok"}),
+            calls: j.wiscore.clone(),
+            stop: None,
+        },
+    )
+    .await;
+    let green = fixture_json("images_green.json")["data"][0]["b64_json"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    mount_chat_replies(
+        server,
+        "pairwise",
+        PrefersGreen {
+            green,
+            calls: j.pairwise.clone(),
+        },
+    )
+    .await;
+    j
+}
+
+async fn world() -> (Harness, Arc<Pipeline>) {
+    let h = Harness::start(&["gate_needs_reference.json"], &["verdict_aligned.json"]).await;
+    h.images("generations", &["images_red.json"]).await;
+    h.images("edits", &["images_green.json"]).await;
+    let pipeline = Arc::new(h.builder(GateMode::FromPrompt, 1).build().unwrap());
+    (h, pipeline)
+}
+
+fn evaluation(h: &Harness, pipeline: &Arc<Pipeline>, out: &std::path::Path) -> Evaluation {
+    let config = EvalConfig {
+        out: out.to_path_buf(),
+        metrics: vec![Metric::Checklist, Metric::WiScore, Metric::Pairwise],
+        judge_concurrency: 1,
+        resamples: 500,
+        ..EvalConfig::default()
+    };
+    Evaluation::new(
+        PromptSet::builtin_sample(),
+        Arc::new(chat_client(&h.server, test_http())),
+        config,
+    )
+    .arm(Arm::baseline(pipeline.clone()))
+    .arm(Arm::new("augmented", pipeline.clone()))
+}
+
+fn arm<'a>(r: &'a EvalReport, name: &str) -> &'a iat2i::eval::ArmSummary {
+    r.arms.iter().find(|a| a.name == name).unwrap()
+}
+
+#[tokio::test]
+async fn a_two_arm_evaluation_of_the_sample_writes_both_reports() {
+    let (h, pipeline) = world().await;
+    let judges = mount_judges(&h.server, None).await;
+    let out = tempfile::tempdir().unwrap();
+    let report = evaluation(&h, &pipeline, out.path()).run().await.unwrap();
+    let n = PromptSet::builtin_sample().prompts.len();
+    assert_eq!(report.prompts_total, n);
+
+    let base = arm(&report, "baseline");
+    let aug = arm(&report, "augmented");
+    assert_eq!((base.images, aug.images), (n, n));
+    // Known judge answers give the exact scores.
+    for a in [base, aug] {
+        let mean = a.checklist.mean.unwrap();
+        assert!((mean - 2.0 / 3.0).abs() < 1e-9, "{mean}");
+        assert_eq!(a.checklist.n, n);
+        assert!((a.wiscore.mean.unwrap() - 0.85).abs() < 1e-9);
+        assert_eq!(a.categories.len(), 3, "{:?}", a.categories.keys());
+    }
+    assert_eq!(base.gate_asked_reference, 0.0);
+    assert_eq!(base.reference_used, 0.0);
+    assert_eq!(aug.gate_asked_reference, 1.0);
+    assert_eq!(aug.reference_used, 1.0);
+    // Pairwise: both orders asked; the green (augmented) image wins in either position.
+    assert_eq!(report.pairs.len(), 1);
+    let pair = &report.pairs[0];
+    assert_eq!(
+        (pair.a.as_str(), pair.b.as_str()),
+        ("baseline", "augmented")
+    );
+    assert_eq!((pair.n, pair.missing), (n, 0));
+    assert_eq!((pair.a_wins, pair.ties, pair.b_wins), (0.0, 0.0, 1.0));
+    assert!(
+        report.prompts[0]
+            .pairs
+            .iter()
+            .all(|p| p.outcome == Some(PairOutcome::Second))
+    );
+    assert_eq!(judges.pairwise.load(Ordering::SeqCst), 2 * n);
+    assert_eq!(judges.checklist.load(Ordering::SeqCst), 2 * n);
+    assert_eq!(judges.wiscore.load(Ordering::SeqCst), 2 * n);
+    assert_eq!(report.judge_prompts["checklist"], "checklist.v1");
+
+    // Both reports, and every image the page names is on disk.
+    let json: EvalReport =
+        serde_json::from_slice(&std::fs::read(out.path().join("eval.json")).unwrap()).unwrap();
+    // (serde_json parses floats to within one unit in the last place, so compare the parts.)
+    assert_eq!(json.pairs, report.pairs);
+    assert_eq!(json.arms.len(), 2);
+    assert_eq!(
+        json.prompts.iter().map(|p| &p.id).collect::<Vec<_>>(),
+        report.prompts.iter().map(|p| &p.id).collect::<Vec<_>>()
+    );
+    assert!((json.arms[0].checklist.mean.unwrap() - 2.0 / 3.0).abs() < 1e-9);
+    let html = std::fs::read_to_string(out.path().join("eval.html")).unwrap();
+    for row in &report.prompts {
+        for cell in row.arms.values() {
+            let image = cell.image.as_ref().unwrap();
+            assert!(out.path().join(image).is_file(), "{image}");
+            // (HTML escaping writes '/' as &#x2f; in attributes; browsers read both.)
+            let escaped = image.replace('/', "&#x2f;");
+            assert!(
+                html.contains(image.as_str()) || html.contains(&escaped),
+                "{image} not on the page"
+            );
+        }
+    }
+    assert!(html.contains("augmented") && html.contains("baseline"));
+    assert!(!html.contains("<script>alert"), "prompts are escaped");
+}
+
+#[tokio::test]
+async fn an_interrupted_evaluation_resumes_without_judging_anything_twice() {
+    let (h, pipeline) = world().await;
+    let flag_holder: Arc<AtomicBool> = Arc::default();
+    let out = tempfile::tempdir().unwrap();
+    let first = evaluation(&h, &pipeline, out.path());
+    let stop = first.stopping();
+    let judges = mount_judges(&h.server, Some((7, stop.clone()))).await;
+    let interrupted = first.run().await.unwrap();
+    assert!(stop.load(Ordering::SeqCst));
+    let missing = arm(&interrupted, "augmented").checklist.missing
+        + arm(&interrupted, "baseline").checklist.missing;
+    assert!(missing > 0, "the interruption left judgments missing");
+    let images_before = h.server.received_requests().await.unwrap_or_default().len();
+    drop(flag_holder);
+
+    let report = evaluation(&h, &pipeline, out.path()).run().await.unwrap();
+    let n = PromptSet::builtin_sample().prompts.len();
+    // Every judgment asked exactly once over the two runs.
+    assert_eq!(judges.checklist.load(Ordering::SeqCst), 2 * n);
+    assert_eq!(judges.wiscore.load(Ordering::SeqCst), 2 * n);
+    assert_eq!(judges.pairwise.load(Ordering::SeqCst), 2 * n);
+    assert_eq!(arm(&report, "augmented").checklist.n, n);
+    assert_eq!(arm(&report, "baseline").wiscore.missing, 0);
+    // And no image was generated again.
+    let generated = |reqs: &[WireRequest]| {
+        reqs.iter()
+            .filter(|r| r.url.path().starts_with("/v1/images/"))
+            .count()
+    };
+    let all = h.server.received_requests().await.unwrap_or_default();
+    assert_eq!(
+        generated(&all[..images_before]),
+        generated(&all),
+        "no image generated twice"
+    );
+    assert_eq!(generated(&all), 2 * n);
+}
