@@ -97,6 +97,13 @@ struct Args {
     /// A directory with a local CLIP model (default: downloaded on first use).
     #[arg(long)]
     model_dir: Option<PathBuf>,
+    /// Cache directory: the reference memory and downloaded models.
+    #[arg(long, env = "IAT2I_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Let reference downloads reach this host even when it is private or local (a
+    /// mirror, a test server); repeat for several.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_hosts: Vec<String>,
     /// Seconds allowed for one chat call (image calls get 2.5 times as long).
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout: u64,
@@ -165,11 +172,18 @@ fn pipeline(args: &Args, key: &Option<Secret>) -> Result<Arc<Pipeline>> {
         &args.base_url,
         key,
     )?;
-    let mut selector = SelectorConfig::default();
+    let mut selector = SelectorConfig::default().license_policy(args.engines.licence);
     if let Some(dir) = &args.model_dir {
         selector = selector.model_dir(dir);
     }
-    let http = args.engines.http_builder().build()?;
+    if let Some(dir) = &args.cache_dir {
+        selector = selector.cache_dir(dir);
+    }
+    let mut builder = args.engines.http_builder();
+    for host in &args.allow_hosts {
+        builder = builder.allow_host(host);
+    }
+    let http = builder.build()?;
     Ok(Arc::new(
         Pipeline::builder()
             .lmm(Arc::new(chat))

@@ -7,30 +7,16 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{encode, example_binary, ort_available, scene, shown};
+use common::{encode, ort_available, scene, shown};
 use image::ImageFormat;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// Settings a developer's shell may hold that would change what the examples do.
-const INHERITED: [&str; 6] = [
-    "BRAVE_API_KEY",
-    "SEARXNG_URL",
-    "OPENVERSE_TOKEN",
-    "IAT2I_CLIP_DIR",
-    "IAT2I_CACHE_DIR",
-    "RUST_LOG",
-];
-
 /// Example `name` with no engine settings inherited, run in a scratch directory.
 fn example(name: &str) -> Command {
-    let mut c = Command::new(example_binary(name));
-    c.current_dir(std::env::temp_dir());
-    for var in INHERITED {
-        c.env_remove(var);
-    }
-    c
+    common::example_in(name, &std::env::temp_dir())
 }
 
 fn fixture(rel: &str) -> Vec<u8> {

@@ -3,10 +3,17 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use image::ImageFormat;
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use super::{encode, ort_available, scene};
 use std::sync::OnceLock;
 
 /// The examples the CLI tests run; one cargo invocation builds them all.
-const EXAMPLES: [&str; 4] = ["generate", "search", "select", "batch"];
+const EXAMPLES: [&str; 5] = ["generate", "search", "select", "batch", "evaluate"];
 
 /// The executable of example `name` (one of [`EXAMPLES`]), built (or found up to date) by
 /// cargo: `cargo test --all-targets` compiles examples as test harnesses, so the plain
@@ -77,4 +84,95 @@ pub fn shown(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// Settings a developer's shell may hold that would change what the example does.
+pub const INHERITED: [&str; 8] = [
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "BRAVE_API_KEY",
+    "SEARXNG_URL",
+    "OPENVERSE_TOKEN",
+    "IAT2I_CLIP_DIR",
+    "IAT2I_CACHE_DIR",
+    "RUST_LOG",
+];
+
+/// Example `name` with nothing inherited, run in `dir` (stdout and stderr are pipes).
+pub fn example_in(name: &str, dir: &Path) -> Command {
+    let mut c = Command::new(example_binary(name));
+    c.current_dir(dir);
+    for var in INHERITED {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// True (after saying so) when ONNX Runtime is absent and the test must skip.
+pub fn skip_without_ort(test: &str) -> bool {
+    if ort_available() {
+        return false;
+    }
+    eprintln!("{test}: skipped (ONNX Runtime not found; set ORT_DYLIB_PATH)");
+    true
+}
+
+/// An image server with three pictures, and an Openverse server whose results are
+/// those pictures (licence CC BY 4.0, each with its landing page).
+pub async fn engine_and_images() -> (MockServer, MockServer, Vec<Vec<u8>>) {
+    let images = MockServer::start().await;
+    let pictures = [
+        ("graphorn.png", encode(scene(1, 320, 240), ImageFormat::Png)),
+        ("herd.png", encode(scene(2, 400, 300), ImageFormat::Png)),
+        ("horns.png", encode(scene(3, 256, 256), ImageFormat::Png)),
+    ];
+    for (name, body) in &pictures {
+        Mock::given(method("GET"))
+            .and(path(format!("/{name}")))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(body.clone(), "image/png"))
+            .mount(&images)
+            .await;
+    }
+    let results: Vec<Value> = pictures
+        .iter()
+        .map(|(name, _)| {
+            json!({
+                "title": format!("Graphorn {name}"),
+                "url": format!("{}/{name}", images.uri()),
+                "foreign_landing_url": format!("{}/page/{name}", images.uri()),
+                "license": "by", "license_version": "4.0", "creator": "A. Painter",
+                "width": 320, "height": 240,
+            })
+        })
+        .collect();
+    let openverse = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/images/"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "result_count": 3, "page_count": 1, "results": results })),
+        )
+        .mount(&openverse)
+        .await;
+    let bodies = pictures.into_iter().map(|(_, b)| b).collect();
+    (openverse, images, bodies)
+}
+
+/// The tiny CLIP test model.
+pub fn tiny_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/tiny-clip")
+}
+
+/// Flags for the tiny model, a scratch cache, and Openverse at `openverse` only.
+pub fn local_search(dir: &Path, openverse: &MockServer) -> Vec<String> {
+    vec![
+        "--model-dir".into(),
+        tiny_model().display().to_string(),
+        "--cache-dir".into(),
+        dir.join("cache").display().to_string(),
+        "--engine".into(),
+        "openverse".into(),
+        "--openverse-url".into(),
+        openverse.uri(),
+    ]
 }

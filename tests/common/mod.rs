@@ -12,7 +12,10 @@ mod multipart;
 mod stubs;
 
 pub use comfy::{Comfy, HistoryScript, WsScript};
-pub use examples::{example_binary, shown};
+pub use examples::{
+    INHERITED, engine_and_images, example_binary, example_in, local_search, shown,
+    skip_without_ort, tiny_model,
+};
 pub use generators::*;
 pub use harness::{Harness, event_kind};
 pub use media::{encode, ort_available, scene};

@@ -1,0 +1,91 @@
+//! The `evaluate` example as a user runs it: a two-arm evaluation of the built-in sample
+//! against local servers (OpenAI chat and images, Openverse, an image host), the tiny CLIP
+//! model, both reports, and a second run that pays for nothing again.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+#[tokio::test]
+async fn evaluate_runs_two_arms_of_the_sample_and_resumes_for_free() {
+    if skip_without_ort("evaluate_runs_two_arms_of_the_sample_and_resumes_for_free") {
+        return;
+    }
+    let (openverse, images, _) = engine_and_images().await;
+    let server = wiremock::MockServer::start().await;
+    mount_chat(&server, "assessment", &["gate_needs_reference.json"]).await;
+    mount_chat(&server, "pick", &["chat_pick.json"]).await;
+    mount_chat(&server, "verdict", &["verdict_aligned.json"]).await;
+    mount_chat(&server, "checklist", &["eval_checklist.json"]).await;
+    mount_chat(&server, "wiscore", &["eval_wiscore.json"]).await;
+    mount_chat(&server, "pairwise", &["eval_pairwise.json"]).await;
+    mount_images(&server, "generations", &["images_red.json"]).await;
+    mount_images(&server, "edits", &["images_green.json"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("eval");
+    let run = || {
+        example_in("evaluate", dir.path())
+            .env("OPENAI_BASE_URL", base(&server))
+            .env("OPENAI_API_KEY", KEY)
+            .args(local_search(dir.path(), &openverse))
+            .args(["--allow-host", "127.0.0.1", "--max-rounds", "1", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+
+    let first = run();
+    assert!(first.status.success(), "{}", shown(&first));
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(stdout.contains("baseline vs augmented"), "{stdout}");
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap();
+    let n = report["prompts_total"].as_u64().unwrap();
+    assert_eq!(n, 30, "the built-in sample");
+    let arms = report["arms"].as_array().unwrap();
+    assert_eq!(arms.len(), 2);
+    for arm in arms {
+        assert_eq!(arm["images"], n, "{arm}");
+        let checklist = arm["checklist"]["mean"].as_f64().unwrap();
+        assert!((checklist - 2.0 / 3.0).abs() < 1e-9, "{checklist}");
+        assert!((arm["wiscore"]["mean"].as_f64().unwrap() - 0.85).abs() < 1e-9);
+    }
+    // The augmented arm used the mirror's pictures, so CLIP agreement exists for it alone.
+    assert_eq!(arms[0]["reference_agreement"]["n"], 0);
+    assert_eq!(arms[1]["reference_agreement"]["n"], n);
+    // The judge always answers "A": the two orders disagree, so every pair is a tie.
+    assert_eq!(report["pairs"][0]["ties"], 1.0);
+    let html = std::fs::read_to_string(out.join("eval.html")).unwrap();
+    assert!(html.contains("Pairwise") && html.contains("augmented"));
+
+    let requests = server.received_requests().await.unwrap().len();
+    let again = run();
+    assert!(again.status.success(), "{}", shown(&again));
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        requests,
+        "the second run asked the models nothing"
+    );
+    drop(images);
+}
+
+#[test]
+fn evaluate_help_names_the_arms_metrics_and_exit_codes() {
+    let out = example_in("evaluate", &std::env::temp_dir())
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for word in [
+        "baseline",
+        "augmented-1-round",
+        "checklist",
+        "wiscore",
+        "pairwise",
+        "Exit codes",
+    ] {
+        assert!(text.contains(word), "{word} missing from --help:\n{text}");
+    }
+}
