@@ -289,13 +289,14 @@ async fn run(args: Args) -> Result<u8> {
             _ => "-".into(),
         };
         println!(
-            "{:<20} images {:>3}/{:<3} checklist {}  WiScore {}  reference used {:.0} %",
+            "{:<20} images {:>3}/{:<3} checklist {}  WiScore {}  reference used {:.0} % (lost {:.0} %)",
             a.name,
             a.images,
             report.prompts_total,
             show(&a.checklist),
             show(&a.wiscore),
-            a.reference_used * 100.0
+            a.reference_used * 100.0,
+            a.reference_lost * 100.0
         );
     }
     for p in &report.pairs {

@@ -174,6 +174,7 @@ async fn a_two_arm_evaluation_of_the_sample_writes_both_reports() {
     assert_eq!(base.reference_used, 0.0);
     assert_eq!(aug.gate_asked_reference, 1.0);
     assert_eq!(aug.reference_used, 1.0);
+    assert_eq!((base.reference_lost, aug.reference_lost), (0.0, 0.0));
     // Pairwise: both orders asked; the green (augmented) image wins in either position.
     assert_eq!(report.pairs.len(), 1);
     let pair = &report.pairs[0];
@@ -259,4 +260,52 @@ async fn an_interrupted_evaluation_resumes_without_judging_anything_twice() {
         "no image generated twice"
     );
     assert_eq!(generated(&all), 2 * n);
+}
+
+#[tokio::test]
+async fn a_prompt_without_a_checklist_gets_one_written_once_and_reused() {
+    let (h, pipeline) = world().await;
+    let judges = mount_judges(&h.server, None).await;
+    let writer = Arc::new(AtomicUsize::new(0));
+    mount_chat_replies(
+        &h.server,
+        "checklist_writer",
+        Scripted {
+            content: json!({"checklist": ["A shoebill stork", "Grey plumage", "A huge bill"]}),
+            calls: writer.clone(),
+            stop: None,
+        },
+    )
+    .await;
+    let prompts = PromptSet::parse(
+        "A shoebill at dawn\n",
+        std::path::Path::new("prompts.txt"),
+        iat2i::eval::Format::Manifest,
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let eval = || {
+        Evaluation::new(
+            prompts.clone(),
+            Arc::new(chat_client(&h.server, test_http())),
+            EvalConfig {
+                out: out.path().to_path_buf(),
+                metrics: vec![Metric::Checklist],
+                ..EvalConfig::default()
+            },
+        )
+        .arm(Arm::new("augmented", pipeline.clone()))
+    };
+    let first = eval().run().await.unwrap();
+    let second = eval().run().await.unwrap();
+    assert_eq!(
+        writer.load(Ordering::SeqCst),
+        1,
+        "written once, then reused"
+    );
+    assert_eq!(judges.checklist.load(Ordering::SeqCst), 1);
+    assert_eq!(first.prompts[0].checklist.len(), 3);
+    assert_eq!(second.prompts[0].checklist, first.prompts[0].checklist);
+    assert!((second.arms[0].checklist.mean.unwrap() - 2.0 / 3.0).abs() < 1e-9);
+    assert!(first.pairs.is_empty(), "one arm has no pair");
 }

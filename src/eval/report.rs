@@ -193,6 +193,10 @@ pub struct ArmSummary {
     pub gate_asked_reference: f64,
     /// Fraction of prompts whose image was generated with a reference.
     pub reference_used: f64,
+    /// Fraction of prompts whose run wanted a reference and generated without one (the
+    /// search found nothing, every candidate was refused, the model was missing ...): the
+    /// runs' reports say why, in their `degraded` lists.
+    pub reference_lost: f64,
     /// Cost and time.
     pub costs: Costs,
 }
@@ -357,6 +361,7 @@ pub(crate) fn build_report(
         let used = reports()
             .filter(|r| r.rounds.iter().any(|round| !round.references.is_empty()))
             .count();
+        let lost = reports().filter(|r| r.lost_reference()).count();
         let rows = || {
             prompts
                 .prompts
@@ -393,6 +398,7 @@ pub(crate) fn build_report(
             categories,
             gate_asked_reference: asked as f64 / n,
             reference_used: used as f64 / n,
+            reference_lost: lost as f64 / n,
             costs: Costs {
                 generation_usd_per_prompt: rows().map(|r| r.cost_usd).sum::<f64>() / n,
                 generation_s_per_prompt: done_rows().filter_map(|r| r.duration_ms).sum::<i64>()
