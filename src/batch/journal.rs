@@ -205,6 +205,24 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Open the SQLite database at `path` in WAL mode with full syncs and a 10 s busy timeout,
+/// creating `schema`'s tables when missing.
+pub(crate) fn open_wal(path: &Path, schema: &str) -> Result<Connection, BatchError> {
+    let err = |source| BatchError::Journal {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(err)?;
+    conn.execute_batch(schema).map_err(err)?;
+    Ok(conn)
+}
+
 /// Take `<journal>.lock` exclusively, writing our pid into it for the message of the
 /// next process that finds it taken.
 pub(crate) fn lock_exclusively(journal: &Path) -> Result<std::fs::File, BatchError> {
@@ -254,18 +272,11 @@ impl Journal {
     /// fails with [`BatchError::Busy`].
     pub fn open(path: &Path) -> Result<Journal, BatchError> {
         let lock = lock_exclusively(path)?;
+        let conn = open_wal(path, SCHEMA)?;
         let err = |source| BatchError::Journal {
             path: path.to_path_buf(),
             source,
         };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
         migrate(&conn).map_err(err)?;
         Ok(Journal {
             path: path.to_path_buf(),

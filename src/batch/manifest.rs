@@ -309,7 +309,7 @@ fn new_job(
 }
 
 /// Ids name output folders: letters, digits, `-`, `_` and `.`, not starting with a dot.
-fn check_id(id: &str) -> Result<(), String> {
+pub(crate) fn check_id(id: &str) -> Result<(), String> {
     let ok = !id.is_empty()
         && id.len() <= 128
         && !id.starts_with('.')

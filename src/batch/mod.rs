@@ -25,6 +25,7 @@ mod summary;
 
 pub use budget::{Budget, BudgetGuard, Limits, PriceTable, Prices, Spend};
 pub use journal::{JobRow, JobState, Journal, Plan};
+pub(crate) use manifest::check_id;
 pub use manifest::{Format, Job, LineError, Manifest, derived_id};
 pub use output::{JobOutputs, write_atomic};
 pub use runner::{BatchEvent, BatchOutcome, Runner, RunnerConfig, StopCause, fingerprint};

@@ -101,16 +101,7 @@ impl Judgments {
     /// Open (or create) the store at `path`; a second writer gets [`BatchError::Busy`].
     pub fn open(path: &Path) -> Result<Judgments, BatchError> {
         let lock = crate::batch::journal::lock_exclusively(path)?;
-        let err = |source| BatchError::Journal {
-            path: path.to_path_buf(),
-            source,
-        };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+        let conn = crate::batch::journal::open_wal(path, SCHEMA)?;
         Ok(Judgments {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),

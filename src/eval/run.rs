@@ -161,16 +161,6 @@ pub(crate) struct Produced {
     pub row: Option<JobRow>,
 }
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name != "."
-        && name != ".."
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
 impl Evaluation {
     /// An evaluation of `prompts` judged by `judge`; add arms with [`Evaluation::arm`].
     pub fn new(prompts: PromptSet, judge: Arc<dyn Lmm>, config: EvalConfig) -> Self {
@@ -212,11 +202,8 @@ impl Evaluation {
             )));
         }
         for (i, arm) in self.arms.iter().enumerate() {
-            if !valid_name(&arm.name) {
-                return Err(EvalError::Config(format!(
-                    "arm name {:?}: use letters, digits, '-', '_' and '.' (at most 64)",
-                    arm.name
-                )));
+            if let Err(why) = crate::batch::check_id(&arm.name) {
+                return Err(EvalError::Config(format!("arm name: {why}")));
             }
             if self.arms[..i].iter().any(|a| a.name == arm.name) {
                 return Err(EvalError::Config(format!(

@@ -344,23 +344,7 @@ pub fn derived_id(prompt: &str) -> String {
     format!("p-{hex}")
 }
 
-/// Ids name output folders: 1 to 128 letters, digits, `-`, `_` or `.`, not starting with
-/// a dot (the batch manifest's rule).
-fn check_id(id: &str) -> Result<(), String> {
-    let ok = !id.is_empty()
-        && id.len() <= 128
-        && !id.starts_with('.')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "id {id:?} must be 1 to 128 letters, digits, '-', '_' or '.', not starting with '.'"
-        ))
-    }
-}
+use crate::batch::check_id;
 
 /// `s` reduced to an id fragment: lower-case letters and digits, other runs as one `-`.
 fn slug(s: &str) -> String {
