@@ -8,7 +8,7 @@ ORT_LIB := $(CURDIR)/.tools/onnxruntime/onnxruntime/capi/libonnxruntime.so.1.31.
 PROMPT ?= A photo of the Hogwarts Legacy protagonist riding a Graphorn at dusk
 DEMO_ARGS ?=
 
-.PHONY: demo test setup fmt clippy bench bench-batch bench-memory fuzz
+.PHONY: demo test setup fmt clippy bench bench-select bench-batch bench-memory fuzz
 
 setup: $(ORT_LIB)
 
@@ -39,6 +39,19 @@ $(FULL_MODEL):
 # Selection benchmark (release build, full-size random-weight CLIP, generated on first run).
 bench: setup $(FULL_MODEL)
 	ORT_DYLIB_PATH=$(ORT_LIB) cargo bench -p iat2i-selectors --bench select
+
+# Selection against its reference points (issue 11), in one run: ONNX Runtime alone on the
+# same images, the select process's stages, time and peak memory, and the concurrent Python
+# script of ../shared/bench/peer/, with every ratio against its target.
+BENCH_VENV := $(CURDIR)/.tools/venv-bench
+$(BENCH_VENV)/bin/python:
+	python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check numpy pillow requests \
+		onnxruntime==1.31.1 tokenizers qdrant-client
+bench-select: setup $(FULL_MODEL) $(BENCH_VENV)/bin/python
+	cargo build --release --example select
+	ORT_DYLIB_PATH=$(ORT_LIB) $(BENCH_VENV)/bin/python scripts/bench_select_peer.py \
+		--python $(BENCH_VENV)/bin/python $(BENCH_SELECT_ARGS)
 
 # Fuzz every parser of outside input (engine answers, LMM JSON, judge and gate replies,
 # image sniffing and decoding, licences) for FUZZ_RUNS inputs each, on the stable

@@ -330,8 +330,21 @@ pub fn prepare_image(
         // Decoders grey-fill a cut-off JPEG rather than fail; a partial picture is no reference.
         return Err("broken Jpeg: truncated (no end-of-image marker)".into());
     }
-    let mut image = decode(&body, format, cfg)?;
-    let (width, height) = (image.width(), image.height());
+    // A JPEG is decoded straight at the smallest DCT scale (1/8, 1/4, 1/2) that keeps its
+    // shortest side at CLIP's 224 pixels: most of a 1600-pixel photo is never reconstructed.
+    let scaled = if format == ImageFormat::Jpeg {
+        decode_jpeg_scaled(&body, cfg)
+    } else {
+        None
+    };
+    let (mut image, width, height) = match scaled {
+        Some(s) => s,
+        None => {
+            let image = decode(&body, format, cfg)?;
+            let (w, h) = (image.width(), image.height());
+            (image, w, h)
+        }
+    };
     if width < cfg.min_decoded_side || height < cfg.min_decoded_side {
         return Err(format!(
             "too small after decoding: {width}x{height} (minimum side {})",
@@ -404,6 +417,52 @@ pub(crate) fn decode(
         image.apply_orientation(o);
     }
     Ok(image)
+}
+
+/// `body` (a JPEG) decoded at a reduced DCT scale whose shortest side is still at least
+/// [`EMBED_SIDE`], upright, with the original's upright size; `None` when this decoder
+/// cannot do it (CMYK, 16-bit, an error), so the caller decodes in full and reports the
+/// full decoder's error.
+fn decode_jpeg_scaled(body: &[u8], cfg: &FetchConfig) -> Option<(DynamicImage, u32, u32)> {
+    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(body));
+    decoder.read_info().ok()?;
+    let info = decoder.info()?;
+    let (w, h) = (u32::from(info.width), u32::from(info.height));
+    if w == 0 || h == 0 || w > cfg.max_dimension || h > cfg.max_dimension {
+        return None;
+    }
+    let short = w.min(h);
+    if short <= EMBED_SIDE * 2 {
+        // Not even a 1/2 scale would do: the full decoder is the faster one.
+        return None;
+    }
+    let want = |side: u32| (u64::from(side) * u64::from(EMBED_SIDE)).div_ceil(u64::from(short));
+    let (sw, sh) = decoder
+        .scale(u16::try_from(want(w)).ok()?, u16::try_from(want(h)).ok()?)
+        .ok()?;
+    decoder.set_max_decoding_buffer_size(usize::try_from(cfg.max_alloc).unwrap_or(usize::MAX));
+    let pixels = decoder.decode().ok()?;
+    let (sw, sh) = (u32::from(sw), u32::from(sh));
+    let mut image = match decoder.info()?.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => {
+            DynamicImage::ImageRgb8(image::RgbImage::from_raw(sw, sh, pixels)?)
+        }
+        jpeg_decoder::PixelFormat::L8 => {
+            DynamicImage::ImageLuma8(image::GrayImage::from_raw(sw, sh, pixels)?)
+        }
+        _ => return None,
+    };
+    let orientation = decoder
+        .exif_data()
+        .and_then(image::metadata::Orientation::from_exif_chunk);
+    let (mut width, mut height) = (w, h);
+    if let Some(o) = orientation {
+        image.apply_orientation(o);
+        if image.width() != sw {
+            std::mem::swap(&mut width, &mut height);
+        }
+    }
+    Some((image, width, height))
 }
 
 pub(crate) fn encode_png(image: &DynamicImage) -> Result<Bytes, String> {

@@ -98,3 +98,68 @@ fn truncated_and_non_images_are_reported() {
     let err = prep(b"just some text".to_vec()).unwrap_err();
     assert!(err.contains("not a recognised image format"), "{err}");
 }
+
+/// A JPEG with an EXIF APP1 segment giving `orientation`, right after SOI.
+fn with_orientation(jpeg: Vec<u8>, orientation: u8) -> Vec<u8> {
+    let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08\x00\x01".to_vec();
+    tiff.extend_from_slice(&[0x01, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x01]);
+    tiff.extend_from_slice(&[0x00, orientation, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]);
+    let len = (2 + 6 + tiff.len()) as u16;
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(b"Exif\x00\x00");
+    out.extend_from_slice(&tiff);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn a_large_jpeg_is_decoded_at_clip_size_with_its_true_size_reported() {
+    // Left half red, right half blue, 1600x1200.
+    let mut img = solid(1600, 1200, [220, 20, 20]);
+    for (x, _, p) in img.enumerate_pixels_mut() {
+        if x >= 800 {
+            *p = image::Rgb([20, 20, 220]);
+        }
+    }
+    let p = prep(jpeg(img.clone())).unwrap();
+    assert_eq!((p.width, p.height), (1600, 1200), "the original's size");
+    let (w, h) = (p.embed_image.width(), p.embed_image.height());
+    assert_eq!(w.min(h), 224, "CLIP-sized: {w}x{h}");
+    assert_eq!(w, 299);
+    let left = px(&p, 40, 112);
+    let right = px(&p, 260, 112);
+    assert!(left[0] > 180 && left[2] < 70, "{left:?}");
+    assert!(right[2] > 180 && right[0] < 70, "{right:?}");
+    // The same picture as a PNG goes through the full decoder: the two agree.
+    let full = prep(png(img)).unwrap();
+    assert_eq!(
+        (full.embed_image.width(), full.embed_image.height()),
+        (w, h)
+    );
+    let distance = full.hash.dist(&p.hash);
+    assert!(distance <= 4, "perceptual hashes differ by {distance} bits");
+}
+
+#[test]
+fn a_large_rotated_jpeg_is_upright_at_clip_size() {
+    let mut img = solid(1000, 600, [220, 20, 20]);
+    for (_, y, p) in img.enumerate_pixels_mut() {
+        if y >= 300 {
+            *p = image::Rgb([20, 20, 220]);
+        }
+    }
+    // Orientation 6: rotate 90° clockwise to view; the stored top (red) ends up on the right.
+    let p = prep(with_orientation(jpeg(img), 6)).unwrap();
+    assert_eq!((p.width, p.height), (600, 1000), "upright size");
+    let (w, h) = (p.embed_image.width(), p.embed_image.height());
+    assert!(h > w && w == 224, "{w}x{h}");
+    let right = px(&p, w - 20, h / 2);
+    let left = px(&p, 20, h / 2);
+    assert!(
+        right[0] > 180 && right[2] < 70,
+        "red on the right: {right:?}"
+    );
+    assert!(left[2] > 180 && left[0] < 70, "blue on the left: {left:?}");
+}
