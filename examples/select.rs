@@ -150,26 +150,35 @@ async fn run(args: Args) -> Result<()> {
         entities: args.entities.clone(),
         run_id: format!("select-{}", std::process::id()),
     };
-    let candidates = match &args.urls {
-        Some(file) => read_urls(file, &queries[0])?,
-        // The memory may answer alone (--search-policy memory-only or fewer-than:K).
-        None if !selector.needs_web_search(&request).await => {
-            eprintln!(
-                "the reference memory answers (--search-policy {}): web search skipped",
-                args.memory.search_policy
-            );
-            Vec::new()
-        }
-        None => {
-            let found = search(&args.engines.build_all(&http)?, &queries, args.limit).await?;
-            if found.is_empty() {
-                bail!(
-                    "no candidates: the search found nothing (try other --query terms or --urls)"
+    // The CLIP model loads while the candidates are gathered (a search takes seconds).
+    let gather = async {
+        Ok::<_, anyhow::Error>(match &args.urls {
+            Some(file) => read_urls(file, &queries[0])?,
+            // The memory may answer alone (--search-policy memory-only or fewer-than:K).
+            None if !selector.needs_web_search(&request).await => {
+                eprintln!(
+                    "the reference memory answers (--search-policy {}): web search skipped",
+                    args.memory.search_policy
                 );
+                Vec::new()
             }
-            found
-        }
+            None => {
+                let found = search(&args.engines.build_all(&http)?, &queries, args.limit).await?;
+                if found.is_empty() {
+                    bail!(
+                        "no candidates: the search found nothing (try other --query terms or --urls)"
+                    );
+                }
+                found
+            }
+        })
     };
+    let (candidates, warmed) = tokio::join!(gather, selector.warm_up());
+    let candidates = candidates?;
+    if let Err(e) = warmed {
+        // The selection reports the same failure, with what to do about it.
+        tracing::debug!(error = %e, "loading the CLIP model failed");
+    }
     eprintln!("{} candidates; selecting...", candidates.len());
     let selection = match selector.select(&request, candidates).await {
         Ok(s) => s,

@@ -125,6 +125,12 @@ impl HierarchicalSelector {
         })
     }
 
+    /// Load the CLIP model now, instead of inside the first selection (call it while the
+    /// search runs, or before a batch): a selection then spends its time on the candidates.
+    pub async fn warm_up(&self) -> Result<(), SelectError> {
+        self.embedder().await.warm_up().await
+    }
+
     /// The reference memory (`None` when it is turned off), built on first use: the
     /// configured store, and the blob cache in `<cache_dir>/blobs`.
     pub async fn memory(&self) -> Result<Option<ReferenceMemory>, SelectError> {

@@ -257,3 +257,19 @@ fn check_scores_and_references(sel: &iat2i_selectors::Selection) {
         );
     }
 }
+
+#[tokio::test]
+async fn warm_up_loads_the_model_before_the_first_selection_or_says_why_not() {
+    if !ort_available() {
+        skip_or_fail("ONNX Runtime is not available (set ORT_DYLIB_PATH)");
+        return;
+    }
+    let missing = HierarchicalSelector::new(
+        http(),
+        SelectorConfig::default().model_dir("/nowhere/clip-model"),
+    );
+    let err = missing.warm_up().await.unwrap_err();
+    assert!(err.to_string().contains("/nowhere/clip-model"), "{err}");
+    let tiny = HierarchicalSelector::new(http(), SelectorConfig::default().model_dir(tiny_model()));
+    tiny.warm_up().await.unwrap();
+}

@@ -108,6 +108,10 @@ impl ClipEmbedder {
 
 #[async_trait]
 impl Embedder for ClipEmbedder {
+    async fn warm_up(&self) -> Result<(), SelectError> {
+        self.load().await
+    }
+
     fn model_id(&self) -> String {
         match &self.source {
             ClipModelSource::Default { .. } => "clip-vit-b32".into(),
@@ -194,6 +198,9 @@ fn load(source: &ClipModelSource, threads: Option<usize>) -> Result<Models, Sele
     }
 }
 
+/// The ONNX Runtime session setting that keeps weights out of the memory arena.
+const LOW_MEMORY: (&str, &str) = ("session.use_device_allocator_for_initializers", "1");
+
 fn load_local(
     dir: &Path,
     extra: Option<&Path>,
@@ -205,8 +212,12 @@ fn load_local(
     let preprocessor_file = find(&vision, "preprocessor_config.json")?;
     let image_model =
         UserDefinedImageEmbeddingModel::new(read(&vision.join("model.onnx"))?, preprocessor_file);
-    let mut image_opts = ImageInitOptionsUserDefined::new();
-    let mut text_opts = InitOptionsUserDefined::new();
+    // Initializers go straight to the CPU allocator instead of ONNX Runtime's growing
+    // arena, which would otherwise hold a second, rounded-up copy of the weights.
+    let mut image_opts =
+        ImageInitOptionsUserDefined::new().with_session_config(LOW_MEMORY.0, LOW_MEMORY.1);
+    let mut text_opts =
+        InitOptionsUserDefined::new().with_session_config(LOW_MEMORY.0, LOW_MEMORY.1);
     if let Some(n) = threads {
         image_opts = image_opts.with_intra_threads(n);
         text_opts = text_opts.with_intra_threads(n);

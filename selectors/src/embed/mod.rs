@@ -26,6 +26,11 @@ pub trait Embedder: Send + Sync {
     fn model_id(&self) -> String {
         "custom".into()
     }
+    /// Load what embedding needs now rather than on first use (a model from disk), so
+    /// that the first selection does not wait for it. The default does nothing.
+    async fn warm_up(&self) -> Result<(), SelectError> {
+        Ok(())
+    }
 }
 
 /// Cosine similarity of two vectors (0 when either is zero or their lengths differ).
