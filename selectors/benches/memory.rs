@@ -14,8 +14,10 @@
 //! make bench-memory       # = ORT_DYLIB_PATH=... cargo bench -p iat2i-selectors --bench memory
 //! ```
 
+#[path = "common/picture.rs"]
+mod common;
+
 use std::collections::HashMap;
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use iat2i_retrievers::{Candidate, HttpClient};
-use iat2i_selectors::image::{DynamicImage, ImageFormat, Rgb, RgbImage};
+use iat2i_selectors::image::DynamicImage;
 use iat2i_selectors::memory::{BlobCache, MemoryRecord, normalize_url, point_id};
 use iat2i_selectors::{
     ClipEmbedder, ClipModelSource, EdgeStore, Embedder, HierarchicalSelector, MemoryConfig,
@@ -43,31 +45,9 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A distinct 320x240 JPEG per seed: random coloured rectangles on a random background.
+/// A distinct 320x240 JPEG per seed.
 fn picture(seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move |m: u32| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % u64::from(m.max(1))) as u32
-    };
-    let (w, h) = (320, 240);
-    let bg = Rgb([next(256) as u8, next(256) as u8, next(256) as u8]);
-    let mut img = RgbImage::from_pixel(w, h, bg);
-    for _ in 0..12 {
-        let (x0, y0) = (next(w), next(h));
-        let (x1, y1) = ((x0 + 40 + next(200)).min(w), (y0 + 40 + next(150)).min(h));
-        let c = Rgb([next(256) as u8, next(256) as u8, next(256) as u8]);
-        for y in y0..y1 {
-            for x in x0..x1 {
-                img.put_pixel(x, y, c);
-            }
-        }
-    }
-    let mut out = Cursor::new(Vec::new());
-    let _ = DynamicImage::ImageRgb8(img).write_to(&mut out, ImageFormat::Jpeg);
-    out.into_inner()
+    common::picture(seed, 320, 240)
 }
 
 /// Serves `/img/<anything>.jpg` as a picture seeded by the path, after 50-300 ms; counts

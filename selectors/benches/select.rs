@@ -10,14 +10,15 @@
 //! make bench        # = ORT_DYLIB_PATH=... cargo bench -p iat2i-selectors
 //! ```
 
-use std::io::Cursor;
+#[path = "common/picture.rs"]
+mod common;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fastembed::{ImageEmbedding, ImageInitOptionsUserDefined, UserDefinedImageEmbeddingModel};
 use iat2i_retrievers::{Candidate, HttpClient, Trust};
-use iat2i_selectors::image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 use iat2i_selectors::{
     ClipEmbedder, ClipModelSource, Embedder, HierarchicalSelector, SelectionRequest, Selector,
     SelectorConfig,
@@ -31,31 +32,9 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A distinct 480x360 JPEG per seed: random coloured rectangles on a random background.
+/// A distinct 480x360 JPEG per seed.
 fn picture(seed: u32) -> Vec<u8> {
-    let mut state = u64::from(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move |m: u32| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % u64::from(m.max(1))) as u32
-    };
-    let (w, h) = (480, 360);
-    let bg = Rgb([next(256) as u8, next(256) as u8, next(256) as u8]);
-    let mut img = RgbImage::from_pixel(w, h, bg);
-    for _ in 0..12 {
-        let (x0, y0) = (next(w), next(h));
-        let (x1, y1) = ((x0 + 40 + next(200)).min(w), (y0 + 40 + next(150)).min(h));
-        let c = Rgb([next(256) as u8, next(256) as u8, next(256) as u8]);
-        for y in y0..y1 {
-            for x in x0..x1 {
-                img.put_pixel(x, y, c);
-            }
-        }
-    }
-    let mut out = Cursor::new(Vec::new());
-    let _ = DynamicImage::ImageRgb8(img).write_to(&mut out, ImageFormat::Jpeg);
-    out.into_inner()
+    common::picture(u64::from(seed), 480, 360)
 }
 
 /// Latency of image `i`: spread over 50..=300 ms.
