@@ -177,6 +177,9 @@ pub struct SelectorConfig {
     pub model: ClipModelSource,
     /// ONNX Runtime intra-op threads (default: all cores).
     pub intra_threads: Option<usize>,
+    /// Hold less memory for the CLIP model at a small cost in speed (see
+    /// [`ClipEmbedder::with_low_memory`](crate::ClipEmbedder::with_low_memory)); default off.
+    pub low_memory: bool,
     /// An embedder instance to use instead of loading `model`.
     pub embedder: Option<Arc<dyn Embedder>>,
     /// Cache directory: the edge store lives in `<cache_dir>/qdrant-edge`, the memory's
@@ -213,6 +216,7 @@ impl Default for SelectorConfig {
         SelectorConfig {
             model: ClipModelSource::default(),
             intra_threads: None,
+            low_memory: false,
             embedder: None,
             cache_dir: None,
             store: StoreChoice::default(),
@@ -275,6 +279,12 @@ impl SelectorConfig {
     /// Cap ONNX Runtime's intra-op threads.
     pub fn intra_threads(mut self, n: usize) -> Self {
         self.intra_threads = Some(n);
+        self
+    }
+    /// Hold less memory for the CLIP model at a small cost in speed (see
+    /// [`ClipEmbedder::with_low_memory`](crate::ClipEmbedder::with_low_memory)).
+    pub fn low_memory(mut self, on: bool) -> Self {
+        self.low_memory = on;
         self
     }
     /// Use this embedder instead of loading a CLIP model.

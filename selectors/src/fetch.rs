@@ -5,6 +5,7 @@
 //! allocation, turned upright by its EXIF orientation, and shrunk to what CLIP needs.
 
 use std::io::Cursor;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -40,6 +41,8 @@ pub(crate) struct FetchContext {
     pub cfg: FetchConfig,
     pub max_aspect: f32,
     pub budget: Arc<DecodeBudget>,
+    /// Where large bodies are spilled to (see [`crate::spill`]); `None` keeps them in memory.
+    pub spill: Option<Arc<Path>>,
 }
 
 /// Memory all decoders of one selection may hold at once (`FetchConfig::max_total_decode`):
@@ -271,9 +274,16 @@ async fn download_and_decode(
     let _permit = ctx.budget.acquire(&body, cfg).await?;
     let cfg = cfg.clone();
     let redacted = redact(url);
-    tokio::task::spawn_blocking(move || prepare_image(body, content_type.as_deref(), &cfg))
-        .await
-        .map_err(|e| format!("decoding {redacted} crashed: {e}"))?
+    let spill = ctx.spill.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut prepared = prepare_image(body, content_type.as_deref(), &cfg)?;
+        if let Some(dir) = spill {
+            prepared.bytes = crate::spill::spill(prepared.bytes, &dir);
+        }
+        Ok(prepared)
+    })
+    .await
+    .map_err(|e| format!("decoding {redacted} crashed: {e}"))?
 }
 
 /// Read a `file://` candidate, only when it lies under one of `cfg.local_roots` (after
@@ -479,7 +489,10 @@ pub(crate) fn encode_png(image: &DynamicImage) -> Result<Bytes, String> {
     Ok(Bytes::from(out.into_inner()))
 }
 
-/// Shrink so that the shortest side is at most [`EMBED_SIDE`] (CLIP's input), cheaply.
+/// Shrink so that the shortest side is at most [`EMBED_SIDE`] (CLIP's input), cheaply: by
+/// area averaging (each source pixel counts once), which costs the same whatever the
+/// scale, where a filtered resize of a 1600-pixel PNG spends its kernel over many source
+/// pixels per output pixel.
 fn shrink(image: DynamicImage) -> DynamicImage {
     let (w, h) = (image.width(), image.height());
     let short = w.min(h);
@@ -489,7 +502,7 @@ fn shrink(image: DynamicImage) -> DynamicImage {
     let scale = EMBED_SIDE as f64 / short as f64;
     let nw = ((w as f64 * scale).round() as u32).max(1);
     let nh = ((h as f64 * scale).round() as u32).max(1);
-    image.resize_exact(nw, nh, image::imageops::FilterType::Triangle)
+    image.thumbnail_exact(nw, nh)
 }
 
 /// Composite transparent pixels over white, so that CLIP and the hash see what a viewer sees.
@@ -530,6 +543,7 @@ mod tests {
 
     fn ctx(cfg: &FetchConfig) -> FetchContext {
         FetchContext {
+            spill: None,
             cfg: cfg.clone(),
             max_aspect: 4.0,
             budget: Arc::new(DecodeBudget::new(cfg.max_total_decode)),

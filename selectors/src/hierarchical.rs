@@ -84,7 +84,8 @@ impl HierarchicalSelector {
                     Some(e) => e.clone(),
                     None => {
                         let mut clip = ClipEmbedder::new(self.config.resolved_model())
-                            .with_batch_size(self.config.embed_batch);
+                            .with_batch_size(self.config.embed_batch)
+                            .with_low_memory(self.config.low_memory);
                         if let Some(n) = self.config.intra_threads {
                             clip = clip.with_intra_threads(n);
                         }
@@ -258,6 +259,9 @@ impl HierarchicalSelector {
             cfg: self.config.fetch.clone(),
             max_aspect: self.config.prefilter.max_aspect_ratio,
             budget: Arc::new(DecodeBudget::new(self.config.fetch.max_total_decode)),
+            spill: Some(Arc::from(
+                self.config.resolved_cache_dir().join("spill").as_path(),
+            )),
         };
         let text_inputs = if early.is_some() { Vec::new() } else { texts };
         let Collected {
@@ -275,8 +279,14 @@ impl HierarchicalSelector {
         )
         .await?;
         let text_vectors = early.unwrap_or(late);
-        // Embedding that outlasted the downloads is part of the ranking stage's time.
-        let embed_tail = ms(fetch_started).saturating_sub(fetch_ms);
+        // Images are embedded as they arrive, so the fetch stage runs until the last
+        // embedding (and the model's load, when it was still loading) is done.
+        let collect_ms = ms(fetch_started);
+        tracing::debug!(
+            downloads_ms = fetch_ms,
+            collect_ms,
+            "fetch, decode and embed"
+        );
         for s in &mut fetched {
             s.order = positions.get(s.order).copied().unwrap_or(s.order);
             mem.note(s, true, request);
@@ -289,9 +299,9 @@ impl HierarchicalSelector {
         survivors.sort_by_key(|s| s.order);
         let out = survivors.len() + dropped.iter().filter(|d| d.stage != Stage::Fetch).count();
         run.dropped.extend(dropped);
-        run.stage(Stage::Fetch, n, out, fetch_ms);
+        run.stage(Stage::Fetch, n, out, collect_ms);
         let result = self
-            .rank_and_finish(request, survivors, &text_vectors, &mem, run, embed_tail)
+            .rank_and_finish(request, survivors, &text_vectors, &mem, run)
             .await;
         let chosen = result
             .as_ref()
@@ -319,7 +329,6 @@ impl HierarchicalSelector {
         text_vectors: &[Vec<f32>],
         mem: &MemoryRun,
         mut run: Run,
-        embed_tail: u64,
     ) -> Result<Selection, SelectError> {
         let survivors = self.dedup_stage(survivors, &mut run);
         if survivors.is_empty() {
@@ -331,7 +340,7 @@ impl HierarchicalSelector {
             Stage::Rank,
             survivors.len(),
             survivors.len(),
-            ms(rank_started) + embed_tail,
+            ms(rank_started),
         );
         finish(
             &self.config,

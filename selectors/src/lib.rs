@@ -39,6 +39,7 @@ mod prefilter;
 mod rank;
 mod remember;
 mod run;
+mod spill;
 mod stage;
 pub mod store;
 mod types;

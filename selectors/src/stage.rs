@@ -11,11 +11,13 @@ use serde::{Deserialize, Serialize};
 pub enum Stage {
     /// Metadata checks before any download.
     Prefilter,
-    /// Download and decode.
+    /// Download, decode and image embedding (overlapped: images are embedded in batches as
+    /// their downloads finish, so this stage ends with the last embedding).
     Fetch,
     /// Perceptual-hash near-duplicate removal.
     Dedup,
-    /// CLIP embedding and vector-store ranking.
+    /// Ranking: text embedding (when it did not overlap the downloads), the vector store and
+    /// scoring.
     Rank,
     /// Keeping distinct options (MMR).
     Diversity,

@@ -86,6 +86,72 @@ async fn the_real_clip_tokenizer_drives_the_text_tower() {
 }
 
 #[tokio::test]
+async fn low_memory_sessions_give_the_same_vectors_and_long_texts_are_truncated() {
+    if !ort_available() {
+        return;
+    }
+    let Some(tokenizer) = shared_tokenizer() else {
+        return;
+    };
+    let source = ClipModelSource::LocalDir {
+        dir: tiny_model(),
+        tokenizer_dir: Some(tokenizer),
+    };
+    let fast = ClipEmbedder::new(source.clone());
+    let lean = ClipEmbedder::new(source).with_low_memory(true);
+    fast.load().await.unwrap();
+    lean.load().await.unwrap();
+    let images: Vec<DynamicImage> = (0..4)
+        .map(|s| DynamicImage::ImageRgb8(scene(s, 500 + 40 * s, 333)))
+        .collect();
+    let a = fast.embed_images(images.clone()).await.unwrap();
+    let b = lean.embed_images(images).await.unwrap();
+    for (x, y) in a.iter().zip(&b) {
+        assert!(cosine(x, y) > 0.9999, "pre-packing changes no result");
+    }
+    // Far past CLIP's 77 tokens: truncated, not an error, and still its own vector.
+    let long = "a very long caption about a rare beetle ".repeat(40);
+    let t = fast
+        .embed_texts(vec![long.clone(), "a beetle".into()])
+        .await
+        .unwrap();
+    let u = lean.embed_texts(vec![long]).await.unwrap();
+    assert_eq!(t.len(), 2);
+    assert!(cosine(&t[0], &u[0]) > 0.9999);
+    assert!(cosine(&t[0], &t[1]) < 0.9999);
+}
+
+#[tokio::test]
+async fn a_model_file_that_is_not_onnx_is_a_clear_error() {
+    if !ort_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["vision", "text"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        for f in std::fs::read_dir(tiny_model().join(sub)).unwrap().flatten() {
+            std::fs::copy(f.path(), dir.path().join(sub).join(f.file_name())).unwrap();
+        }
+    }
+    std::fs::write(
+        dir.path().join("vision/model.onnx"),
+        b"<html>rate limited</html>",
+    )
+    .unwrap();
+    let clip = ClipEmbedder::from_dir(dir.path());
+    let err = clip
+        .embed_images(vec![DynamicImage::ImageRgb8(scene(1, 300, 300))])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("vision encoder"), "{err}");
+    assert!(err.contains("vision/model.onnx"), "{err}");
+    // The text tower is separate and still works.
+    let t = clip.embed_texts(vec!["a fox".into()]).await.unwrap();
+    assert_eq!(t.len(), 1);
+}
+
+#[tokio::test]
 async fn a_missing_model_directory_says_what_it_needs() {
     if !ort_available() {
         return;

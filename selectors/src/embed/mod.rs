@@ -1,6 +1,7 @@
-//! Stage 4a: embeddings. The [`Embedder`] trait, and [`ClipEmbedder`] on fastembed.
+//! Stage 4a: embeddings. The [`Embedder`] trait, and [`ClipEmbedder`] on ONNX Runtime.
 
 mod clip;
+mod preprocess;
 mod runtime;
 mod source;
 

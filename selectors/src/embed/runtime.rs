@@ -217,6 +217,24 @@ pub fn load_onnx_runtime(search: &OrtSearch) -> Result<PathBuf, SelectError> {
     Err(SelectError::Embedding(not_found(search, &failures)))
 }
 
+/// The process's one ONNX Runtime environment (built on first use, after
+/// [`load_onnx_runtime`]; every session shares it and its logger).
+pub(crate) fn environment() -> Result<ort::environment::Environment, SelectError> {
+    static ENVIRONMENT: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
+    let mut env = ENVIRONMENT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(e) = env.as_ref() {
+        return Ok(e.clone());
+    }
+    let built = ort::init()
+        .with_name("iat2i")
+        .build()
+        .map_err(|e| SelectError::Embedding(format!("starting ONNX Runtime: {e}")))?;
+    *env = Some(built.clone());
+    Ok(built)
+}
+
 /// Where ONNX Runtime is found from the environment (without loading it), for tools and tests
 /// that want to know before they start.
 pub fn find_onnx_runtime() -> Result<PathBuf, SelectError> {
