@@ -46,7 +46,7 @@ bench: setup $(FULL_MODEL)
 BENCH_VENV := $(CURDIR)/.tools/venv-bench
 $(BENCH_VENV)/bin/python:
 	python3 -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check numpy pillow requests \
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check numpy pillow requests onnx \
 		onnxruntime==1.31.1 tokenizers qdrant-client
 bench-select: setup $(FULL_MODEL) $(BENCH_VENV)/bin/python
 	cargo build --release --example select

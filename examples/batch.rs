@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
+#[path = "common/allocator.rs"]
+mod allocator;
 #[path = "common/engines.rs"]
 mod engines;
 #[path = "common/generators.rs"]
@@ -206,8 +208,14 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
+fn main() -> ExitCode {
+    // Before the async runtime starts any thread.
+    allocator::limit_malloc_arenas();
+    run_main()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn run_main() -> ExitCode {
     let cli = Cli::parse();
     logging::init("warn");
     let status = match cli.command {

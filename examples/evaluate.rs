@@ -16,6 +16,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 
+#[path = "common/allocator.rs"]
+mod allocator;
 #[path = "common/engines.rs"]
 mod engines;
 #[path = "common/generators.rs"]
@@ -134,8 +136,14 @@ struct Args {
     generator: GeneratorArgs,
 }
 
+fn main() -> ExitCode {
+    // Before the async runtime starts any thread.
+    allocator::limit_malloc_arenas();
+    run_main()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn run_main() -> ExitCode {
     let args = Args::parse();
     logging::init("warn");
     match run(args).await {

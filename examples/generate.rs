@@ -18,6 +18,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 
+#[path = "common/allocator.rs"]
+mod allocator;
 #[path = "common/engines.rs"]
 mod engines;
 #[path = "common/generators.rs"]
@@ -188,8 +190,14 @@ To generate, set one of:
 /// The exit code of a run without a model endpoint (the reference preview only).
 const EXIT_PREVIEW_ONLY: u8 = 4;
 
+fn main() -> ExitCode {
+    // Before the async runtime starts any thread.
+    allocator::limit_malloc_arenas();
+    run_main()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn run_main() -> ExitCode {
     let args = Args::parse();
     logging::init("warn");
     let key = Secret::from_env("OPENAI_API_KEY");

@@ -57,7 +57,7 @@ enum Command {
     Index {
         /// The asset folder.
         folder: PathBuf,
-        /// Local CLIP model directory. Default: fastembed's ClipVitB32 (downloaded on first use).
+        /// Local CLIP model directory. Default: CLIP ViT-B/32 (Qdrant/clip-ViT-B-32-*, downloaded on first use).
         #[arg(long, env = "IAT2I_CLIP_DIR")]
         model_dir: Option<PathBuf>,
         /// Extra directory holding the CLIP tokenizer and preprocessor files.

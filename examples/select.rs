@@ -16,6 +16,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 
+#[path = "common/allocator.rs"]
+mod allocator;
 #[path = "common/engines.rs"]
 mod engines;
 #[path = "common/logging.rs"]
@@ -70,13 +72,23 @@ struct Args {
     urls: Option<PathBuf>,
 
     /// Local CLIP model directory (vision/model.onnx, text/model.onnx, tokenizer and
-    /// preprocessor files). Default: download fastembed's ClipVitB32.
+    /// preprocessor files). Default: download CLIP ViT-B/32 (Qdrant/clip-ViT-B-32-*).
     #[arg(long, env = "IAT2I_CLIP_DIR")]
     model_dir: Option<PathBuf>,
 
     /// Extra directory holding the CLIP tokenizer and preprocessor files.
     #[arg(long)]
     tokenizer_dir: Option<PathBuf>,
+
+    /// Hold about a third less memory for the CLIP model (no pre-packed copy of its
+    /// weights), at a few percent of embedding speed.
+    #[arg(long)]
+    low_memory: bool,
+
+    /// Load the CLIP model before the selection starts rather than alongside it. Slower
+    /// overall, but the stage times then show the selection alone (for benchmarks).
+    #[arg(long)]
+    load_first: bool,
 
     /// Cache directory: the reference memory (<cache>/qdrant-edge, <cache>/blobs) and
     /// downloaded models.
@@ -120,8 +132,14 @@ struct Args {
     memory: MemoryArgs,
 }
 
+fn main() -> ExitCode {
+    // Before the async runtime starts any thread.
+    allocator::limit_malloc_arenas();
+    run_main()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn run_main() -> ExitCode {
     logging::init("error");
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -173,14 +191,24 @@ async fn run(args: Args) -> Result<()> {
             }
         })
     };
-    let (candidates, warmed) = tokio::join!(gather, selector.warm_up());
-    let candidates = candidates?;
+    let selecting = async {
+        let candidates = gather.await?;
+        eprintln!("{} candidates; selecting...", candidates.len());
+        Ok::<_, anyhow::Error>(selector.select(&request, candidates).await)
+    };
+    // The model keeps loading while the selection starts: downloads and decoding need no
+    // model, and the first embedding batch waits only for what is still loading.
+    let (selected, warmed) = if args.load_first {
+        let warmed = selector.warm_up().await;
+        (selecting.await, warmed)
+    } else {
+        tokio::join!(selecting, selector.warm_up())
+    };
     if let Err(e) = warmed {
         // The selection reports the same failure, with what to do about it.
         tracing::debug!(error = %e, "loading the CLIP model failed");
     }
-    eprintln!("{} candidates; selecting...", candidates.len());
-    let selection = match selector.select(&request, candidates).await {
+    let selection = match selected? {
         Ok(s) => s,
         Err(SelectError::NoCandidates { dropped }) if dropped.is_empty() => bail!(
             "the reference memory recalled no image for this prompt (a hit needs a text-image \
@@ -214,6 +242,7 @@ async fn run(args: Args) -> Result<()> {
 
 fn config(args: &Args) -> SelectorConfig {
     let mut config = SelectorConfig::default()
+        .low_memory(args.low_memory)
         .top_k(args.top_k)
         .license_policy(args.engines.licence)
         .fetch_timeout(Duration::from_secs(args.timeout));

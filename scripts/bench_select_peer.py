@@ -6,11 +6,16 @@ images, 300-1600 px, 50-300 ms latency each) and the same CLIP model files:
 
   * the limit: ONNX Runtime alone embedding N already-decoded images at the selector's batch
     size (../shared/bench/peer/bench_ort.py), plus the slowest single download;
-  * `select --urls` (release build, memory off so every run is cold) as a whole process:
-    wall time, peak RSS (getrusage of the child), and its stage times (`--json`);
+  * `select --urls` (release build, memory off so every run is cold, no per-host rate limit
+    since one local server stands in for many hosts) as a whole process: wall time and peak
+    RSS (getrusage of the child); and with `--load-first` for the selection's own stage
+    times (`--json`; fetch = download + decode + image embedding, rank = the rest);
   * the same with 1 candidate: the model load and what a process holds before any image;
   * the concurrent Python script (../shared/bench/peer/peer_select.py --mode concurrent),
     when numpy, pillow, onnxruntime, requests, tokenizers and qdrant-client import;
+  * extra lines: `select --low-memory` (no pre-packed weights), and the same model quantised
+    to int8 (onnxruntime.quantization, written once next to the fp32 model) with the overlap
+    of its top 5 with the fp32 top 5 on the same images;
 
 and prints every ratio of issue 11 against its target. Medians of --runs.
 
@@ -97,6 +102,30 @@ def ort_limit(python, models, n, batch):
     return n / float(m.group(1)), None
 
 
+def quantized(python, models):
+    """The int8 (dynamic, per-tensor) copy of `models`, made once next to it; None if impossible."""
+    out = models.rstrip("/") + "-int8"
+    if all(os.path.exists(os.path.join(out, t, "model.onnx")) for t in ("vision", "text")):
+        return out, None
+    script = (
+        "import sys, os\n"
+        "from onnxruntime.quantization import quantize_dynamic, QuantType\n"
+        "src, dst = sys.argv[1], sys.argv[2]\n"
+        "for t in ('vision', 'text'):\n"
+        "    os.makedirs(os.path.join(dst, t), exist_ok=True)\n"
+        "    quantize_dynamic(os.path.join(src, t, 'model.onnx'), os.path.join(dst, t, 'model.onnx'),\n"
+        "                     weight_type=QuantType.QInt8)\n")
+    r = subprocess.run([python, "-c", script, models, out], capture_output=True, text=True)
+    if r.returncode != 0:
+        return None, (r.stderr.strip().splitlines() or ["no output"])[-1]
+    return out, None
+
+
+def top_urls(selection, k=5):
+    """The first `k` of the selection's ranking (by relevance, before diversity)."""
+    return [r["candidate"]["image_url"] for r in selection.get("ranked", [])[:k]]
+
+
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
@@ -127,25 +156,52 @@ def main():
         ort_s, ort_err = ort_limit(args.python, args.models, args.n, args.batch)
 
         env = dict(os.environ)
-        def select(url_file):
+        def select(url_file, models=args.models, extra=()):
             cache = tempfile.mkdtemp(dir=work)
             return run_measured(
-                [args.select, QUERY, "--urls", url_file, "--model-dir", args.models,
+                [args.select, QUERY, "--urls", url_file, "--model-dir", models,
                  "--tokenizer-dir", TOKENIZER, "--cache-dir", cache, "--no-memory", "--json",
-                 "--allow-host", "127.0.0.1", "--out", os.path.join(cache, "ref")], env=env)
+                 # One local server stands in for a hundred web hosts: no per-host politeness
+                 # limit (the default 10 requests/s would make the downloads the bottleneck).
+                 "--per-host-rate", "0",
+                 "--top-k", "5", "--allow-host", "127.0.0.1", "--out", os.path.join(cache, "ref"),
+                 *extra], env=env)
 
-        ours, stages, load_rss = [], [], []
+        ours, stages, load_rss, top_fp32 = [], [], [], None
+        lean, lean_load = [], []
         for _ in range(args.runs):
+            # The whole process as a user runs it: the model loads alongside the downloads.
             wall, rss, out, err, code = select(urls)
             if code != 0:
                 sys.exit(f"select failed ({code}):\n{err[-2000:]}")
-            sel = json.loads(out)
-            st = {s["stage"]: s["elapsed_ms"] / 1000.0 for s in sel["stages"]}
+            top_fp32 = top_urls(json.loads(out))
             ours.append((wall, rss))
-            stages.append(st)
+            # The selection alone (model loaded first), for its stage times.
+            _, _, out, err, code = select(urls, extra=("--load-first",))
+            if code != 0:
+                sys.exit(f"select --load-first failed ({code}):\n{err[-2000:]}")
+            stages.append({s["stage"]: s["elapsed_ms"] / 1000.0 for s in json.loads(out)["stages"]})
             w1, r1, _, err1, code1 = select(one_url)
             if code1 == 0:
                 load_rss.append((w1, r1))
+            wall, rss, _, err, code = select(urls, extra=("--low-memory",))
+            if code == 0:
+                lean.append((wall, rss))
+            w1, r1, _, _, code1 = select(one_url, extra=("--low-memory",))
+            if code1 == 0:
+                lean_load.append((w1, r1))
+
+        int8_dir, int8_err = quantized(args.python, args.models)
+        int8, agreement = [], None
+        if int8_dir:
+            for _ in range(args.runs):
+                wall, rss, out, err, code = select(urls, models=int8_dir)
+                if code != 0:
+                    int8_err = (err.strip().splitlines() or ["no output"])[-1]
+                    break
+                int8.append((wall, rss))
+                top = top_urls(json.loads(out))
+                agreement = len(set(top) & set(top_fp32 or [])) / max(len(top_fp32 or []), 1)
 
         peer = []
         peer_err = None
@@ -178,10 +234,22 @@ def main():
         print(f"| ONNX Runtime alone | skipped: {ort_err[0]} |")
     print(f"| slowest single download | {slow:.2f} s |")
     for k in names:
-        print(f"| select stage {k} | {st_med[k]:.2f} s |")
-    print(f"| select: selection (prefilter to diversity) | {selection:.2f} s |")
+        print(f"| select --load-first stage {k} | {st_med[k]:.2f} s |")
+    print(f"| select --load-first: selection (prefilter to diversity, model loaded) | {selection:.2f} s |")
     print(f"| select process, {args.n} candidates | {our_wall:.2f} s, peak {our_rss:.0f} MiB |")
     print(f"| select process, 1 candidate (load) | {load_wall:.2f} s, peak {load_peak:.0f} MiB |")
+    if lean:
+        lean_wall, lean_rss = median([w for w, _ in lean]), median([r for _, r in lean])
+        print(f"| select --low-memory, {args.n} candidates | {lean_wall:.2f} s, peak {lean_rss:.0f} MiB |")
+    if lean_load:
+        print(f"| select --low-memory, 1 candidate (load) | {median([w for w, _ in lean_load]):.2f} s, "
+              f"peak {median([r for _, r in lean_load]):.0f} MiB |")
+    if int8:
+        int8_wall, int8_rss = median([w for w, _ in int8]), median([r for _, r in int8])
+        print(f"| select, int8-quantised model (extra) | {int8_wall:.2f} s, peak {int8_rss:.0f} MiB, "
+              f"top-5 overlap with fp32 {agreement:.0%} |")
+    else:
+        print(f"| select, int8-quantised model | skipped: {int8_err} |")
     if peer:
         peer_wall, peer_rss = median([w for w, _ in peer]), median([r for _, r in peer])
         print(f"| Python peer process (concurrent) | {peer_wall:.2f} s, peak {peer_rss:.0f} MiB |")
@@ -200,6 +268,16 @@ def main():
         row("Python peer wall / select wall", f"{r:.2f}x", ">= 2x", r >= 2.0)
         r = our_rss / peer_rss
         row("select peak / peer peak", f"{r:.2f}", "<= 0.70", r <= 0.70)
+        if lean:
+            r = peer_wall / lean_wall
+            row("Python peer wall / select --low-memory wall", f"{r:.2f}x", ">= 2x", r >= 2.0)
+            r = lean_rss / peer_rss
+            row("select --low-memory peak / peer peak", f"{r:.2f}", "<= 0.70", r <= 0.70)
+        if int8:
+            r = peer_wall / int8_wall
+            row("(extra) Python peer wall / select int8 wall", f"{r:.2f}x", ">= 2x", r >= 2.0)
+            r = int8_rss / peer_rss
+            row("(extra) select int8 peak / peer peak", f"{r:.2f}", "<= 0.70", r <= 0.70)
     growth = our_rss - load_peak
     row(f"peak growth from 1 to {args.n} candidates", f"{growth:.0f} MiB", "flat (< 10 %)",
         growth <= 0.1 * load_peak)

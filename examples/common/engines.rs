@@ -74,6 +74,11 @@ pub struct EngineArgs {
     /// defaults to --user-agent, else the client's.
     #[arg(long, value_name = "UA")]
     pub scrape_user_agent: Option<String>,
+    /// Requests per second allowed to any one host, so that many images from one site do
+    /// not hammer it (0: no limit, for a local mirror or a test server that stands in for
+    /// many hosts).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub per_host_rate: u32,
     /// Which licences an image may have: any; commercial-use (no NC);
     /// commercial-and-derivatives (no NC, no ND: for images you publish commercially);
     /// public-domain-only (CC0, public-domain marks). A missing or unknown licence
@@ -114,9 +119,9 @@ impl EngineArgs {
     }
 
     /// An HTTP client builder for the engines and the candidates they find, sending
-    /// --user-agent when given.
+    /// --user-agent when given and limited to --per-host-rate requests a second per host.
     pub fn http_builder(&self) -> HttpClientBuilder {
-        let builder = HttpClient::builder();
+        let builder = HttpClient::builder().per_host_per_second(self.per_host_rate);
         match &self.user_agent {
             Some(ua) => builder.user_agent(ua.clone()),
             None => builder,
