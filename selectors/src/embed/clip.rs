@@ -154,33 +154,31 @@ impl ClipEmbedder {
     }
 
     async fn vision(&self) -> Result<Arc<VisionTower>, SelectError> {
-        let options = self.options;
-        self.vision
-            .get_or_try_init(|| async move {
-                let files = self.files().await?;
-                blocking("loading the CLIP vision encoder", move || {
-                    load_vision(&files, options)
-                })
-                .await
-                .map(Arc::new)
-            })
+        self.tower(&self.vision, "loading the CLIP vision encoder", load_vision)
             .await
-            .cloned()
     }
 
     async fn text(&self) -> Result<Arc<TextTower>, SelectError> {
+        self.tower(&self.text, "loading the CLIP text encoder", load_text)
+            .await
+    }
+
+    /// The tower in `cell`, loaded by `load` on a blocking thread the first time.
+    async fn tower<T: Send + Sync + 'static>(
+        &self,
+        cell: &tokio::sync::OnceCell<Arc<T>>,
+        what: &'static str,
+        load: fn(&ModelFiles, SessionOptions) -> Result<T, SelectError>,
+    ) -> Result<Arc<T>, SelectError> {
         let options = self.options;
-        self.text
-            .get_or_try_init(|| async move {
-                let files = self.files().await?;
-                blocking("loading the CLIP text encoder", move || {
-                    load_text(&files, options)
-                })
+        cell.get_or_try_init(|| async move {
+            let files = self.files().await?;
+            blocking(what, move || load(&files, options))
                 .await
                 .map(Arc::new)
-            })
-            .await
-            .cloned()
+        })
+        .await
+        .cloned()
     }
 }
 
