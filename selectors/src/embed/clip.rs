@@ -391,7 +391,7 @@ fn build_session(
     path: &Path,
     options: SessionOptions,
 ) -> ort::Result<Session> {
-    // fastembed's default, kept: one intra-op thread per logical core.
+    // One intra-op thread per logical core (what fastembed, used before, did).
     let threads = options.intra_threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });

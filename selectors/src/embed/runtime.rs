@@ -1,6 +1,6 @@
 //! Finding the ONNX Runtime shared library where a user would have installed it.
 //!
-//! fastembed is built with ort's `load-dynamic` (never `download-binaries`), so the library is
+//! `ort` is built with `load-dynamic` (never `download-binaries`), so the library is
 //! looked up at run time, in this order: `ORT_DYLIB_PATH`; the dynamic library path
 //! (`LD_LIBRARY_PATH`, `DYLD_LIBRARY_PATH`); the `onnxruntime` Python wheel's `capi` folder in
 //! the site-packages of `python3` (its active virtual environment, the user's and the

@@ -9,13 +9,13 @@ use crate::cache::default_cache_dir;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ClipModelSource {
-    /// fastembed's `ClipVitB32` (vision `Qdrant/clip-ViT-B-32-vision` and text
-    /// `Qdrant/clip-ViT-B-32-text`), downloaded from the Hugging Face hub on first use into
+    /// CLIP ViT-B/32 as fastembed's `ClipVitB32` ships it (vision
+    /// `Qdrant/clip-ViT-B-32-vision`, text `Qdrant/clip-ViT-B-32-text`), downloaded from the Hugging Face hub on first use into
     /// `cache_dir` (when `None`: `<cache>/models` of [`default_cache_dir`], the user's cache
     /// directory or `$IAT2I_CACHE_DIR`, never the working directory). Needs the crate's
     /// `download` feature.
     Default {
-        /// Where fastembed keeps downloaded models.
+        /// Where downloaded models are kept (a Hugging Face hub cache layout).
         cache_dir: Option<PathBuf>,
     },
     /// A local model directory, for offline use:
