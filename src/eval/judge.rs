@@ -14,7 +14,7 @@ use super::judge_prompts::{
     parse_checklist_reply, parse_checklist_writer_reply, parse_pairwise_reply, parse_wiscore_reply,
 };
 use super::judgments::Stored;
-use crate::lmm::{ChatRequest, JsonSchemaFormat, Lmm, LmmError, Message};
+use crate::lmm::{ChatRequest, JsonSchemaFormat, Lmm, Message};
 
 /// An image to show the judge.
 #[derive(Debug, Clone)]
@@ -65,23 +65,6 @@ fn schema(prompt: &JudgePrompt) -> Value {
             }),
             &["winner", "reason"],
         ),
-    }
-}
-
-/// Whether a failed call provably was not processed (so asking again costs nothing twice):
-/// the connection failed before the request was sent, or the server said 429.
-fn not_processed(e: &LmmError) -> bool {
-    match e.inner() {
-        LmmError::Http { source, .. } => {
-            source.status().is_some_and(|s| s.as_u16() == 429)
-                || (!source.was_not_retried()
-                    && matches!(
-                        source.innermost(),
-                        iat2i_retrievers::HttpError::Transport { .. }
-                    ))
-        }
-        LmmError::Config(_) => true,
-        _ => false,
     }
 }
 
@@ -139,7 +122,7 @@ impl JudgeModel {
             },
             Err(e) => Stored {
                 result: None,
-                retryable: not_processed(&e),
+                retryable: e.provably_not_processed(),
                 error: Some(e.to_string()),
                 usage: e.billed(),
                 elapsed_ms,

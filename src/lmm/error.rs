@@ -109,6 +109,21 @@ fn http_hint(e: &HttpError) -> &'static str {
 }
 
 impl LmmError {
+    /// Whether the failed call provably was not processed, so asking again bills nothing
+    /// twice: the server said 429, the connection failed before the request was sent, or
+    /// the client never sent it (a configuration error).
+    pub fn provably_not_processed(&self) -> bool {
+        match self.inner() {
+            LmmError::Http { source, .. } => {
+                source.status().is_some_and(|s| s.as_u16() == 429)
+                    || (!source.was_not_retried()
+                        && matches!(source.innermost(), HttpError::Transport { .. }))
+            }
+            LmmError::Config(_) => true,
+            _ => false,
+        }
+    }
+
     /// Whether asking again with a reminder may help (a refusal or a non-JSON answer).
     pub fn is_retryable_reply(&self) -> bool {
         matches!(self, LmmError::Refused { .. } | LmmError::NotJson { .. })
