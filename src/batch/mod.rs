@@ -18,7 +18,7 @@
 mod budget;
 pub(crate) mod journal;
 mod manifest;
-mod output;
+pub(crate) mod output;
 mod runner;
 mod shard;
 mod summary;

@@ -69,7 +69,8 @@ struct ReferenceInfo<'a> {
     source_note: Option<&'a str>,
 }
 
-fn reference_ext(mime: &str) -> &'static str {
+/// The file extension for a reference of type `mime` (`png` when unknown).
+pub(crate) fn reference_ext(mime: &str) -> &'static str {
     match mime {
         "image/jpeg" => "jpg",
         "image/webp" => "webp",

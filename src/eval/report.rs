@@ -16,6 +16,7 @@ use super::prompts::PromptSet;
 use super::run::{EvalConfig, Produced};
 use super::stats::bootstrap_ci;
 use super::wise::WiseEdition;
+use crate::batch::output::reference_ext;
 use crate::batch::{BatchOutcome, JobState};
 
 /// A metric of the evaluation.
@@ -78,6 +79,13 @@ pub struct Cell {
 }
 
 impl Cell {
+    /// Count one judge call's tokens, time and error against this cell.
+    pub(crate) fn judged(&mut self, s: &Stored) {
+        self.judge_tokens += s.usage.total_tokens;
+        self.judge_ms += s.elapsed_ms;
+        self.note(s.error.clone());
+    }
+
     pub(crate) fn note(&mut self, error: Option<String>) {
         if let Some(e) = error {
             self.error = Some(match self.error.take() {
@@ -449,7 +457,7 @@ pub(crate) fn build_report(
                             image: it.and_then(|i| i.image.as_ref()).map(|_| rel("image.png")),
                             reference: it
                                 .and_then(|i| i.reference.as_ref())
-                                .map(|r| rel(&format!("reference.{}", ext(&r.mime)))),
+                                .map(|r| rel(&format!("reference.{}", reference_ext(&r.mime)))),
                             scores: cell(arm, &p.id).cloned().unwrap_or_default(),
                         },
                     )
@@ -494,15 +502,6 @@ pub(crate) fn build_report(
             })
             .collect(),
         halted,
-    }
-}
-
-fn ext(mime: &str) -> &'static str {
-    match mime {
-        "image/jpeg" => "jpg",
-        "image/webp" => "webp",
-        "image/gif" => "gif",
-        _ => "png",
     }
 }
 

@@ -480,9 +480,7 @@ impl Evaluation {
                 .as_ref()
                 .and_then(|v| serde_json::from_value::<super::ChecklistReply>(v.clone()).ok())
                 .and_then(|r| r.score());
-            cell.judge_tokens += s.usage.total_tokens;
-            cell.judge_ms += s.elapsed_ms;
-            cell.note(s.error);
+            cell.judged(&s);
         }
         if self.config.metrics.contains(&Metric::WiScore) {
             let key = self.key(&WISCORE_V1, &p.id, arm, "", 0);
@@ -499,9 +497,7 @@ impl Evaluation {
                 .as_ref()
                 .and_then(|v| serde_json::from_value::<super::WiScoreReply>(v.clone()).ok())
                 .map(|r| r.score());
-            cell.judge_tokens += s.usage.total_tokens;
-            cell.judge_ms += s.elapsed_ms;
-            cell.note(s.error);
+            cell.judged(&s);
         }
         if self.config.metrics.contains(&Metric::ReferenceAgreement)
             && let (Some(embedder), Some(reference)) =
