@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
-#[path = "common/allocator.rs"]
-mod allocator;
 #[path = "common/engines.rs"]
 mod engines;
 #[path = "common/generators.rs"]
@@ -27,6 +25,8 @@ mod generators;
 mod logging;
 #[path = "common/memory.rs"]
 mod memory;
+#[path = "common/process.rs"]
+mod process;
 use engines::EngineArgs;
 use generators::GeneratorArgs;
 use iat2i::HaltKind;
@@ -209,12 +209,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
-    // Before the async runtime starts any thread.
-    allocator::limit_malloc_arenas();
-    run_main()
+    process::run(run_main)
 }
 
-#[tokio::main]
 async fn run_main() -> ExitCode {
     let cli = Cli::parse();
     logging::init("warn");

@@ -16,14 +16,14 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 
-#[path = "common/allocator.rs"]
-mod allocator;
 #[path = "common/engines.rs"]
 mod engines;
 #[path = "common/generators.rs"]
 mod generators;
 #[path = "common/logging.rs"]
 mod logging;
+#[path = "common/process.rs"]
+mod process;
 use engines::EngineArgs;
 use generators::GeneratorArgs;
 use iat2i::batch::{Limits, PriceTable};
@@ -137,12 +137,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    // Before the async runtime starts any thread.
-    allocator::limit_malloc_arenas();
-    run_main()
+    process::run(run_main)
 }
 
-#[tokio::main]
 async fn run_main() -> ExitCode {
     let args = Args::parse();
     logging::init("warn");

@@ -18,8 +18,6 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-#[path = "common/allocator.rs"]
-mod allocator;
 #[path = "common/engines.rs"]
 mod engines;
 #[path = "common/generators.rs"]
@@ -30,6 +28,8 @@ mod logging;
 mod memory;
 #[path = "common/preview.rs"]
 mod preview;
+#[path = "common/process.rs"]
+mod process;
 #[path = "common/progress.rs"]
 mod progress;
 #[path = "common/selection_view.rs"]
@@ -191,12 +191,9 @@ To generate, set one of:
 const EXIT_PREVIEW_ONLY: u8 = 4;
 
 fn main() -> ExitCode {
-    // Before the async runtime starts any thread.
-    allocator::limit_malloc_arenas();
-    run_main()
+    process::run(run_main)
 }
 
-#[tokio::main]
 async fn run_main() -> ExitCode {
     let args = Args::parse();
     logging::init("warn");

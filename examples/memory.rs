@@ -19,6 +19,9 @@ use iat2i::retrievers::HttpClient;
 use iat2i::selectors::memory::{MemoryStats, PruneRule, ReferenceMemory};
 use iat2i::selectors::{HierarchicalSelector, SelectorConfig, StoreChoice};
 
+#[path = "common/process.rs"]
+mod process;
+
 const EXAMPLES: &str = "\
 Examples:
   memory index ./brand-assets --model-dir fixtures/models/tiny-clip
@@ -80,8 +83,11 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    process::run(run_main)
+}
+
+async fn run_main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)

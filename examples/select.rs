@@ -16,14 +16,14 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 
-#[path = "common/allocator.rs"]
-mod allocator;
 #[path = "common/engines.rs"]
 mod engines;
 #[path = "common/logging.rs"]
 mod logging;
 #[path = "common/memory.rs"]
 mod memory;
+#[path = "common/process.rs"]
+mod process;
 #[path = "common/selection_view.rs"]
 mod selection_view;
 use engines::EngineArgs;
@@ -133,12 +133,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    // Before the async runtime starts any thread.
-    allocator::limit_malloc_arenas();
-    run_main()
+    process::run(run_main)
 }
 
-#[tokio::main]
 async fn run_main() -> ExitCode {
     logging::init("error");
     match run(Args::parse()).await {
