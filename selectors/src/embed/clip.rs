@@ -206,13 +206,8 @@ impl Embedder for ClipEmbedder {
             return Ok(Vec::new());
         }
         let tower = self.vision().await?;
-        let batch = self.batch;
-        blocking("embedding images", move || {
-            let mut out = Vec::with_capacity(images.len());
-            for chunk in images.chunks(batch) {
-                out.extend(tower.embed(chunk)?);
-            }
-            Ok(out)
+        in_batches("embedding images", images, self.batch, move |chunk| {
+            tower.embed(chunk)
         })
         .await
     }
@@ -222,13 +217,8 @@ impl Embedder for ClipEmbedder {
             return Ok(Vec::new());
         }
         let tower = self.text().await?;
-        let batch = self.batch;
-        blocking("embedding texts", move || {
-            let mut out = Vec::with_capacity(texts.len());
-            for chunk in texts.chunks(batch) {
-                out.extend(tower.embed(chunk)?);
-            }
-            Ok(out)
+        in_batches("embedding texts", texts, self.batch, move |chunk| {
+            tower.embed(chunk)
         })
         .await
     }
@@ -247,12 +237,7 @@ impl VisionTower {
         let outputs = session
             .run(ort::inputs![self.input.as_str() => input])
             .map_err(|e| encoder("vision", e))?;
-        let value = outputs.get(&self.output).ok_or_else(|| {
-            SelectError::Embedding(format!("vision encoder: no `{}` output", self.output))
-        })?;
-        let (shape, data) = value
-            .try_extract_tensor::<f32>()
-            .map_err(|e| encoder("vision", e))?;
+        let (shape, data) = output(&outputs, &self.output, "vision")?;
         rows(shape, data, images.len(), None, "vision")
     }
 }
@@ -290,14 +275,41 @@ impl TextTower {
         }
         let mut session = relock(&self.session);
         let outputs = session.run(feed).map_err(|e| encoder("text", e))?;
-        let value = outputs.get(&self.output).ok_or_else(|| {
-            SelectError::Embedding(format!("text encoder: no `{}` output", self.output))
-        })?;
-        let (shape, data) = value
-            .try_extract_tensor::<f32>()
-            .map_err(|e| encoder("text", e))?;
+        let (shape, data) = output(&outputs, &self.output, "text")?;
         rows(shape, data, n, Some((&mask, len)), "text")
     }
+}
+
+/// `items` embedded `batch` at a time by `embed`, on a blocking thread, in order.
+async fn in_batches<I: Send + 'static>(
+    what: &'static str,
+    items: Vec<I>,
+    batch: usize,
+    embed: impl Fn(&[I]) -> Result<Vec<Vec<f32>>, SelectError> + Send + 'static,
+) -> Result<Vec<Vec<f32>>, SelectError> {
+    blocking(what, move || {
+        let mut out = Vec::with_capacity(items.len());
+        for chunk in items.chunks(batch) {
+            out.extend(embed(chunk)?);
+        }
+        Ok(out)
+    })
+    .await
+}
+
+/// The float tensor named `name` among a tower's outputs.
+fn output<'a>(
+    outputs: &'a ort::session::SessionOutputs<'_>,
+    name: &str,
+    what: &str,
+) -> Result<(&'a [i64], &'a [f32]), SelectError> {
+    let value = outputs
+        .get(name)
+        .ok_or_else(|| SelectError::Embedding(format!("{what} encoder: no `{name}` output")))?;
+    let (shape, data) = value
+        .try_extract_tensor::<f32>()
+        .map_err(|e| encoder(what, e))?;
+    Ok((shape, data))
 }
 
 /// One L2-normalised vector per input from an output of shape `[n, d]`, or `[n, s, d]`
