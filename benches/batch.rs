@@ -159,12 +159,15 @@ async fn run_size(jobs: usize) {
     let plan = journal
         .plan(&m.jobs, &fps, false, |_, _| None)
         .expect("plan");
-    let budget = Arc::new(Budget::new(
-        Limits::default(),
-        PriceTable::default(),
-        "gpt-4o-mini",
-        "gpt-image-1",
-    ));
+    let budget = Arc::new(
+        Budget::new(
+            Limits::default(),
+            PriceTable::default(),
+            "gpt-4o-mini",
+            "gpt-image-1",
+        )
+        .expect("budget"),
+    );
     let config = RunnerConfig {
         out: dir.path().to_path_buf(),
         concurrency: CONCURRENCY,

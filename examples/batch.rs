@@ -31,8 +31,9 @@ use engines::EngineArgs;
 use generators::GeneratorArgs;
 use iat2i::HaltKind;
 use iat2i::batch::{
-    BatchEvent, BatchOutcome, Budget, ExitStatus, Journal, Limits, Manifest, PriceTable, Runner,
-    RunnerConfig, Shard, StopCause, fingerprint, write_summary,
+    BatchEvent, BatchOutcome, Budget, ExitStatus, Format, Journal, Ledger, Limits,
+    MAX_PROMPT_BYTES, Manifest, ManifestOptions, PriceTable, Runner, RunnerConfig, Shard,
+    StopCause, fingerprint, write_summary,
 };
 use iat2i::lmm::{OPENAI_DEFAULT_BASE, model_http_client};
 use iat2i::prelude::*;
@@ -76,8 +77,15 @@ enum LogFormat {
 #[derive(clap::Args, Debug)]
 struct RunArgs {
     /// The manifest: .jsonl (id, prompt, edit_image, gate_mode, max_rounds, metadata),
-    /// .csv (a prompt column, optional id) or text (one prompt a line).
+    /// .csv (a prompt column, optional id) or .txt (one prompt a line). Other extensions
+    /// need --format.
     manifest: PathBuf,
+    /// What the manifest holds when its extension does not say: jsonl, csv or text.
+    #[arg(long)]
+    format: Option<Format>,
+    /// The longest prompt accepted, in bytes; longer lines are bad lines.
+    #[arg(long, default_value_t = MAX_PROMPT_BYTES)]
+    max_prompt_bytes: usize,
     /// The output folder (the journal lives there too).
     #[arg(long, default_value = "batch-out")]
     out: PathBuf,
@@ -91,17 +99,24 @@ struct RunArgs {
     #[arg(long)]
     dry_run: bool,
 
-    /// Stop after this many images.
+    /// Stop before an image call could pass this many images. Never exceeded: each call
+    /// reserves every image it may return. Counted over the whole --out folder: every
+    /// shard, every earlier run and restart (the journals record each paid call).
     #[arg(long)]
     max_images: Option<u64>,
-    /// Stop after this many tokens (chat and image).
+    /// Stop once this many tokens (chat and image) are spent, over the whole --out folder.
+    /// A call's tokens are known only when it returns, so the total may pass the cap by
+    /// at most one call per running job.
     #[arg(long)]
     max_tokens: Option<u64>,
-    /// Stop after this estimated cost in US dollars.
+    /// Stop at this estimated cost in US dollars, over the whole --out folder. Image calls
+    /// reserve their price first; a chat call is priced when it returns, so the total may
+    /// pass the cap by at most one chat call per running job. Every model must have a
+    /// price (built in, or from --prices).
     #[arg(long)]
     max_cost: Option<f64>,
-    /// A TOML price table overriding the built-in estimates ([models."gpt-image-1"]
-    /// input_per_mtok, output_per_mtok, per_image).
+    /// A TOML price table adding to or overriding the built-in estimates
+    /// ([models."gpt-image-1"] input_per_mtok, output_per_mtok, per_image).
     #[arg(long)]
     prices: Option<PathBuf>,
     /// Start no paid call after this long (e.g. 6h, 90m, 300s).
@@ -163,6 +178,10 @@ struct RunArgs {
     /// Seconds allowed for one chat call (image calls get 2.5 times as long).
     #[arg(long, default_value_t = 120)]
     timeout: u64,
+    /// Also fetch images from this host even though it is private (a local mirror, an
+    /// internal image host); repeatable.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_hosts: Vec<String>,
 
     #[command(flatten)]
     engines: EngineArgs,
@@ -176,13 +195,19 @@ struct RunArgs {
 
 const HELP: &str = "Exit codes:
   0    every job of the shard is done
-  1    an error outside the jobs (journal, disk, configuration)
+  1    an error outside the jobs (journal, disk, configuration; a paid call that could
+       not be written to the journal first is not made)
   2    the manifest or the command line is unusable
   3    the batch ran to the end but some jobs failed (see summary.json)
   4    a budget (--max-images, --max-tokens, --max-cost) or --deadline stopped it
   5    the circuit breaker stopped it (authentication or quota failures: fix, re-run)
   130  interrupted by SIGINT/SIGTERM (a second signal stops at once)
 Jobs not run stay pending; running the same command again resumes.
+
+Budgets are batch-wide: every paid call is written to the shard's journal before it is
+made and settled when it returns, and the caps count every journal in --out (all shards,
+all earlier runs, calls cut off by a kill as possibly billed). Give every shard the same
+caps: each stops when the folder's total reaches them.
 
 Nightly, with cron (one line):
   0 1 * * * cd /srv/iat2i && batch run prompts.jsonl --out /data/nightly --max-cost 25 --deadline 6h --log-format json >> /var/log/iat2i.log 2>&1; batch summary --out /data/nightly
@@ -243,8 +268,8 @@ fn summary(out: &Path, mut journals: Vec<PathBuf>) -> Result<ExitStatus> {
     );
     if s.interrupted_paid_calls > 0 {
         eprintln!(
-            "batch: {} paid call(s) were in flight when a process died: they may have been billed and are not in the estimate",
-            s.interrupted_paid_calls
+            "batch: {} paid call(s) were in flight when a process died: they may have been billed ({} image(s), {:.3} USD at their reservation, not in the figures above)",
+            s.interrupted_paid_calls, s.possibly_billed.images, s.possibly_billed.cost_usd
         );
     }
     println!("summary: {}", out.join("summary.json").display());
@@ -287,16 +312,23 @@ fn build_pipeline(args: &RunArgs, key: &Option<Secret>) -> Result<Pipeline> {
         &args.base_url,
         key,
     )?;
-    let mut selector = SelectorConfig::default();
+    let mut selector = SelectorConfig::default().license_policy(args.engines.licence);
     if let Some(dir) = &args.model_dir {
         selector = selector.model_dir(dir);
+    }
+    if let Some(folder) = &args.engines.folder {
+        selector = selector.allow_local_dir(folder);
     }
     // Every shard of a cluster shares one Qdrant server (deploy/k8s/).
     if std::env::var_os("QDRANT_URL").is_some() {
         selector = selector.store(iat2i::selectors::StoreChoice::QdrantFromEnv);
     }
     let selector = args.memory.apply(selector);
-    let http = args.engines.http_builder().build()?;
+    let mut builder = args.engines.http_builder();
+    for host in &args.allow_hosts {
+        builder = builder.allow_host(host);
+    }
+    let http = builder.build()?;
     Ok(Pipeline::builder()
         .lmm(Arc::new(chat))
         .generator(images)
@@ -317,7 +349,11 @@ async fn run(args: RunArgs) -> Result<ExitStatus> {
             return Ok(ExitStatus::Usage);
         }
     };
-    let manifest = match Manifest::load(&args.manifest) {
+    let options = ManifestOptions {
+        format: args.format,
+        max_prompt_bytes: args.max_prompt_bytes,
+    };
+    let manifest = match Manifest::load_with(&args.manifest, &options) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("batch: {e}");
@@ -372,7 +408,17 @@ async fn run(args: RunArgs) -> Result<ExitStatus> {
     if args.dry_run {
         return dry_run(&args, &journal_path, &jobs, &fps, &pipeline, &prices, shard);
     }
+    if let Err(e) = shard.check_folder(&args.out) {
+        eprintln!("batch: {e}");
+        return Ok(ExitStatus::Usage);
+    }
     let journal = Arc::new(Journal::open(&journal_path)?);
+    // Again with our journal in place: of two runs started at once with different
+    // splits, at least one sees the other.
+    if let Err(e) = shard.check_folder(&args.out) {
+        eprintln!("batch: {e}");
+        return Ok(ExitStatus::Usage);
+    }
     let out = args.out.clone();
     let plan = journal.plan(&jobs, &fps, false, |job, fp| {
         iat2i::batch::JobOutputs::complete(&out, job, fp).then(|| job.id.clone())
@@ -391,12 +437,19 @@ async fn run(args: RunArgs) -> Result<ExitStatus> {
         max_cost: args.max_cost,
         deadline: args.deadline.map(|d| Instant::now() + d),
     };
-    let budget = Arc::new(Budget::new(
+    let budget = match Budget::new(
         limits,
         prices,
         models.judge.as_deref().unwrap_or(&args.model),
         &models.generator,
-    ));
+    ) {
+        Ok(b) => Arc::new(b.with_ledger(Arc::new(Ledger::new(journal.clone())))),
+        Err(e) => {
+            eprintln!("batch: {e}");
+            return Ok(ExitStatus::Usage);
+        }
+    };
+    report_spent(&budget);
     let stopping = Arc::new(AtomicBool::new(false));
     spawn_signal_handler(stopping.clone(), budget.clone(), args.grace);
     let config = RunnerConfig {
@@ -422,6 +475,28 @@ async fn run(args: RunArgs) -> Result<ExitStatus> {
     Ok(finish(&outcome))
 }
 
+/// Say what the folder has spent before this run (earlier runs, other shards).
+fn report_spent(budget: &Budget) {
+    let Ok(t) = budget.totals() else { return };
+    if t.billed.calls + t.interrupted.calls + t.in_flight.calls == 0 {
+        return;
+    }
+    eprintln!(
+        "batch: already spent in this folder: {} image(s), {} token(s), {:.3} USD estimated{}",
+        t.billed.images,
+        t.billed.tokens(),
+        t.billed.cost_usd,
+        if t.interrupted.calls > 0 {
+            format!(
+                "; {} call(s) cut off by a dead process count as possibly billed ({} image(s), {:.3} USD reserved)",
+                t.interrupted.calls, t.interrupted.images, t.interrupted.cost_usd
+            )
+        } else {
+            String::new()
+        }
+    );
+}
+
 fn finish(o: &BatchOutcome) -> ExitStatus {
     eprintln!(
         "batch: {} done, {} failed, {} skipped, {} left pending",
@@ -443,6 +518,7 @@ fn finish(o: &BatchOutcome) -> ExitStatus {
             eprintln!("batch: {h}; the rest stays pending for the next run");
             match h.kind {
                 HaltKind::Cancelled => ExitStatus::Interrupted,
+                HaltKind::Unrecorded => ExitStatus::Error,
                 _ => ExitStatus::Budget,
             }
         }

@@ -27,13 +27,16 @@ pub enum ErrorClass {
     Unavailable,
     /// The service did not answer in time.
     Timeout,
+    /// A local file could not be written or read (a full disk, a folder without write
+    /// permission): not the service's fault, and not a bug.
+    Io,
     /// Anything else: a bug, a misconfiguration, an answer we could not read.
     Internal,
 }
 
 impl ErrorClass {
     /// All classes, in declaration order.
-    pub const ALL: [ErrorClass; 8] = [
+    pub const ALL: [ErrorClass; 9] = [
         ErrorClass::RateLimited,
         ErrorClass::Quota,
         ErrorClass::Auth,
@@ -41,6 +44,7 @@ impl ErrorClass {
         ErrorClass::InvalidRequest,
         ErrorClass::Unavailable,
         ErrorClass::Timeout,
+        ErrorClass::Io,
         ErrorClass::Internal,
     ];
 
@@ -54,6 +58,7 @@ impl ErrorClass {
             ErrorClass::InvalidRequest => "invalid_request",
             ErrorClass::Unavailable => "unavailable",
             ErrorClass::Timeout => "timeout",
+            ErrorClass::Io => "io",
             ErrorClass::Internal => "internal",
         }
     }
@@ -90,6 +95,7 @@ impl ErrorClass {
             ErrorClass::InvalidRequest => "fix the job (prompt, image, model name or options)",
             ErrorClass::Unavailable => "the service is failing: try again later",
             ErrorClass::Timeout => "the service was too slow: raise the timeout or try later",
+            ErrorClass::Io => "free disk space or fix the output folder's permissions, then re-run",
             ErrorClass::Internal => "see the message; report a bug if it persists",
         }
     }

@@ -6,6 +6,7 @@
 //! budgets, deadlines and shutdown; the run then ends with the best image so far and a
 //! report whose [`StopReason`] says it was halted.
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StageName;
@@ -38,6 +39,31 @@ impl std::fmt::Display for PaidCall {
     }
 }
 
+/// A paid call the pipeline is about to make, with what it may return, so that a guard
+/// can reserve it before it is made (an image call asked for `n` images may return `n`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PlannedCall {
+    /// Which call.
+    pub kind: PaidCall,
+    /// Images it may return (0 for chat calls).
+    pub images: u32,
+}
+
+impl PlannedCall {
+    /// A chat call (gate, selection, judge): no images.
+    pub fn chat(kind: PaidCall) -> Self {
+        PlannedCall { kind, images: 0 }
+    }
+
+    /// An image call that may return `n` images (at least 1).
+    pub fn images(n: u32) -> Self {
+        PlannedCall {
+            kind: PaidCall::Generate,
+            images: n.max(1),
+        }
+    }
+}
+
 /// What a paid call used.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CallUsage {
@@ -60,6 +86,9 @@ pub enum HaltKind {
     JobTimeout,
     /// The caller asked to stop (a signal, a user).
     Cancelled,
+    /// The call could not be recorded before it was made (the journal's disk is full or
+    /// unwritable): a call nobody can account for is not made.
+    Unrecorded,
 }
 
 /// A guard's decision to stop, with a message for people.
@@ -88,20 +117,27 @@ impl std::fmt::Display for Halt {
             HaltKind::Deadline => "deadline",
             HaltKind::JobTimeout => "job timeout",
             HaltKind::Cancelled => "cancelled",
+            HaltKind::Unrecorded => "not recorded",
         };
         write!(f, "stopped ({kind}): {}", self.message)
     }
 }
 
-/// Decides, before each paid call, whether a run may go on. Shared by the runs of a
-/// batch, so implementations are thread-safe.
+/// Decides, before each paid call, whether a run may go on, and hears what each call
+/// used. A run makes its paid calls one after another, and every `before_call` that
+/// returned `Ok` is followed by exactly one `after_call` for that call (also when the call
+/// failed), so a guard may keep the call it admitted (and what it reserved for it) until
+/// then. Async, so that a guard can record the call durably (a journal, a remote budget)
+/// without blocking the runtime; thread-safe, since one guard may watch several runs.
+#[async_trait]
 pub trait RunGuard: Send + Sync {
     /// Called before each paid call; `Err` stops the run before the call.
-    fn before_call(&self, call: PaidCall) -> Result<(), Halt>;
+    async fn before_call(&self, call: PlannedCall) -> Result<(), Halt>;
 
-    /// Called after each paid call with what it used (an image call that failed is
-    /// reported with zero usage, so a guard can release what it reserved for it).
-    fn after_call(&self, call: PaidCall, usage: &CallUsage) {
+    /// Called after each paid call with what it used (a call that failed is reported with
+    /// what the provider billed for it, often nothing, so a guard can release what it
+    /// reserved).
+    async fn after_call(&self, call: PaidCall, usage: &CallUsage) {
         let _ = (call, usage);
     }
 }

@@ -111,7 +111,7 @@ pub use generator::{
     GenerationSettings, Generator, ImageError, ImageSize, ImageUsage, InputImage, OpenAiImages,
     ReferenceImage, ReferenceRole, RefusalKind,
 };
-pub use guard::{Halt, HaltKind, PaidCall, RunGuard, StopReason};
+pub use guard::{Halt, HaltKind, PaidCall, PlannedCall, RunGuard, StopReason};
 pub use judge::{Action, Judge, LmmJudge, ReviewInput, Scores, Verdict};
 pub use lmm::{Lmm, LmmError, OpenAiChat, Usage};
 pub use pipeline::{Outcome, Pipeline, PipelineBuilder, Request, RunOptions};

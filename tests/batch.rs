@@ -68,12 +68,9 @@ fn batch_with(
     let fps: Vec<String> = m.jobs.iter().map(|j| fingerprint(j, &pipeline)).collect();
     let journal = Arc::new(Journal::open(&out.join("journal.sqlite")).unwrap());
     let plan = journal.plan(&m.jobs, &fps, false, |_, _| None).unwrap();
-    let budget = Arc::new(Budget::new(
-        limits,
-        PriceTable::default(),
-        "gpt-4o-mini",
-        "gpt-image-1",
-    ));
+    let budget = Arc::new(
+        Budget::new(limits, PriceTable::default(), "gpt-4o-mini", "gpt-image-1").expect("budget"),
+    );
     let config = RunnerConfig {
         out: out.to_path_buf(),
         concurrency,

@@ -22,15 +22,17 @@ struct ImageBudget {
     spent_tokens: Mutex<u64>,
 }
 
+#[async_trait::async_trait]
 impl RunGuard for ImageBudget {
-    fn before_call(&self, call: PaidCall) -> Result<(), Halt> {
+    async fn before_call(&self, call: iat2i::PlannedCall) -> Result<(), Halt> {
+        let call = call.kind;
         self.asked.lock().unwrap().push(call);
         if call == PaidCall::Generate && *self.spent_images.lock().unwrap() >= self.images {
             return Err(Halt::new(HaltKind::Budget, "--max-images reached"));
         }
         Ok(())
     }
-    fn after_call(&self, _: PaidCall, usage: &iat2i::guard::CallUsage) {
+    async fn after_call(&self, _: PaidCall, usage: &iat2i::guard::CallUsage) {
         *self.spent_images.lock().unwrap() += usage.image.images;
         *self.spent_tokens.lock().unwrap() += usage.chat.total_tokens;
     }
@@ -38,8 +40,10 @@ impl RunGuard for ImageBudget {
 
 /// Halts before a given call kind.
 struct HaltBefore(PaidCall, HaltKind);
+#[async_trait::async_trait]
 impl RunGuard for HaltBefore {
-    fn before_call(&self, call: PaidCall) -> Result<(), Halt> {
+    async fn before_call(&self, call: iat2i::PlannedCall) -> Result<(), Halt> {
+        let call = call.kind;
         if call == self.0 {
             Err(Halt::new(self.1, "told to stop"))
         } else {

@@ -153,11 +153,12 @@ async fn answers_billed_and_then_unusable_are_counted() {
 #[derive(Default)]
 struct Tally(std::sync::Mutex<Vec<(iat2i::PaidCall, u64)>>);
 
+#[async_trait::async_trait]
 impl iat2i::RunGuard for Tally {
-    fn before_call(&self, _: iat2i::PaidCall) -> Result<(), iat2i::Halt> {
+    async fn before_call(&self, _: iat2i::PlannedCall) -> Result<(), iat2i::Halt> {
         Ok(())
     }
-    fn after_call(&self, call: iat2i::PaidCall, usage: &iat2i::guard::CallUsage) {
+    async fn after_call(&self, call: iat2i::PaidCall, usage: &iat2i::guard::CallUsage) {
         self.0.lock().unwrap().push((call, usage.chat.total_tokens));
     }
 }

@@ -11,7 +11,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::BatchError;
-use crate::guard::{CallUsage, Halt, HaltKind, PaidCall, RunGuard};
+use super::ledger::{Ledger, Reservation, SpendTotals, Tally};
+use crate::guard::{CallUsage, Halt, HaltKind, PaidCall, PlannedCall, RunGuard};
 
 /// Prices of one model, in US dollars.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -31,8 +32,9 @@ pub struct Prices {
 }
 
 /// Prices by model name. The built-in figures are estimates of public list prices at the
-/// time of writing; override them with a TOML file (`[models."name"]` tables with
-/// `input_per_mtok`, `output_per_mtok`, `per_image`).
+/// time of writing, for every built-in backend's default model; override them or add
+/// models with a TOML file (`[models."name"]` tables with `input_per_mtok`,
+/// `output_per_mtok`, `per_image`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PriceTable {
     /// Prices by model name.
@@ -55,6 +57,16 @@ impl Default for PriceTable {
             ("gpt-4o", p(2.5, 10.0, 0.0)),
             ("gpt-4.1-mini", p(0.4, 1.6, 0.0)),
             ("gpt-4.1", p(2.0, 8.0, 0.0)),
+            // Gemini API list prices: image output is billed as tokens (1290 a 1K image).
+            ("gemini-2.5-flash-image", p(0.3, 30.0, 0.039)),
+            ("gemini-2.5-flash-image-preview", p(0.3, 30.0, 0.039)),
+            ("gemini-3-pro-image-preview", p(2.0, 120.0, 0.134)),
+            // The same models through OpenRouter's chat completions (the chat-image default).
+            ("google/gemini-2.5-flash-image", p(0.3, 30.0, 0.039)),
+            ("google/gemini-2.5-flash-image-preview", p(0.3, 30.0, 0.039)),
+            ("google/gemini-3-pro-image-preview", p(2.0, 120.0, 0.134)),
+            // A self-hosted ComfyUI bills nothing per call; price your GPU time with --prices.
+            ("ComfyUI", p(0.0, 0.0, 0.0)),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -82,10 +94,20 @@ impl PriceTable {
         Ok(table)
     }
 
-    /// Prices of a model given as `name` or `name at https://...` (free when unknown).
+    /// The model name of `name` or `name at https://...` (as `Report::models` has it).
+    pub fn name_of(model: &str) -> &str {
+        model.split(" at ").next().unwrap_or(model).trim()
+    }
+
+    /// Prices of a model given as `name` or `name at https://...`, if the table has it.
+    pub fn get(&self, model: &str) -> Option<Prices> {
+        self.models.get(Self::name_of(model)).copied()
+    }
+
+    /// Prices of a model given as `name` or `name at https://...`; zero when unknown
+    /// (a [`Budget`] with a cost cap refuses unknown models up front).
     pub fn of(&self, model: &str) -> Prices {
-        let name = model.split(" at ").next().unwrap_or(model).trim();
-        self.models.get(name).copied().unwrap_or(Prices {
+        self.get(model).unwrap_or(Prices {
             input_per_mtok: 0.0,
             output_per_mtok: 0.0,
             per_image: 0.0,
@@ -139,34 +161,103 @@ impl Spend {
     }
 }
 
-/// The batch's budget: limits, what is spent, what is reserved by image calls in flight,
-/// and the stop switch.
+/// The batch's budget: limits, what is spent, what is reserved by calls in flight, and
+/// the stop switch.
+///
+/// With a [`Ledger`] (as the batch runner sets up), spend is read from the journals of the
+/// output folder before every paid call, so the caps are totals over every process and
+/// every shard that writes there, restarts included; each call is written to the journal
+/// before it is made and settled when it returns. Without one, the caps hold within this
+/// process.
+///
+/// What a cap promises:
+/// - `max_images`: never exceeded. An image call reserves every image it may return
+///   (`n`) before it is made.
+/// - `max_cost`: an image call reserves its estimated price (`n` x `per_image`); a chat
+///   call cannot be priced before it returns, so the cost may pass the cap by at most one
+///   chat call per running job (plus the difference between an image call's estimate and
+///   its bill).
+/// - `max_tokens`: likewise, by at most one call per running job.
 #[derive(Debug)]
 pub struct Budget {
     limits: Limits,
     prices: PriceTable,
     chat_model: String,
     image_model: String,
-    /// Spent by all jobs.
+    /// Spent by this process's jobs (the ledger has every process's).
     pub spent: Spend,
-    reserved_images: AtomicU64,
+    /// Images and micro-dollars reserved by this process's calls in flight.
+    reserved: Mutex<(i64, f64)>,
+    ledgers: Mutex<Vec<Arc<Ledger>>>,
     stop_now: AtomicBool,
     first_halt: Mutex<Option<Halt>>,
 }
 
+/// A paid call admitted by the budget, until it is settled.
+#[derive(Debug, Clone, Copy)]
+struct Admitted {
+    kind: PaidCall,
+    images: i64,
+    usd: f64,
+    ledger_id: Option<i64>,
+}
+
 impl Budget {
     /// A budget for pipelines whose chat and image models are named as given (as in
-    /// `Report::models`: `model at url`).
-    pub fn new(limits: Limits, prices: PriceTable, chat_model: &str, image_model: &str) -> Self {
-        Budget {
+    /// `Report::models`: `model at url`). With `max_cost` set, both models must have a
+    /// price: an unpriced model would make the cap meaningless.
+    pub fn new(
+        limits: Limits,
+        prices: PriceTable,
+        chat_model: &str,
+        image_model: &str,
+    ) -> Result<Self, BatchError> {
+        if limits.max_cost.is_some() {
+            for model in [chat_model, image_model] {
+                if prices.get(model).is_none() {
+                    return Err(BatchError::Unpriced {
+                        model: PriceTable::name_of(model).to_string(),
+                    });
+                }
+            }
+        }
+        Ok(Budget {
             limits,
             prices,
             chat_model: chat_model.to_string(),
             image_model: image_model.to_string(),
             spent: Spend::default(),
-            reserved_images: AtomicU64::new(0),
+            reserved: Mutex::new((0, 0.0)),
+            ledgers: Mutex::new(Vec::new()),
             stop_now: AtomicBool::new(false),
             first_halt: Mutex::new(None),
+        })
+    }
+
+    /// Count the spend of every journal in `ledger`'s folder against the caps (see
+    /// [`Budget::count_in`]).
+    pub fn with_ledger(self, ledger: Arc<Ledger>) -> Self {
+        self.count_in(ledger);
+        self
+    }
+
+    /// Count the spend of every journal in `ledger`'s folder against the caps, from now
+    /// on (once per folder). A [`super::Runner`] does this with its journal's ledger, so a
+    /// library user's batch is held to its caps across processes too.
+    pub fn count_in(&self, ledger: Arc<Ledger>) {
+        let mut ledgers = match self.ledgers.lock() {
+            Ok(l) => l,
+            Err(p) => p.into_inner(),
+        };
+        if !ledgers.iter().any(|l| l.folder() == ledger.folder()) {
+            ledgers.push(ledger);
+        }
+    }
+
+    fn ledgers(&self) -> Vec<Arc<Ledger>> {
+        match self.ledgers.lock() {
+            Ok(l) => l.clone(),
+            Err(p) => p.into_inner().clone(),
         }
     }
 
@@ -199,15 +290,63 @@ impl Budget {
         h
     }
 
-    /// Whether a new job may start (no limit reached, deadline not passed).
-    pub fn may_start(&self) -> Result<(), Halt> {
+    /// What the batch has spent: from the ledger (every process and shard of the output
+    /// folder) when there is one, else this process's spend and reservations.
+    pub fn totals(&self) -> Result<SpendTotals, BatchError> {
+        let ledgers = self.ledgers();
+        if !ledgers.is_empty() {
+            return sum_totals(&ledgers);
+        }
+        let (images, usd) = self.reserved.lock().map(|r| *r).unwrap_or((0, 0.0));
+        Ok(SpendTotals {
+            billed: Tally {
+                calls: 0,
+                chat_tokens: self.spent.chat_tokens.load(Ordering::SeqCst) as i64,
+                image_tokens: self.spent.image_tokens.load(Ordering::SeqCst) as i64,
+                images: self.spent.images.load(Ordering::SeqCst) as i64,
+                cost_usd: self.spent.cost(),
+            },
+            in_flight: Tally {
+                images,
+                cost_usd: usd,
+                ..Tally::default()
+            },
+            interrupted: Tally::default(),
+        })
+    }
+
+    /// Whether a new job may start (no limit reached, deadline not passed). Reads the
+    /// ledger off the async runtime.
+    pub async fn may_start(&self) -> Result<(), Halt> {
         if let Some(h) = self.halted() {
             return Err(h);
         }
-        self.check(None, PaidCall::Gate)
+        self.quick_checks(None)?;
+        let ledgers = self.ledgers();
+        let totals = if ledgers.is_empty() {
+            self.totals()
+        } else {
+            match tokio::task::spawn_blocking(move || sum_totals(&ledgers)).await {
+                Ok(t) => t,
+                Err(e) => return Err(unrecorded(&e.to_string())),
+            }
+        };
+        let totals = totals.map_err(|e| self.halt(unrecorded(&e.to_string())))?;
+        self.caps()
+            .check(&totals, PaidCall::Gate, 0, 0.0)
+            .map_err(|h| self.halt(h))
     }
 
-    fn check(&self, job_deadline: Option<Instant>, call: PaidCall) -> Result<(), Halt> {
+    fn caps(&self) -> Caps {
+        Caps {
+            max_images: self.limits.max_images,
+            max_tokens: self.limits.max_tokens,
+            max_cost: self.limits.max_cost,
+        }
+    }
+
+    /// The halts that need no totals: the stop switch and the deadlines.
+    fn quick_checks(&self, job_deadline: Option<Instant>) -> Result<(), Halt> {
         if self.stop_now.load(Ordering::SeqCst) {
             return Err(Halt::new(HaltKind::Cancelled, "stopped by a second signal"));
         }
@@ -218,54 +357,104 @@ impl Budget {
         if job_deadline.is_some_and(|d| now >= d) {
             return Err(Halt::new(HaltKind::JobTimeout, "the --job-timeout passed"));
         }
-        if let Some(max) = self.limits.max_tokens
-            && self.spent.tokens.load(Ordering::SeqCst) >= max
-        {
-            return Err(self.halt(Halt::new(
-                HaltKind::Budget,
-                format!("--max-tokens {max} reached"),
-            )));
-        }
-        if let Some(max) = self.limits.max_cost
-            && self.spent.cost() >= max
-        {
-            return Err(self.halt(Halt::new(
-                HaltKind::Budget,
-                format!("--max-cost {max:.2} USD (estimated) reached"),
-            )));
-        }
-        if let Some(max) = self.limits.max_images {
-            let used = self.spent.images.load(Ordering::SeqCst)
-                + self.reserved_images.load(Ordering::SeqCst);
-            if used >= max && call != PaidCall::Generate {
-                // Nothing more can be drawn; only a call for an image in flight matters.
-                return Err(self.halt(Halt::new(
-                    HaltKind::Budget,
-                    format!("--max-images {max} reached"),
-                )));
-            }
-        }
         Ok(())
     }
 
-    /// Reserve one image against `--max-images` (so concurrent jobs cannot overshoot).
-    fn reserve_image(&self) -> Result<(), Halt> {
-        let Some(max) = self.limits.max_images else {
-            self.reserved_images.fetch_add(1, Ordering::SeqCst);
-            return Ok(());
+    /// Admit a call for job `job` (reserve it, and write it to `ledger` first).
+    async fn admit(
+        &self,
+        ledger: Option<Arc<Ledger>>,
+        job: &str,
+        deadline: Option<Instant>,
+        call: PlannedCall,
+    ) -> Result<Admitted, Halt> {
+        self.quick_checks(deadline)?;
+        let images = i64::from(if call.kind == PaidCall::Generate {
+            call.images.max(1)
+        } else {
+            0
+        });
+        let usd = images as f64 * self.prices.of(&self.image_model).per_image;
+        let mut admitted = Admitted {
+            kind: call.kind,
+            images,
+            usd,
+            ledger_id: None,
         };
-        let spent = &self.spent.images;
-        self.reserved_images
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| {
-                (r + spent.load(Ordering::SeqCst) < max).then_some(r + 1)
+        let Some(ledger) = ledger else {
+            let totals = self.totals().map_err(|e| unrecorded(&e.to_string()))?;
+            self.caps()
+                .check(&totals, call.kind, images, usd)
+                .map_err(|h| self.halt(h))?;
+            if let Ok(mut r) = self.reserved.lock() {
+                r.0 += images;
+                r.1 += usd;
+            }
+            return Ok(admitted);
+        };
+        let reservation = Reservation {
+            job_id: job.to_string(),
+            kind: call_name(call.kind).to_string(),
+            images,
+            cost_usd: usd,
+        };
+        let caps = self.caps();
+        let ledgers = self.ledgers();
+        let result = tokio::task::spawn_blocking(move || {
+            ledger.admit(&reservation, || {
+                let totals = sum_totals(&ledgers)?;
+                Ok(caps.check(&totals, call.kind, images, usd))
             })
-            .map(|_| ())
-            .map_err(|_| {
-                self.halt(Halt::new(
-                    HaltKind::Budget,
-                    format!("--max-images {max} reached"),
-                ))
-            })
+        })
+        .await;
+        match result {
+            Ok(Ok(Ok(id))) => {
+                admitted.ledger_id = Some(id);
+                if let Ok(mut r) = self.reserved.lock() {
+                    r.0 += images;
+                    r.1 += usd;
+                }
+                Ok(admitted)
+            }
+            Ok(Ok(Err(halt))) => Err(self.halt(halt)),
+            Ok(Err(e)) => Err(self.halt(unrecorded(&e.to_string()))),
+            Err(e) => Err(self.halt(unrecorded(&e.to_string()))),
+        }
+    }
+
+    /// Settle an admitted call with what it used.
+    async fn settle(
+        &self,
+        ledger: Option<Arc<Ledger>>,
+        a: Admitted,
+        usage: &CallUsage,
+        job: &Spend,
+    ) {
+        let (chat, image_tokens, images, usd) = self.cost_of(a.kind, usage);
+        if let Ok(mut r) = self.reserved.lock() {
+            r.0 -= a.images;
+            r.1 -= a.usd;
+        }
+        self.spent.add(chat, image_tokens, images, usd);
+        job.add(chat, image_tokens, images, usd);
+        let (Some(id), Some(ledger)) = (a.ledger_id, ledger) else {
+            return;
+        };
+        let used = Tally {
+            calls: 1,
+            chat_tokens: chat as i64,
+            image_tokens: image_tokens as i64,
+            images: images as i64,
+            cost_usd: usd,
+        };
+        let settled = tokio::task::spawn_blocking(move || ledger.settle(id, &used)).await;
+        let error = match settled {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        // The row stays in flight: the next run counts it at its reservation.
+        tracing::error!("cannot record a paid call's usage in the journal: {error}");
     }
 
     /// Count a chat call made outside any job (an evaluation's judge) against the limits,
@@ -301,47 +490,146 @@ impl Budget {
     }
 }
 
+/// The caps, apart from the budget (so they can be checked under the ledger's lock).
+#[derive(Debug, Clone, Copy)]
+struct Caps {
+    max_images: Option<u64>,
+    max_tokens: Option<u64>,
+    max_cost: Option<f64>,
+}
+
+impl Caps {
+    /// Whether a call of `kind` reserving `images` and `usd` fits the caps, given what is
+    /// spent and reserved already. The images cap stops image calls that could pass it and
+    /// the gate and selection of a job that could draw nothing more; a judge of an image
+    /// already paid for still runs.
+    fn check(&self, t: &SpendTotals, kind: PaidCall, images: i64, usd: f64) -> Result<(), Halt> {
+        let budget = |msg: String| Err(Halt::new(HaltKind::Budget, msg));
+        if let Some(max) = self.max_tokens
+            && t.tokens() >= max as i64
+        {
+            return budget(format!("--max-tokens {max} reached ({} used)", t.tokens()));
+        }
+        if let Some(max) = self.max_cost {
+            let counted = t.cost_usd();
+            if counted >= max || (usd > 0.0 && counted + usd > max) {
+                return budget(format!(
+                    "--max-cost {max:.2} USD (estimated) reached ({counted:.3} spent or reserved{})",
+                    if usd > 0.0 {
+                        format!(", this call about {usd:.3}")
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
+        }
+        if let Some(max) = self.max_images {
+            let used = t.images();
+            let over = match kind {
+                PaidCall::Generate => used + images > max as i64,
+                PaidCall::Judge => false,
+                PaidCall::Gate | PaidCall::Select => used >= max as i64,
+            };
+            if over {
+                return budget(format!(
+                    "--max-images {max} reached ({used} generated or reserved{})",
+                    if images > 0 {
+                        format!(", this call may return {images}")
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Spend over the folders of `ledgers`.
+fn sum_totals(ledgers: &[Arc<Ledger>]) -> Result<SpendTotals, BatchError> {
+    let mut all = SpendTotals::default();
+    for l in ledgers {
+        all.add(&l.totals()?);
+    }
+    Ok(all)
+}
+
+fn unrecorded(why: &str) -> Halt {
+    Halt::new(
+        HaltKind::Unrecorded,
+        format!(
+            "the paid call could not be written to the journal first, so it was not made: {why}"
+        ),
+    )
+}
+
+fn call_name(kind: PaidCall) -> &'static str {
+    match kind {
+        PaidCall::Gate => "gate",
+        PaidCall::Select => "select",
+        PaidCall::Generate => "generate",
+        PaidCall::Judge => "judge",
+    }
+}
+
 /// The guard of one job: the batch's budget plus the job's own deadline and counters.
 #[derive(Debug)]
 pub struct BudgetGuard {
     budget: Arc<Budget>,
+    ledger: Option<Arc<Ledger>>,
+    job: String,
     deadline: Option<Instant>,
+    open: Mutex<Option<Admitted>>,
     /// What this job spent.
     pub spent: Spend,
 }
 
 impl BudgetGuard {
-    /// A guard for one job.
-    pub fn new(budget: Arc<Budget>, deadline: Option<Instant>) -> Self {
+    /// A guard for job `job` (its calls are recorded under that id).
+    pub fn new(budget: Arc<Budget>, job: &str, deadline: Option<Instant>) -> Self {
         BudgetGuard {
             budget,
+            ledger: None,
+            job: job.to_string(),
             deadline,
+            open: Mutex::new(None),
             spent: Spend::default(),
         }
     }
+
+    /// Write each call to `ledger` before it is made, and settle it there (the budget
+    /// then counts `ledger`'s folder too).
+    pub fn with_ledger(mut self, ledger: Arc<Ledger>) -> Self {
+        self.budget.count_in(ledger.clone());
+        self.ledger = Some(ledger);
+        self
+    }
 }
 
+#[async_trait::async_trait]
 impl RunGuard for BudgetGuard {
-    fn before_call(&self, call: PaidCall) -> Result<(), Halt> {
-        self.budget.check(self.deadline, call)?;
-        if call == PaidCall::Generate {
-            self.budget.reserve_image()?;
+    async fn before_call(&self, call: PlannedCall) -> Result<(), Halt> {
+        let admitted = self
+            .budget
+            .admit(self.ledger.clone(), &self.job, self.deadline, call)
+            .await?;
+        if let Ok(mut open) = self.open.lock() {
+            *open = Some(admitted);
         }
         Ok(())
     }
 
-    fn after_call(&self, call: PaidCall, usage: &CallUsage) {
-        if call == PaidCall::Generate {
-            let _ =
-                self.budget
-                    .reserved_images
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| {
-                        Some(r.saturating_sub(1))
-                    });
-        }
-        let (chat, image_tokens, images, usd) = self.budget.cost_of(call, usage);
-        self.budget.spent.add(chat, image_tokens, images, usd);
-        self.spent.add(chat, image_tokens, images, usd);
+    async fn after_call(&self, call: PaidCall, usage: &CallUsage) {
+        let open = self.open.lock().ok().and_then(|mut o| o.take());
+        let admitted = open.unwrap_or(Admitted {
+            kind: call,
+            images: 0,
+            usd: 0.0,
+            ledger_id: None,
+        });
+        self.budget
+            .settle(self.ledger.clone(), admitted, usage, &self.spent)
+            .await;
     }
 }
 
@@ -350,43 +638,112 @@ mod tests {
     use super::*;
     use crate::generator::ImageUsage;
 
-    #[test]
-    fn image_reservations_never_overshoot() {
-        let limits = Limits {
-            max_images: Some(2),
-            ..Limits::default()
-        };
-        let budget = Arc::new(Budget::new(
-            limits,
-            PriceTable::default(),
-            "gpt-4o-mini",
-            "gpt-image-1",
-        ));
-        let a = BudgetGuard::new(budget.clone(), None);
-        let b = BudgetGuard::new(budget.clone(), None);
-        let c = BudgetGuard::new(budget.clone(), None);
-        assert!(a.before_call(PaidCall::Generate).is_ok());
-        assert!(b.before_call(PaidCall::Generate).is_ok());
-        let h = c.before_call(PaidCall::Generate).unwrap_err();
-        assert_eq!(h.kind, HaltKind::Budget);
-        let one = CallUsage {
+    fn budget(limits: Limits) -> Arc<Budget> {
+        Arc::new(Budget::new(limits, PriceTable::default(), "gpt-4o-mini", "gpt-image-1").unwrap())
+    }
+
+    fn images(n: u32) -> CallUsage {
+        CallUsage {
             image: ImageUsage {
-                images: 1,
-                total_tokens: 1000,
-                input_tokens: 0,
-                output_tokens: 1000,
+                images: n,
                 ..ImageUsage::default()
             },
             ..CallUsage::default()
-        };
-        a.after_call(PaidCall::Generate, &one);
+        }
+    }
+
+    #[tokio::test]
+    async fn image_reservations_never_overshoot() {
+        let budget = budget(Limits {
+            max_images: Some(2),
+            ..Limits::default()
+        });
+        let a = BudgetGuard::new(budget.clone(), "a", None);
+        let b = BudgetGuard::new(budget.clone(), "b", None);
+        let c = BudgetGuard::new(budget.clone(), "c", None);
+        assert!(a.before_call(PlannedCall::images(1)).await.is_ok());
+        assert!(b.before_call(PlannedCall::images(1)).await.is_ok());
+        let h = c.before_call(PlannedCall::images(1)).await.unwrap_err();
+        assert_eq!(h.kind, HaltKind::Budget);
+        a.after_call(PaidCall::Generate, &images(1)).await;
         assert_eq!(budget.spent.images.load(Ordering::SeqCst), 1);
         assert!(
             (budget.spent.cost() - 0.04).abs() < 1e-9,
             "{}",
             budget.spent.cost()
         );
-        assert!(budget.may_start().is_err());
+        assert!(budget.may_start().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_image_call_reserves_every_image_it_may_return() {
+        // --max-images 5 --images-per-round 4: the second call could make 8.
+        let budget = budget(Limits {
+            max_images: Some(5),
+            ..Limits::default()
+        });
+        let g = BudgetGuard::new(budget.clone(), "a", None);
+        g.before_call(PlannedCall::images(4)).await.unwrap();
+        g.after_call(PaidCall::Generate, &images(4)).await;
+        let h = g.before_call(PlannedCall::images(4)).await.unwrap_err();
+        assert!(h.message.contains("--max-images 5"), "{h}");
+        // A judge of the images already paid for still runs.
+        g.before_call(PlannedCall::chat(PaidCall::Judge))
+            .await
+            .unwrap();
+        g.after_call(PaidCall::Judge, &CallUsage::default()).await;
+        // One more single image fits.
+        g.before_call(PlannedCall::images(1)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_image_call_reserves_its_estimated_price_against_the_cost_cap() {
+        // gpt-image-1 is estimated at 0.04 USD an image: 0.10 holds two, not three.
+        let budget = budget(Limits {
+            max_cost: Some(0.10),
+            ..Limits::default()
+        });
+        let a = BudgetGuard::new(budget.clone(), "a", None);
+        let b = BudgetGuard::new(budget.clone(), "b", None);
+        let c = BudgetGuard::new(budget.clone(), "c", None);
+        a.before_call(PlannedCall::images(1)).await.unwrap();
+        b.before_call(PlannedCall::images(1)).await.unwrap();
+        let h = c.before_call(PlannedCall::images(1)).await.unwrap_err();
+        assert!(h.message.contains("--max-cost"), "{h}");
+    }
+
+    #[test]
+    fn a_cost_cap_refuses_a_model_without_a_price() {
+        let limits = Limits {
+            max_cost: Some(5.0),
+            ..Limits::default()
+        };
+        let e = Budget::new(
+            limits.clone(),
+            PriceTable::default(),
+            "gpt-4o-mini",
+            "my-flux at http://gpu:8000",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("\"my-flux\""), "{e}");
+        assert!(e.contains("--prices") && e.contains("per_image"), "{e}");
+        // Without a cost cap an unpriced model is fine.
+        assert!(Budget::new(Limits::default(), PriceTable::default(), "x", "y").is_ok());
+    }
+
+    #[test]
+    fn every_built_in_backend_default_model_has_a_price() {
+        let t = PriceTable::default();
+        for model in [
+            "gpt-image-1 at https://api.openai.com/v1",
+            "gemini-2.5-flash-image at https://generativelanguage.googleapis.com/v1beta",
+            "google/gemini-2.5-flash-image at https://openrouter.ai/api/v1",
+            "ComfyUI at http://127.0.0.1:8188/",
+            "gpt-4o-mini at https://api.openai.com/v1",
+        ] {
+            assert!(t.get(model).is_some(), "{model} has no price");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The durable journal: one SQLite database (WAL mode) per shard, one row per job, so a
 //! batch that died picks up where it stopped and a job done is never paid for again.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,6 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::BatchError;
+use super::ledger;
 use super::manifest::Job;
 use crate::failure::ErrorClass;
 
@@ -104,14 +106,6 @@ pub struct Finished {
     pub stop_kind: Option<String>,
     /// Wall time.
     pub duration_ms: u64,
-    /// Chat tokens.
-    pub chat_tokens: u64,
-    /// Image tokens.
-    pub image_tokens: u64,
-    /// Images.
-    pub images: u64,
-    /// Estimated cost.
-    pub cost_usd: f64,
     /// The output folder, relative to the journal's folder.
     pub output_dir: Option<String>,
     /// Per-engine search counts as JSON.
@@ -138,6 +132,9 @@ pub struct Journal {
     path: PathBuf,
     conn: Mutex<Connection>,
     /// Written by a version without the `interrupted_calls` column (read-only opens).
+    no_interrupted_column: bool,
+    /// Written by a version without the ledger's `calls` table (read-only opens): its
+    /// spend is in the jobs' own columns.
     legacy: bool,
     /// `<journal>.lock`, locked exclusively for as long as a writer has the journal open,
     /// so that a second process on the same journal cannot take up the first one's
@@ -182,15 +179,38 @@ CREATE TABLE IF NOT EXISTS completions (
     pid INTEGER NOT NULL
 );";
 
-fn now() -> f64 {
+pub(crate) fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
 
-/// Add the columns a journal written by an earlier version lacks.
+/// Add the columns a journal written by an earlier version lacks, and move its per-job
+/// spend into the ledger (one settled call per job that spent, one interrupted call per
+/// call it had in flight), once: a journal written since has no spend outside the ledger.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    add_columns(conn)?;
+    conn.execute_batch(ledger::CALLS_SCHEMA)?;
+    let calls: i64 = conn.query_row("SELECT COUNT(*) FROM calls", [], |r| r.get(0))?;
+    if calls == 0 {
+        conn.execute_batch(
+            "INSERT INTO calls (job_id, kind, state, pid, started_at, ended_at, chat_tokens,
+                                image_tokens, images, cost_usd)
+               SELECT id, 'legacy', 'settled', 0, COALESCE(started_at, 0), finished_at,
+                      chat_tokens, image_tokens, images, cost_usd FROM jobs
+               WHERE chat_tokens + image_tokens + images > 0 OR cost_usd > 0;
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+             INSERT INTO calls (job_id, kind, state, pid, started_at)
+               SELECT jobs.id, 'legacy', 'interrupted', 0, COALESCE(started_at, 0)
+               FROM jobs JOIN n ON n.i <= jobs.interrupted_calls + jobs.in_flight;
+             UPDATE jobs SET interrupted_calls = 0, in_flight = 0;",
+        )?;
+    }
+    Ok(())
+}
+
+fn add_columns(conn: &Connection) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('jobs')")?;
     let columns: Vec<String> = stmt
         .query_map([], |r| r.get(0))?
@@ -200,6 +220,25 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
             conn.execute_batch(&format!(
                 "ALTER TABLE jobs ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
             ))?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuse jobs whose ids cannot name their output folder, and ids used twice (callers
+/// that build jobs themselves skip the manifest's own checks).
+pub(crate) fn check_jobs(jobs: &[Job]) -> Result<(), BatchError> {
+    let mut seen = std::collections::HashSet::new();
+    for job in jobs {
+        super::check_id(&job.id).map_err(|reason| BatchError::InvalidJob {
+            id: job.id.clone(),
+            reason,
+        })?;
+        if !seen.insert(job.id.as_str()) {
+            return Err(BatchError::InvalidJob {
+                id: job.id.clone(),
+                reason: "the id is used by two jobs: give each job its own id".into(),
+            });
         }
     }
     Ok(())
@@ -269,7 +308,8 @@ pub(crate) fn lock_exclusively(journal: &Path) -> Result<std::fs::File, BatchErr
 impl Journal {
     /// Open (or create) the journal at `path`, in WAL mode with full syncs, as its only
     /// writer: while it is open, a second `open` of the same journal (from any process)
-    /// fails with [`BatchError::Busy`].
+    /// fails with [`BatchError::Busy`]. Paid calls an earlier process left in flight are
+    /// marked interrupted (possibly billed; see [`super::Ledger`]).
     pub fn open(path: &Path) -> Result<Journal, BatchError> {
         let lock = lock_exclusively(path)?;
         let conn = open_wal(path, SCHEMA)?;
@@ -278,9 +318,17 @@ impl Journal {
             source,
         };
         migrate(&conn).map_err(err)?;
+        let dead = ledger::interrupt_dead_calls(&conn).map_err(err)?;
+        if dead > 0 {
+            tracing::warn!(
+                journal = %path.display(),
+                "{dead} paid call(s) were in flight when an earlier process died: they count as possibly billed"
+            );
+        }
         Ok(Journal {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
+            no_interrupted_column: false,
             legacy: false,
             _lock: Some(lock),
         })
@@ -310,9 +358,18 @@ impl Journal {
         } else {
             let empty = Connection::open_in_memory().map_err(err)?;
             empty.execute_batch(SCHEMA).map_err(err)?;
+            empty.execute_batch(ledger::CALLS_SCHEMA).map_err(err)?;
             empty
         };
         let legacy = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'calls'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(err)?
+            == 0;
+        let no_interrupted_column = conn
             .query_row(
                 "SELECT COUNT(*) FROM pragma_table_info('jobs') WHERE name = 'interrupted_calls'",
                 [],
@@ -323,6 +380,7 @@ impl Journal {
         Ok(Journal {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
+            no_interrupted_column,
             legacy,
             _lock: None,
         })
@@ -333,7 +391,8 @@ impl Journal {
         &self.path
     }
 
-    fn with<T>(
+    /// Run `f` on the journal's connection, mapping SQLite errors to [`BatchError::Journal`].
+    pub(crate) fn with_conn<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, BatchError> {
@@ -359,7 +418,8 @@ impl Journal {
         dry_run: bool,
         done_on_disk: impl Fn(&Job, &str) -> Option<String>,
     ) -> Result<Plan, BatchError> {
-        self.with(|conn| {
+        check_jobs(jobs)?;
+        self.with_conn(|conn| {
             let tx = conn.transaction()?;
             let mut plan = Plan::default();
             for (job, fp) in jobs.iter().zip(fingerprints) {
@@ -442,33 +502,29 @@ impl Journal {
     /// Mark a job running and count the attempt; returns how many of its paid calls were
     /// in flight when an earlier process died (see [`JobRow::interrupted_calls`]).
     pub fn start(&self, id: &str) -> Result<i64, BatchError> {
-        self.with(|c| {
+        self.with_conn(|c| {
             c.execute(
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?2,
                    error_class = NULL, error_message = NULL WHERE id = ?1",
                 params![id, now()],
             )?;
             c.query_row(
-                "SELECT interrupted_calls FROM jobs WHERE id = ?1",
+                "SELECT COUNT(*) FROM calls WHERE job_id = ?1 AND state = 'interrupted'",
                 [id],
                 |r| r.get(0),
             )
-            .optional()
-            .map(Option::unwrap_or_default)
         })
     }
 
     /// Record a job's run, in one transaction (call after its files are in place).
     pub fn finish(&self, id: &str, f: &Finished) -> Result<(), BatchError> {
         let state = f.state.unwrap_or(JobState::Failed);
-        self.with(|c| {
+        self.with_conn(|c| {
             let tx = c.transaction()?;
             tx.execute(
                 "UPDATE jobs SET state = ?2, error_class = ?3, error_message = ?4, stop_kind = ?5,
-                   finished_at = ?6, duration_ms = ?7, chat_tokens = chat_tokens + ?8,
-                   image_tokens = image_tokens + ?9, images = images + ?10,
-                   cost_usd = cost_usd + ?11, output_dir = COALESCE(?12, output_dir),
-                   engines = COALESCE(?13, engines), in_flight = 0
+                   finished_at = ?6, duration_ms = ?7, output_dir = COALESCE(?8, output_dir),
+                   engines = COALESCE(?9, engines)
                  WHERE id = ?1",
                 params![
                     id,
@@ -478,10 +534,6 @@ impl Journal {
                     f.stop_kind,
                     now(),
                     f.duration_ms as i64,
-                    f.chat_tokens as i64,
-                    f.image_tokens as i64,
-                    f.images as i64,
-                    f.cost_usd,
                     f.output_dir,
                     f.engines,
                 ],
@@ -502,7 +554,7 @@ impl Journal {
 
     /// Put a job that was started but not finished back to pending (graceful shutdown).
     pub fn release(&self, id: &str) -> Result<(), BatchError> {
-        self.with(|c| {
+        self.with_conn(|c| {
             c.execute(
                 "UPDATE jobs SET state = 'pending' WHERE id = ?1 AND state = 'running'",
                 [id],
@@ -511,43 +563,30 @@ impl Journal {
         })
     }
 
-    /// A paid call of job `id` starts: if the process dies before [`Journal::call_ended`],
-    /// the next run counts it in the job's `interrupted_calls` (it may have been billed).
-    pub fn call_started(&self, id: &str) -> Result<(), BatchError> {
-        self.with(|c| {
-            c.execute(
-                "UPDATE jobs SET in_flight = in_flight + 1 WHERE id = ?1",
-                [id],
-            )
-            .map(|_| ())
-        })
-    }
-
-    /// A paid call of job `id` returned (whatever its outcome).
-    pub fn call_ended(&self, id: &str) -> Result<(), BatchError> {
-        self.with(|c| {
-            c.execute(
-                "UPDATE jobs SET in_flight = MAX(in_flight - 1, 0) WHERE id = ?1",
-                [id],
-            )
-            .map(|_| ())
-        })
+    /// What this journal's paid calls spent (billed, in flight, interrupted).
+    pub fn spend(&self) -> Result<ledger::SpendTotals, BatchError> {
+        self.with_conn(|c| ledger::totals_of(c))
     }
 
     /// Every row, by manifest line.
     pub fn rows(&self) -> Result<Vec<JobRow>, BatchError> {
-        let interrupted = if self.legacy {
+        let interrupted = if self.no_interrupted_column {
             "0"
         } else {
             "interrupted_calls"
         };
-        self.with(|c| {
+        self.with_conn(|c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT id, line, prompt, fingerprint, state, attempts, error_class, error_message,
                         stop_kind, duration_ms, chat_tokens, image_tokens, images, cost_usd,
                         output_dir, engines, {interrupted}
                  FROM jobs ORDER BY line, id"
             ))?;
+            let spend = if self.legacy {
+                BTreeMap::new()
+            } else {
+                ledger::per_job(c)?
+            };
             let rows = stmt.query_map([], |r| {
                 Ok(JobRow {
                     id: r.get(0)?,
@@ -569,13 +608,30 @@ impl Journal {
                     interrupted_calls: r.get(16)?,
                 })
             })?;
-            rows.collect()
+            rows.map(|row| {
+                let mut row = row?;
+                if let Some((t, interrupted)) = spend.get(&row.id) {
+                    row.chat_tokens = t.chat_tokens;
+                    row.image_tokens = t.image_tokens;
+                    row.images = t.images;
+                    row.cost_usd = t.cost_usd;
+                    row.interrupted_calls = *interrupted;
+                } else if !self.legacy {
+                    row.chat_tokens = 0;
+                    row.image_tokens = 0;
+                    row.images = 0;
+                    row.cost_usd = 0.0;
+                    row.interrupted_calls = 0;
+                }
+                Ok(row)
+            })
+            .collect()
         })
     }
 
     /// How many completions each job has (a job done twice would be a bug).
     pub fn completions(&self) -> Result<Vec<(String, i64)>, BatchError> {
-        self.with(|c| {
+        self.with_conn(|c| {
             let mut stmt = c.prepare(
                 "SELECT job_id, COUNT(*) FROM completions GROUP BY job_id ORDER BY job_id",
             )?;

@@ -67,16 +67,57 @@ pub enum Format {
 }
 
 impl Format {
-    /// The format a file's extension says (`.jsonl`/`.ndjson`, `.csv`, anything else text).
-    pub fn of(path: &Path) -> Format {
+    /// The format a file's extension says: `.jsonl`/`.ndjson`/`.json`, `.csv`, `.txt` or
+    /// `.text` or no extension (text). Any other extension (`.toml`, `.yaml`, …) is `None`:
+    /// read as text, its lines would become paid prompts, so the caller must say.
+    pub fn of(path: &Path) -> Option<Format> {
         match path
             .extension()
             .and_then(|e| e.to_str())
             .map(str::to_lowercase)
+            .as_deref()
         {
-            Some(e) if e == "jsonl" || e == "ndjson" || e == "json" => Format::Jsonl,
-            Some(e) if e == "csv" => Format::Csv,
-            _ => Format::Text,
+            Some("jsonl" | "ndjson" | "json") => Some(Format::Jsonl),
+            Some("csv") => Some(Format::Csv),
+            Some("txt" | "text") | None => Some(Format::Text),
+            Some(_) => None,
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Format, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "jsonl" | "ndjson" | "json" => Ok(Format::Jsonl),
+            "csv" => Ok(Format::Csv),
+            "text" | "txt" => Ok(Format::Text),
+            other => Err(format!(
+                "{other:?} is not a manifest format: jsonl, csv or text"
+            )),
+        }
+    }
+}
+
+/// The largest prompt a manifest may hold by default, in bytes (32 KiB): a prompt is sent
+/// to the gate, the image model and the judge, and kept in the journal and contact sheet.
+pub const MAX_PROMPT_BYTES: usize = 32 * 1024;
+
+/// How a manifest is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManifestOptions {
+    /// The format (default: from the file's extension; unknown extensions are refused).
+    pub format: Option<Format>,
+    /// The largest prompt accepted, in bytes; a longer one is a bad line.
+    pub max_prompt_bytes: usize,
+}
+
+impl Default for ManifestOptions {
+    fn default() -> Self {
+        ManifestOptions {
+            format: None,
+            max_prompt_bytes: MAX_PROMPT_BYTES,
         }
     }
 }
@@ -98,14 +139,33 @@ struct JsonJob {
 }
 
 impl Manifest {
-    /// Read and parse the manifest at `path` (format from its extension). Relative
-    /// `edit_image` paths are resolved against the manifest's folder.
+    /// Read and parse the manifest at `path` (format from its extension, prompts up to
+    /// [`MAX_PROMPT_BYTES`]). Relative `edit_image` paths are resolved against the
+    /// manifest's folder.
     pub fn load(path: &Path) -> Result<Manifest, BatchError> {
-        let text = std::fs::read_to_string(path).map_err(|e| BatchError::Manifest {
+        Manifest::load_with(path, &ManifestOptions::default())
+    }
+
+    /// [`Manifest::load`] with options: a format for a file whose extension does not say
+    /// it, a prompt size limit. A line that is not valid UTF-8 is a bad line (named by its
+    /// number), not the end of the file.
+    pub fn load_with(path: &Path, options: &ManifestOptions) -> Result<Manifest, BatchError> {
+        let format = match options.format.or_else(|| Format::of(path)) {
+            Some(f) => f,
+            None => {
+                return Err(BatchError::Manifest {
+                    path: path.to_path_buf(),
+                    reason: "its extension is not one of .jsonl, .ndjson, .json, .csv, .txt: \
+                             say what it holds with --format jsonl|csv|text"
+                        .into(),
+                });
+            }
+        };
+        let bytes = std::fs::read(path).map_err(|e| BatchError::Manifest {
             path: path.to_path_buf(),
             reason: format!("cannot read it: {e}"),
         })?;
-        let mut m = Manifest::parse(&text, Format::of(path));
+        let mut m = Manifest::parse_bytes(&bytes, format, options.max_prompt_bytes);
         let dir = path.parent().unwrap_or(Path::new("."));
         for job in &mut m.jobs {
             if let Some(p) = &job.edit_image
@@ -117,17 +177,40 @@ impl Manifest {
         Ok(m)
     }
 
-    /// Parse manifest text.
+    /// Parse manifest text (prompts up to [`MAX_PROMPT_BYTES`]).
     pub fn parse(text: &str, format: Format) -> Manifest {
+        Manifest::parse_bytes(text.as_bytes(), format, MAX_PROMPT_BYTES)
+    }
+
+    /// Parse manifest bytes: lines that are not UTF-8 and prompts over `max_prompt_bytes`
+    /// are bad lines.
+    pub fn parse_bytes(bytes: &[u8], format: Format, max_prompt_bytes: usize) -> Manifest {
         let mut m = match format {
-            Format::Jsonl => parse_lines(text, parse_json_line),
-            Format::Text => parse_lines(text, |line, n| {
+            Format::Jsonl => parse_lines(bytes, parse_json_line),
+            Format::Text => parse_lines(bytes, |line, n| {
                 new_job(None, n, line.to_string(), None, None, None, None)
             }),
-            Format::Csv => parse_csv(text),
+            Format::Csv => parse_csv(bytes),
         };
+        m.refuse_long_prompts(max_prompt_bytes);
         m.reject_duplicates();
         m
+    }
+
+    fn refuse_long_prompts(&mut self, max: usize) {
+        let (kept, long): (Vec<Job>, Vec<Job>) = std::mem::take(&mut self.jobs)
+            .into_iter()
+            .partition(|j| j.prompt.len() <= max);
+        self.jobs = kept;
+        for job in long {
+            self.errors.push(LineError {
+                line: job.line,
+                reason: format!(
+                    "the prompt is {} bytes, over the limit of {max} (--max-prompt-bytes)",
+                    job.prompt.len()
+                ),
+            });
+        }
     }
 
     /// Refuse the whole manifest when any line is bad.
@@ -163,10 +246,18 @@ impl Manifest {
     }
 }
 
-fn parse_lines(text: &str, parse: impl Fn(&str, usize) -> Result<Job, String>) -> Manifest {
+fn parse_lines(bytes: &[u8], parse: impl Fn(&str, usize) -> Result<Job, String>) -> Manifest {
     let mut m = Manifest::default();
-    for (i, raw) in text.lines().enumerate() {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
         let n = i + 1;
+        let raw = match std::str::from_utf8(raw) {
+            Ok(r) => r,
+            Err(e) => {
+                m.errors.push(not_utf8(n, &e));
+                continue;
+            }
+        };
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -192,14 +283,34 @@ fn parse_json_line(line: &str, n: usize) -> Result<Job, String> {
     )
 }
 
-fn parse_csv(text: &str) -> Manifest {
+fn not_utf8(line: usize, e: &std::str::Utf8Error) -> LineError {
+    LineError {
+        line,
+        reason: format!(
+            "not valid UTF-8 (byte {} of the line): save the manifest as UTF-8",
+            e.valid_up_to() + 1
+        ),
+    }
+}
+
+fn parse_csv(bytes: &[u8]) -> Manifest {
     let mut m = Manifest::default();
     let mut reader = csv::ReaderBuilder::new()
         .flexible(false)
         .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
-    let headers = match reader.headers() {
-        Ok(h) => h.clone(),
+        .from_reader(bytes);
+    let headers = match reader
+        .byte_headers()
+        .map(|h| csv::StringRecord::from_byte_record(h.clone()))
+    {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            m.errors.push(LineError {
+                line: 1,
+                reason: format!("the CSV header is not valid UTF-8: {e}"),
+            });
+            return m;
+        }
         Err(e) => {
             m.errors.push(LineError {
                 line: 1,
@@ -215,7 +326,7 @@ fn parse_csv(text: &str) -> Manifest {
         });
         return m;
     }
-    for record in reader.records() {
+    for record in reader.byte_records() {
         let record = match record {
             Ok(r) => r,
             Err(e) => {
@@ -223,6 +334,17 @@ fn parse_csv(text: &str) -> Manifest {
                 m.errors.push(LineError {
                     line,
                     reason: format!("bad CSV row: {e}"),
+                });
+                continue;
+            }
+        };
+        let line = record.position().map(|p| p.line() as usize).unwrap_or(0);
+        let record = match csv::StringRecord::from_byte_record(record) {
+            Ok(r) => r,
+            Err(e) => {
+                m.errors.push(LineError {
+                    line,
+                    reason: format!("not valid UTF-8 ({e}): save the manifest as UTF-8"),
                 });
                 continue;
             }
@@ -308,8 +430,22 @@ fn new_job(
     })
 }
 
-/// Ids name output folders: letters, digits, `-`, `_` and `.`, not starting with a dot.
-pub(crate) fn check_id(id: &str) -> Result<(), String> {
+/// Names in a batch's output folder that belong to the batch itself: a job named so would
+/// write its folder over them (or they over it).
+const BATCH_FILES: [&str; 4] = ["index.html", "summary.json", "eval.json", "eval.html"];
+
+/// Ids name output folders: letters, digits, `-`, `_` and `.`, not starting with a dot,
+/// and none of the batch's own files (`journal*.sqlite…`, `index.html`, `summary.json`).
+pub fn check_id(id: &str) -> Result<(), String> {
+    let lower = id.to_ascii_lowercase();
+    if BATCH_FILES.contains(&lower.as_str())
+        || (lower.starts_with("journal") && lower.contains(".sqlite"))
+        || (lower.starts_with("judgments") && lower.contains(".sqlite"))
+    {
+        return Err(format!(
+            "id {id:?} names one of the batch's own files in the output folder: choose another id"
+        ));
+    }
     let ok = !id.is_empty()
         && id.len() <= 128
         && !id.starts_with('.')

@@ -17,6 +17,7 @@
 
 mod budget;
 pub(crate) mod journal;
+mod ledger;
 mod manifest;
 pub(crate) mod output;
 mod runner;
@@ -25,8 +26,10 @@ mod summary;
 
 pub use budget::{Budget, BudgetGuard, Limits, PriceTable, Prices, Spend};
 pub use journal::{JobRow, JobState, Journal, Plan};
-pub(crate) use manifest::check_id;
-pub use manifest::{Format, Job, LineError, Manifest, derived_id};
+pub use ledger::{Ledger, Reservation, SpendTotals, Tally, folder_journals};
+pub use manifest::{
+    Format, Job, LineError, MAX_PROMPT_BYTES, Manifest, ManifestOptions, check_id, derived_id,
+};
 pub use output::{JobOutputs, write_atomic};
 pub use runner::{BatchEvent, BatchOutcome, Runner, RunnerConfig, StopCause, fingerprint};
 pub use shard::Shard;
@@ -92,9 +95,47 @@ pub enum BatchError {
         /// What is wrong.
         reason: String,
     },
+    /// A job built by a caller (not read from a manifest) is unusable: its id would write
+    /// outside the output folder or over the batch's files, or is used twice.
+    #[error("job {id:?}: {reason}")]
+    InvalidJob {
+        /// The id.
+        id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `--out` holds the journals of a run split into another number of shards: this run
+    /// would run and count their jobs a second time.
+    #[error(
+        "{out} already holds the journals of a run split into {found} shard(s) ({journal}); \
+         this run is split into {wanted}: it would pay for their jobs again. Use the same \
+         shard count, or another --out"
+    )]
+    ShardMix {
+        /// The output folder.
+        out: PathBuf,
+        /// A journal of the other split.
+        journal: String,
+        /// Its shard count.
+        found: u32,
+        /// This run's.
+        wanted: u32,
+    },
     /// A bad `--shard`.
     #[error("shard: {0}")]
     Shard(String),
+    /// A cost cap was asked for, and a model has no price: the cap could not hold.
+    #[error(
+        "--max-cost is set, but the price table has no price for model {model:?}: give one \
+         with --prices FILE, a TOML file with a table per model, e.g.\n\n\
+         [models.\"{model}\"]\ninput_per_mtok = 0.3    # USD per million input tokens\n\
+         output_per_mtok = 30.0  # USD per million output tokens\n\
+         per_image = 0.039       # USD per image (also what an image call reserves)"
+    )]
+    Unpriced {
+        /// The model.
+        model: String,
+    },
     /// The contact sheet could not be rendered.
     #[error("contact sheet template: {0}")]
     Template(String),

@@ -103,6 +103,16 @@ fn sweep_stale(dir: &Path, reference_mime: Option<&str>) {
     }
 }
 
+/// `<out>/<id>`, once the id is known to name a folder inside `out` (never `../x`, never
+/// one of the batch's own files).
+fn job_dir(out: &Path, job: &Job) -> Result<PathBuf, BatchError> {
+    super::check_id(&job.id).map_err(|reason| BatchError::InvalidJob {
+        id: job.id.clone(),
+        reason,
+    })?;
+    Ok(out.join(&job.id))
+}
+
 impl JobOutputs {
     /// Write a job's image, its reference and report under `<out>/<id>/`; the report goes
     /// last, so its presence means the folder is complete.
@@ -112,7 +122,7 @@ impl JobOutputs {
         fingerprint: &str,
         outcome: &Outcome,
     ) -> Result<JobOutputs, BatchError> {
-        let dir = out.join(&job.id);
+        let dir = job_dir(out, job)?;
         sweep_stale(&dir, outcome.reference.as_ref().map(|r| r.mime.as_str()));
         write_atomic(
             &dir.join("image.png"),
@@ -146,7 +156,7 @@ impl JobOutputs {
         fingerprint: &str,
         report: &Report,
     ) -> Result<(), BatchError> {
-        let dir = out.join(&job.id);
+        let dir = job_dir(out, job)?;
         let body = JobReport {
             job,
             fingerprint,

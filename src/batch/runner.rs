@@ -16,11 +16,12 @@ use sha2::{Digest, Sha256};
 use super::BatchError;
 use super::budget::{Budget, BudgetGuard};
 use super::journal::{Finished, JobState, Journal};
+use super::ledger::Ledger;
 use super::manifest::{Job, hex};
 use super::output::JobOutputs;
 use crate::error::PipelineError;
 use crate::failure::ErrorClass;
-use crate::guard::{CallUsage, Halt, HaltKind, PaidCall, RunGuard, StopReason};
+use crate::guard::{Halt, HaltKind, RunGuard, StopReason};
 use crate::pipeline::{Pipeline, Request, RunOptions};
 use crate::report::Report;
 
@@ -119,8 +120,11 @@ pub struct BatchOutcome {
     pub stop: Option<StopCause>,
 }
 
-/// What determines a job's result: its prompt, image, options and the models. A job whose
-/// fingerprint changed runs again; an unchanged one never does.
+/// What determines a job's result: its prompt, image, options, the models and every
+/// setting of the pipeline that shapes an image ([`Pipeline::settings_fingerprint`]:
+/// size, seed, n, quality, negative prompt, licence and reference policies, the
+/// generator's identity with a ComfyUI workflow's hash). A job whose fingerprint changed
+/// runs again; an unchanged one never does.
 pub fn fingerprint(job: &Job, pipeline: &Pipeline) -> String {
     let mut h = Sha256::new();
     let models = serde_json::to_string(pipeline.models()).unwrap_or_default();
@@ -138,6 +142,7 @@ pub fn fingerprint(job: &Job, pipeline: &Pipeline) -> String {
         format!("{gate:?}"),
         rounds.to_string(),
         models,
+        pipeline.settings_fingerprint().to_string(),
     ];
     for p in parts {
         h.update(p.as_bytes());
@@ -180,6 +185,7 @@ type EventFn = Arc<dyn Fn(&BatchEvent) + Send + Sync>;
 pub struct Runner {
     pipeline: Arc<Pipeline>,
     journal: Arc<Journal>,
+    ledger: Arc<Ledger>,
     budget: Arc<Budget>,
     config: RunnerConfig,
     stopping: Arc<AtomicBool>,
@@ -206,6 +212,10 @@ struct JobEnd {
 impl Runner {
     /// A runner. Set `stopping` to stop starting jobs (a first signal); call
     /// [`Budget::stop_now`] to stop running ones before their next paid call.
+    ///
+    /// Every paid call of its jobs is written to `journal` before it is made and settled
+    /// there when it returns, and `budget` counts every journal in `journal`'s folder: the
+    /// caps hold across processes, restarts and shards writing to the same folder.
     pub fn new(
         pipeline: Arc<Pipeline>,
         journal: Arc<Journal>,
@@ -213,8 +223,11 @@ impl Runner {
         config: RunnerConfig,
         stopping: Arc<AtomicBool>,
     ) -> Self {
+        let ledger = Arc::new(Ledger::new(journal.clone()));
+        budget.count_in(ledger.clone());
         Runner {
             pipeline,
+            ledger,
             journal,
             budget,
             config,
@@ -238,6 +251,7 @@ impl Runner {
 
     /// Run `jobs` (from [`Journal::plan`]) and say how the batch ended.
     pub async fn run(&self, jobs: Vec<Job>) -> Result<BatchOutcome, BatchError> {
+        super::journal::check_jobs(&jobs)?;
         let concurrency = self.config.concurrency.max(1);
         let ends: Vec<Result<Option<JobEnd>, BatchError>> = futures::stream::iter(jobs)
             .map(|job| self.run_job(job))
@@ -270,7 +284,7 @@ impl Runner {
     async fn run_job(&self, job: Job) -> Result<Option<JobEnd>, BatchError> {
         if self.stopping.load(Ordering::SeqCst)
             || self.breaker.tripped().is_some()
-            || self.budget.may_start().is_err()
+            || self.budget.may_start().await.is_err()
         {
             return Ok(None);
         }
@@ -297,24 +311,23 @@ impl Runner {
                         message: msg,
                     };
                     return self
-                        .record(&job, end, Finished::default(), started)
+                        .record(&job, end, Finished::default(), 0.0, started)
                         .map(Some);
                 }
             }
         }
         let mut attempt = 1;
         loop {
-            let guard = Arc::new(BudgetGuard::new(
-                self.budget.clone(),
-                self.config.job_timeout.map(|t| Instant::now() + t),
-            ));
-            let journaled: Arc<dyn RunGuard> = Arc::new(JournalGuard {
-                budget: guard.clone(),
-                journal: self.journal.clone(),
-                id: job.id.clone(),
-            });
+            let guard = Arc::new(
+                BudgetGuard::new(
+                    self.budget.clone(),
+                    &job.id,
+                    self.config.job_timeout.map(|t| Instant::now() + t),
+                )
+                .with_ledger(self.ledger.clone()),
+            );
             let options = RunOptions {
-                guard: Some(journaled),
+                guard: Some(guard.clone() as Arc<dyn RunGuard>),
                 gate_mode: job.gate_mode,
                 max_rounds: job.max_rounds,
             };
@@ -323,7 +336,8 @@ impl Runner {
                 None => Ok(run.await),
                 Some(t) => tokio::time::timeout(t + self.config.job_grace, run).await,
             };
-            let mut fin = spend_of(&guard);
+            let mut fin = Finished::default();
+            let cost = guard.spent.cost();
             let Ok(result) = result else {
                 let end = JobEnd {
                     state: JobState::Failed,
@@ -334,28 +348,30 @@ impl Runner {
                     ),
                 };
                 tracing::warn!(job = %job.id, "{}", end.message);
-                return self.record(&job, end, fin, started).map(Some);
+                return self.record(&job, end, fin, cost, started).map(Some);
             };
             let end = match result {
                 Ok(outcome) => {
                     let out = self.config.out.clone();
                     let (job2, fp2) = (job.clone(), fp.clone());
                     let written = tokio::task::spawn_blocking(move || {
-                        JobOutputs::write(&out, &job2, &fp2, &outcome).map(|o| (o, outcome.report))
+                        let written = JobOutputs::write(&out, &job2, &fp2, &outcome);
+                        (written, outcome.report)
                     })
-                    .await
-                    .map_err(|e| BatchError::Io {
-                        path: self.config.out.join(&job.id),
-                        source: std::io::Error::other(e),
-                    })??;
-                    let report = written.1;
-                    fin.output_dir = Some(job.id.clone());
-                    fin.engines = engine_counts(&report);
-                    fin.stop_kind = stop_kind(&report.stop);
-                    JobEnd {
-                        state: JobState::Done,
-                        class: None,
-                        message: report.stop_reason.clone(),
+                    .await;
+                    match written {
+                        Ok((Ok(_), report)) => {
+                            fin.output_dir = Some(job.id.clone());
+                            fin.engines = engine_counts(&report);
+                            fin.stop_kind = stop_kind(&report.stop);
+                            JobEnd {
+                                state: JobState::Done,
+                                class: None,
+                                message: report.stop_reason.clone(),
+                            }
+                        }
+                        Ok((Err(e), _)) => unwritable(&job, &e.to_string()),
+                        Err(e) => unwritable(&job, &e.to_string()),
                     }
                 }
                 Err(PipelineError::Halted { halt, report, .. })
@@ -364,7 +380,7 @@ impl Runner {
                     // The job itself took too long: waiting for the next night would not
                     // make it faster, so it fails (the next run tries it again).
                     fin.stop_kind = stop_kind(&report.stop);
-                    JobOutputs::write_failed(&self.config.out, &job, &fp, &report)?;
+                    self.write_failed(&job, &fp, &report).await;
                     JobEnd {
                         state: JobState::Failed,
                         class: Some(ErrorClass::Timeout),
@@ -384,14 +400,13 @@ impl Runner {
                     if class.is_transient() && attempt < self.config.max_attempts {
                         let wait = self.config.backoff * 2u32.saturating_pow(attempt - 1);
                         tracing::warn!(job = %job.id, %class, attempt, "transient failure; retrying in {wait:?}: {e}");
-                        self.budget_usage_only(&job, fin)?;
                         tokio::time::sleep(wait).await;
                         attempt += 1;
                         continue;
                     }
                     if let Some(report) = e.report() {
                         fin.stop_kind = stop_kind(&report.stop);
-                        JobOutputs::write_failed(&self.config.out, &job, &fp, report)?;
+                        self.write_failed(&job, &fp, report).await;
                     }
                     JobEnd {
                         state: JobState::Failed,
@@ -400,14 +415,31 @@ impl Runner {
                     }
                 }
             };
-            return self.record(&job, end, fin, started).map(Some);
+            return self
+                .record(&job, end, fin, guard.spent.cost(), started)
+                .map(Some);
         }
     }
 
-    /// Add a failed attempt's usage to the journal without changing the job's state.
-    fn budget_usage_only(&self, job: &Job, mut fin: Finished) -> Result<(), BatchError> {
-        fin.state = Some(JobState::Running);
-        self.journal.finish(&job.id, &fin)
+    /// Write a failed job's report beside its outputs, off the runtime's threads; a report
+    /// that cannot be written is logged (the journal still records the failure).
+    async fn write_failed(&self, job: &Job, fp: &str, report: &Report) {
+        let (out, job2, fp2, report2) = (
+            self.config.out.clone(),
+            job.clone(),
+            fp.to_string(),
+            report.clone(),
+        );
+        let written = tokio::task::spawn_blocking(move || {
+            JobOutputs::write_failed(&out, &job2, &fp2, &report2)
+        })
+        .await;
+        let error = match written {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(job = %job.id, "cannot write the failed job's report: {error}");
     }
 
     fn record(
@@ -415,6 +447,7 @@ impl Runner {
         job: &Job,
         end: JobEnd,
         mut fin: Finished,
+        cost_usd: f64,
         started: Instant,
     ) -> Result<JobEnd, BatchError> {
         fin.state = Some(end.state);
@@ -432,47 +465,23 @@ impl Runner {
             class: end.class,
             message: end.message.clone(),
             ms: fin.duration_ms,
-            cost_usd: fin.cost_usd,
+            cost_usd,
             total_cost_usd: self.budget.spent.cost(),
         });
         Ok(end)
     }
 }
 
-/// A job's guard as its pipeline run sees it: the budget, plus a mark in the journal while
-/// a paid call is in flight, so that a process killed during one leaves a trace (the next
-/// run counts it in the job's `interrupted_calls`: it may have been billed).
-struct JournalGuard {
-    budget: Arc<BudgetGuard>,
-    journal: Arc<Journal>,
-    id: String,
-}
-
-impl RunGuard for JournalGuard {
-    fn before_call(&self, call: PaidCall) -> Result<(), Halt> {
-        self.budget.before_call(call)?;
-        if let Err(e) = self.journal.call_started(&self.id) {
-            tracing::warn!(job = %self.id, "cannot mark a paid call in the journal: {e}");
-        }
-        Ok(())
-    }
-
-    fn after_call(&self, call: PaidCall, usage: &CallUsage) {
-        if let Err(e) = self.journal.call_ended(&self.id) {
-            tracing::warn!(job = %self.id, "cannot mark a paid call in the journal: {e}");
-        }
-        self.budget.after_call(call, usage);
-    }
-}
-
-fn spend_of(guard: &BudgetGuard) -> Finished {
-    let s = &guard.spent;
-    Finished {
-        chat_tokens: s.chat_tokens.load(Ordering::Relaxed),
-        image_tokens: s.image_tokens.load(Ordering::Relaxed),
-        images: s.images.load(Ordering::Relaxed),
-        cost_usd: s.cost(),
-        ..Finished::default()
+/// A job whose image was paid for and whose outputs cannot be written (a full disk, a
+/// folder that is not writable) fails with class `io`: its spend is in the ledger, and
+/// the next run tries it again.
+fn unwritable(job: &Job, why: &str) -> JobEnd {
+    let message = format!("the job's outputs could not be written to its folder: {why}");
+    tracing::error!(job = %job.id, "{message}");
+    JobEnd {
+        state: JobState::Failed,
+        class: Some(ErrorClass::Io),
+        message,
     }
 }
 

@@ -77,6 +77,39 @@ impl Shard {
         Shard::of(id, self.count) == self.index
     }
 
+    /// The shard count a journal's file name says (`journal.sqlite`: 1,
+    /// `journal-K-of-N.sqlite`: N); `None` for other names.
+    pub fn count_of_journal(name: &str) -> Option<u32> {
+        if name == "journal.sqlite" {
+            return Some(1);
+        }
+        let rest = name.strip_prefix("journal-")?.strip_suffix(".sqlite")?;
+        let (_, n) = rest.split_once("-of-")?;
+        n.parse().ok()
+    }
+
+    /// Refuse to run in `out` when it holds journals of a run split into another number
+    /// of shards: the two splits would run (and pay for) the same jobs and the summary
+    /// would count them twice.
+    pub fn check_folder(&self, out: &std::path::Path) -> Result<(), BatchError> {
+        for path in super::folder_journals(out)? {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if let Some(found) = Shard::count_of_journal(name)
+                && found != self.count
+            {
+                return Err(BatchError::ShardMix {
+                    out: out.to_path_buf(),
+                    journal: name.to_string(),
+                    found,
+                    wanted: self.count,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The journal's file name for this shard.
     pub fn journal_name(&self) -> String {
         if self.count == 1 {

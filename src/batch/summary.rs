@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::BatchError;
 use super::journal::{JobRow, JobState, Journal};
+use super::ledger::Tally;
 use super::output::write_atomic;
 
 /// The merged summary of one or more journals.
@@ -40,9 +41,14 @@ pub struct Summary {
     pub duration_p95_ms: Option<i64>,
     /// Per search engine: how many searches ran and how many failed or were blocked.
     pub engines: BTreeMap<String, EngineCount>,
-    /// Paid calls that were in flight when a process died (SIGKILL, power loss): they may
-    /// have been billed, and their cost is not in `cost_usd`.
+    /// Paid calls that were in flight when a process died (SIGKILL, power loss), or are
+    /// in flight now: they may have been billed, and their cost is not in `cost_usd`.
     pub interrupted_paid_calls: i64,
+    /// Those calls at their reservation: the images they may have returned and their
+    /// estimated cost (chat calls reserve nothing, so only their count is known).
+    pub possibly_billed: Tally,
+    /// Paid calls that returned (`images`, `cost_usd` and the token counts are theirs).
+    pub billed_calls: i64,
 }
 
 /// One engine's searches.
@@ -62,6 +68,22 @@ pub fn summarize(journals: &[PathBuf]) -> Result<(Summary, Vec<(PathBuf, JobRow)
     for path in journals {
         let j = Journal::open_read_only(path)?;
         s.journals.push(path.display().to_string());
+        // Totals from the ledger: every paid call, including those of jobs retried,
+        // interrupted or cut off by a kill.
+        let spend = j.spend()?;
+        s.chat_tokens += spend.billed.chat_tokens;
+        s.image_tokens += spend.billed.image_tokens;
+        s.images += spend.billed.images;
+        s.cost_usd += spend.billed.cost_usd;
+        s.billed_calls += spend.billed.calls;
+        let mut cut = spend.interrupted;
+        cut.calls += spend.in_flight.calls;
+        cut.images += spend.in_flight.images;
+        cut.cost_usd += spend.in_flight.cost_usd;
+        s.interrupted_paid_calls += cut.calls;
+        s.possibly_billed.calls += cut.calls;
+        s.possibly_billed.images += cut.images;
+        s.possibly_billed.cost_usd += cut.cost_usd;
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         for row in j.rows()? {
             s.jobs += 1;
@@ -72,11 +94,6 @@ pub fn summarize(journals: &[PathBuf]) -> Result<(Summary, Vec<(PathBuf, JobRow)
                 let class = row.error_class.clone().unwrap_or_else(|| "internal".into());
                 *s.by_error_class.entry(class).or_default() += 1;
             }
-            s.chat_tokens += row.chat_tokens;
-            s.image_tokens += row.image_tokens;
-            s.images += row.images;
-            s.cost_usd += row.cost_usd;
-            s.interrupted_paid_calls += row.interrupted_calls;
             if row.state == JobState::Done
                 && let Some(d) = row.duration_ms
             {

@@ -236,7 +236,7 @@ impl Evaluation {
             self.config.prices.clone(),
             &judge_name,
             &generator,
-        ));
+        )?);
         let mut outcomes = BTreeMap::new();
         for arm in &self.arms {
             let outcome = self.generate(arm, budget.clone()).await?;
@@ -375,7 +375,7 @@ impl Evaluation {
         if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
             return Ok(missing("stopped before this judgment"));
         }
-        if let Err(halt) = budget.may_start() {
+        if let Err(halt) = budget.may_start().await {
             return Ok(missing(&format!("not judged: {halt}")));
         }
         let s = ask.await;

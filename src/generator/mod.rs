@@ -237,6 +237,15 @@ pub trait Generator: Send + Sync + std::fmt::Debug {
 
     /// The model and endpoint, without secrets, for reports.
     fn describe(&self) -> String;
+
+    /// Everything about this backend that changes the images it makes, without secrets:
+    /// the model and endpoint, and settings held by the backend itself (a quality, a
+    /// workflow). A batch re-runs a done job when this changes. Default: [`describe`].
+    ///
+    /// [`describe`]: Generator::describe
+    fn identity(&self) -> String {
+        self.describe()
+    }
 }
 
 /// Send a paid request (one that costs money or GPU time when the server processes it)

@@ -359,6 +359,15 @@ impl Generator for OpenAiImages {
         })
     }
 
+    fn identity(&self) -> String {
+        format!(
+            "{} size={:?} quality={:?}",
+            self.describe(),
+            self.size,
+            self.quality
+        )
+    }
+
     fn describe(&self) -> String {
         format!("{} at {}", self.model, redact(&self.base))
     }

@@ -235,7 +235,9 @@ impl PipelineBuilder {
                 .map(|e| e.name().to_string())
                 .collect(),
         };
+        let settings = self.settings_fingerprint(generator.as_ref());
         Ok(Pipeline {
+            settings,
             gate,
             judge,
             generator,
@@ -251,6 +253,29 @@ impl PipelineBuilder {
             models,
             generation: self.generation,
         })
+    }
+
+    /// See [`Pipeline::settings_fingerprint`].
+    fn settings_fingerprint(&self, generator: &dyn Generator) -> String {
+        let g = &self.generation;
+        let licence = self
+            .selector_config
+            .as_ref()
+            .map(|c| format!("{:?}", c.prefilter.license_policy));
+        serde_json::json!({
+            "generator": generator.identity(),
+            "size": g.size.as_ref().map(|s| format!("{s:?}")),
+            "seed": g.seed,
+            "n": g.n.max(1),
+            "negative_prompt": g.negative_prompt,
+            "options": g.options,
+            "licence": licence,
+            "custom_selector": self.selector.is_some(),
+            "require_reference": self.require_reference,
+            "require_gate": self.require_gate,
+            "query_languages": self.languages,
+        })
+        .to_string()
     }
 
     /// Settings that only configure a default part the caller replaced (or values that

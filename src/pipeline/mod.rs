@@ -103,6 +103,7 @@ pub struct Pipeline {
     events: EventSink,
     models: ModelsRecord,
     generation: crate::generator::GenerationSettings,
+    settings: String,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -136,6 +137,15 @@ impl Pipeline {
     /// The default round budget of a run.
     pub fn max_rounds(&self) -> u32 {
         self.max_rounds
+    }
+
+    /// Everything besides the request and the models that shapes a run's result, as
+    /// canonical JSON without secrets: the generator's identity (its quality, a ComfyUI
+    /// workflow's hash), the generation settings (size, seed, n, negative prompt,
+    /// backend options), the licence policy, the reference and gate policies and the
+    /// query languages. A batch's job fingerprint includes it.
+    pub fn settings_fingerprint(&self) -> &str {
+        &self.settings
     }
 
     /// Run one request to the end.
@@ -188,7 +198,7 @@ impl Pipeline {
             max_rounds: st.max_rounds,
         });
         if matches!(st.gate_mode, GateMode::FromPrompt | GateMode::Always)
-            && st.allow(PaidCall::Gate)
+            && st.allow(PaidCall::Gate).await
         {
             match self.assess(&mut st).await {
                 Ok(assessment) => {

@@ -32,12 +32,13 @@ impl Pipeline {
                 // An answer that was billed and then unusable still counts.
                 let billed = e.billed();
                 st.report.usage.gate.add(&billed);
-                st.spent(PaidCall::Gate, billed, Default::default());
+                st.spent(PaidCall::Gate, billed, Default::default()).await;
                 return Err(e.into());
             }
         };
         st.report.usage.gate.add(&reply.usage);
-        st.spent(PaidCall::Gate, reply.usage, Default::default());
+        st.spent(PaidCall::Gate, reply.usage, Default::default())
+            .await;
         st.report.assessment = Some(reply.value.clone());
         st.assessment = Some(reply.value.clone());
         self.events.emit(PipelineEvent::Assessed {
@@ -55,7 +56,7 @@ impl Pipeline {
         let existing = st.assessment.clone();
         let assessment = match existing {
             Some(a) => Some(a),
-            None if self.gate.is_some() && !st.gate_failed && st.allow(PaidCall::Gate) => {
+            None if self.gate.is_some() && !st.gate_failed && st.allow(PaidCall::Gate).await => {
                 match self.assess(st).await {
                     Ok(a) => Some(a),
                     Err(e) => {
@@ -78,7 +79,7 @@ impl Pipeline {
     /// Search `queries`, select a reference and make it current. Never fails the run:
     /// problems are recorded, and the previous reference (if any) stays.
     pub(super) async fn retrieve(&self, st: &mut RunState, queries: Vec<String>, reason: String) {
-        if !st.allow(PaidCall::Select) {
+        if !st.allow(PaidCall::Select).await {
             return;
         }
         let mut record = RetrievalRecord {
@@ -94,7 +95,7 @@ impl Pipeline {
                 .reason
                 .push_str("; the reference memory answered (web search skipped)");
             self.select(st, &mut record, request, Vec::new()).await;
-            self.selected(st, record);
+            self.selected(st, record).await;
             return;
         }
         self.events.emit(PipelineEvent::SearchStarted {
@@ -129,16 +130,17 @@ impl Pipeline {
             self.lost_reference(st, StageName::Search, cause, &why);
             record.error = Some(why);
             st.report.retrievals.push(record);
-            st.spent(PaidCall::Select, Default::default(), Default::default());
+            st.spent(PaidCall::Select, Default::default(), Default::default())
+                .await;
             return;
         }
         self.select(st, &mut record, request, found.candidates)
             .await;
-        self.selected(st, record);
+        self.selected(st, record).await;
     }
 
     /// Record a finished selection.
-    fn selected(&self, st: &mut RunState, record: RetrievalRecord) {
+    async fn selected(&self, st: &mut RunState, record: RetrievalRecord) {
         st.report.retrievals.push(record);
         // The candidate judge's tokens of this selection: into the report now (not only when
         // the run ends) and to the guard, so budgets count them.
@@ -148,7 +150,7 @@ impl Pipeline {
             .map(|cj| cj.take_usage(&st.report.run_id))
             .unwrap_or_default();
         st.report.usage.candidate_judge.add(&judged);
-        st.spent(PaidCall::Select, judged, Default::default());
+        st.spent(PaidCall::Select, judged, Default::default()).await;
     }
 
     fn selection_request(&self, st: &RunState, queries: &[String]) -> SelectionRequest {

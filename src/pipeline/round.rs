@@ -71,7 +71,7 @@ impl Pipeline {
         request: &GenerationRequest,
         rec: &mut RoundRecord,
     ) -> Option<String> {
-        if !st.allow(PaidCall::Generate) {
+        if !st.allow_images(request.n).await {
             return Some(st.halt_message());
         }
         let t = Instant::now();
@@ -84,7 +84,8 @@ impl Pipeline {
         let generation = match generated {
             Ok(g) if !g.images.is_empty() => g,
             Ok(_) => {
-                st.spent(PaidCall::Generate, Default::default(), Default::default());
+                st.spent(PaidCall::Generate, Default::default(), Default::default())
+                    .await;
                 let msg = format!("{} returned no image", self.generator.describe());
                 st.record_error(self, StageName::Generate, Some(n), msg.clone());
                 rec.error = Some(msg.clone());
@@ -92,7 +93,8 @@ impl Pipeline {
             }
             Err(e) => {
                 // A failed call still ends: the guard releases what it reserved for it.
-                st.spent(PaidCall::Generate, Default::default(), Default::default());
+                st.spent(PaidCall::Generate, Default::default(), Default::default())
+                    .await;
                 let msg = e.to_string();
                 st.record_error(self, StageName::Generate, Some(n), msg.clone());
                 st.classify_last(e.class());
@@ -107,7 +109,8 @@ impl Pipeline {
             }
         };
         self.record_generation(st, &generation, rec);
-        st.spent(PaidCall::Generate, Default::default(), generation.usage);
+        st.spent(PaidCall::Generate, Default::default(), generation.usage)
+            .await;
         let Some((image, verdict)) = self.judge_each(st, n, request, generation, rec).await else {
             if st.halted.is_some() {
                 return Some(st.halt_message());
@@ -151,7 +154,7 @@ impl Pipeline {
                 round: n,
                 bytes: image.bytes.len(),
             });
-            let judged = if st.allow(PaidCall::Judge) {
+            let judged = if st.allow(PaidCall::Judge).await {
                 self.judge_round(st, n, request, &image, rec).await
             } else {
                 None
@@ -210,7 +213,8 @@ impl Pipeline {
                 let mut usage = rec.judge_usage.unwrap_or_default();
                 usage.add(&reply.usage);
                 rec.judge_usage = Some(usage);
-                st.spent(PaidCall::Judge, reply.usage, Default::default());
+                st.spent(PaidCall::Judge, reply.usage, Default::default())
+                    .await;
                 // Any judge's verdict: reference_use only when a reference was sent, and
                 // an `aligned` its own scores contradict is noted.
                 let verdict = reply.value.checked(!request.references.is_empty());
@@ -228,7 +232,7 @@ impl Pipeline {
                 // An answer that was billed and then unusable still counts.
                 let billed = e.billed();
                 st.report.usage.judge.add(&billed);
-                st.spent(PaidCall::Judge, billed, Default::default());
+                st.spent(PaidCall::Judge, billed, Default::default()).await;
                 let msg = e.to_string();
                 st.record_error(self, StageName::Judge, Some(n), msg.clone());
                 st.classify_last(e.class());

@@ -12,7 +12,7 @@ use crate::failure::ErrorClass;
 use crate::gate::{Assessment, GateMode};
 use crate::generator::ImageUsage;
 use crate::generator::{GeneratedImage, InputImage};
-use crate::guard::{CallUsage, Halt, PaidCall, RunGuard, StopReason};
+use crate::guard::{CallUsage, Halt, PaidCall, PlannedCall, RunGuard, StopReason};
 use crate::judge::Verdict;
 use crate::lmm::Usage;
 use crate::report::{ErrorRecord, ImageRecord, Report, RequestRecord};
@@ -127,15 +127,26 @@ impl RunState {
         }
     }
 
-    /// Whether the guard lets `call` go ahead; a halt is remembered and ends the run.
-    pub fn allow(&mut self, call: PaidCall) -> bool {
+    /// Whether the guard lets the chat call `call` go ahead; a halt is remembered and ends
+    /// the run.
+    pub async fn allow(&mut self, call: PaidCall) -> bool {
+        self.admit(PlannedCall::chat(call)).await
+    }
+
+    /// Whether the guard lets an image call for `n` images go ahead.
+    pub async fn allow_images(&mut self, n: u32) -> bool {
+        self.admit(PlannedCall::images(n)).await
+    }
+
+    async fn admit(&mut self, planned: PlannedCall) -> bool {
         if self.halted.is_some() {
             return false;
         }
-        let Some(guard) = &self.guard else {
+        let Some(guard) = self.guard.clone() else {
             return true;
         };
-        match guard.before_call(call) {
+        let call = planned.kind;
+        match guard.before_call(planned).await {
             Ok(()) => true,
             Err(halt) => {
                 tracing::info!(?call, %halt, "run halted by its guard");
@@ -150,9 +161,9 @@ impl RunState {
     }
 
     /// Tell the guard what a paid call used.
-    pub fn spent(&self, call: PaidCall, chat: Usage, image: ImageUsage) {
+    pub async fn spent(&self, call: PaidCall, chat: Usage, image: ImageUsage) {
         if let Some(guard) = &self.guard {
-            guard.after_call(call, &CallUsage { chat, image });
+            guard.after_call(call, &CallUsage { chat, image }).await;
         }
     }
 
