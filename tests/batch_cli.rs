@@ -168,6 +168,25 @@ async fn sigkill_at_random_moments_never_loses_or_repeats_a_done_job() {
         killed_with_progress += usize::from(!done.is_empty());
     }
     assert!(killed_with_progress > 0, "the kills landed while jobs ran");
+
+    // The summary accounts for every paid call the server served: what it billed for
+    // calls that returned, and as possibly billed those cut off by a kill.
+    let summary = iat2i::batch::write_summary(&[journal.clone()], &out).unwrap();
+    let served_images = requests_to(&server, "/v1/images/generations").await.len() as i64;
+    let served_calls = server.received_requests().await.unwrap().len() as i64;
+    assert!(
+        summary.images <= served_images,
+        "{summary:?} vs {served_images}"
+    );
+    assert!(
+        summary.images + summary.possibly_billed.images >= served_images,
+        "{summary:?} vs {served_images} images served"
+    );
+    assert!(summary.billed_calls <= served_calls, "{summary:?}");
+    assert!(
+        summary.billed_calls + summary.interrupted_paid_calls >= served_calls,
+        "{summary:?} vs {served_calls} calls served"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,4 +332,233 @@ async fn a_paid_call_in_flight_at_a_sigkill_is_reported_after_the_restart() {
     assert_eq!(summary.interrupted_paid_calls, 1);
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(html.contains("in flight when a process died"), "{html}");
+}
+
+/// Waits until the server has seen `n` image requests (or about 10 s).
+async fn wait_for_images(server: &MockServer, n: usize) {
+    for _ in 0..200 {
+        if requests_to(server, "/v1/images/generations").await.len() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cap_holds_across_a_kill_and_a_restart() {
+    // Capped at 3 images, killed after 2, restarted with the same cap: at most 3 in all.
+    let server = slow_server(10, 400).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let manifest = write_manifest(dir.path(), 8);
+    let mut child = command(&server, &out)
+        .args(["--concurrency", "1", "--max-images", "3"])
+        .arg(&manifest)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_images(&server, 2).await;
+    child.kill().unwrap(); // SIGKILL
+    let _ = child.wait();
+    let again = command(&server, &out)
+        .args(["--concurrency", "2", "--max-images", "3"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(4), "{}", shown(&again));
+    let served = requests_to(&server, "/v1/images/generations").await.len();
+    assert!(served <= 3, "the cap of 3 paid {served} images");
+    let text = shown(&again);
+    assert!(text.contains("already spent in this folder"), "{text}");
+    let summary = iat2i::batch::write_summary(&[out.join("journal.sqlite")], &out).unwrap();
+    assert!(
+        summary.images + summary.possibly_billed.images >= served as i64,
+        "{summary:?}"
+    );
+    assert!(summary.images <= served as i64, "{summary:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_shards_with_restarts_share_one_cap() {
+    let server = slow_server(5, 150).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let manifest = write_manifest(dir.path(), 24);
+    let spawn = |k: u32| {
+        command(&server, &out)
+            .args(["--concurrency", "2", "--max-images", "7"])
+            .args(["--shard", &format!("{k}/4")])
+            .arg(&manifest)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Every shard starts, two are killed mid-run and started again.
+    let mut first: Vec<Child> = (1..=4).map(spawn).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for c in first.iter_mut().take(2) {
+        c.kill().unwrap();
+    }
+    let mut codes = Vec::new();
+    for c in first {
+        codes.push(wait(c).status.code());
+    }
+    for k in 1..=2 {
+        let o = wait(spawn(k));
+        codes.push(o.status.code());
+    }
+    let served = requests_to(&server, "/v1/images/generations").await.len();
+    assert!(
+        served <= 7,
+        "4 shards under --max-images 7 paid {served} images ({codes:?})"
+    );
+    assert!(
+        served >= 6,
+        "the shards stopped early: {served} images ({codes:?})"
+    );
+    assert!(
+        codes.contains(&Some(4)),
+        "a shard stopped on the cap: {codes:?}"
+    );
+    let journals = iat2i::batch::folder_journals(&out).unwrap();
+    assert_eq!(journals.len(), 4);
+    let summary = iat2i::batch::write_summary(&journals, &out).unwrap();
+    assert!(summary.images <= served as i64, "{summary:?}");
+    assert!(
+        summary.images + summary.possibly_billed.images >= served as i64,
+        "{summary:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cost_cap_with_an_unpriced_model_is_refused_before_any_call() {
+    let server = slow_server(5, 5).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let manifest = write_manifest(dir.path(), 2);
+    let o = command(&server, &out)
+        .args(["--max-cost", "5", "--image-model", "my-flux-dev"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", shown(&o));
+    let text = shown(&o);
+    assert!(
+        text.contains("\"my-flux-dev\"") && text.contains("--prices"),
+        "{text}"
+    );
+    assert!(server.received_requests().await.unwrap().is_empty());
+    // With a price for it, the same batch runs.
+    let prices = dir.path().join("prices.toml");
+    std::fs::write(&prices, "[models.\"my-flux-dev\"]\nper_image = 0.01\n").unwrap();
+    let o = command(&server, &out)
+        .args([
+            "--max-cost",
+            "5",
+            "--image-model",
+            "my-flux-dev",
+            "--prices",
+        ])
+        .arg(&prices)
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_split_of_the_same_folder_is_refused() {
+    let server = slow_server(5, 5).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let manifest = write_manifest(dir.path(), 4);
+    let o = command(&server, &out).arg(&manifest).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
+    let paid = server.received_requests().await.unwrap().len();
+    let o = command(&server, &out)
+        .args(["--shard", "1/2"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", shown(&o));
+    assert!(shown(&o).contains("split into 1 shard(s)"), "{}", shown(&o));
+    assert_eq!(server.received_requests().await.unwrap().len(), paid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_outputs_cannot_be_written_fails_as_io_and_the_rest_run() {
+    let server = slow_server(5, 5).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // The job's folder is taken by a file: its outputs cannot be written.
+    std::fs::write(out.join("job-02"), b"not a folder").unwrap();
+    let manifest = write_manifest(dir.path(), 3);
+    let mut c = command(&server, &out);
+    let args: Vec<_> = c.get_args().map(|a| a.to_os_string()).collect();
+    let mut c = Command::new(example_binary("batch"));
+    c.envs(
+        command(&server, &out)
+            .get_envs()
+            .filter_map(|(k, v)| v.map(|v| (k, v))),
+    );
+    c.args(args.iter().filter(|a| *a != "--no-summary"));
+    let o = c.arg(&manifest).output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", shown(&o));
+    let rows = Journal::open_read_only(&out.join("journal.sqlite"))
+        .unwrap()
+        .rows()
+        .unwrap();
+    let bad = rows.iter().find(|r| r.id == "job-02").unwrap();
+    assert_eq!(bad.state, JobState::Failed);
+    assert_eq!(bad.error_class.as_deref(), Some("io"));
+    assert_eq!(bad.images, 1, "its paid image is accounted for");
+    assert_eq!(rows.iter().filter(|r| r.state == JobState::Done).count(), 2);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["by_error_class"]["io"], 1);
+    assert_eq!(summary["images"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_files_the_batch_cannot_read_safely_are_refused_before_any_call() {
+    let server = slow_server(5, 5).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let toml = dir.path().join("prompts.toml");
+    std::fs::write(&toml, "[job]\nprompt = \"a red apple\"\n").unwrap();
+    let o = command(&server, &out).arg(&toml).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", shown(&o));
+    assert!(shown(&o).contains("--format"), "{}", shown(&o));
+    // A reserved id, a huge prompt and a line that is not UTF-8 are bad lines, named.
+    let jsonl = dir.path().join("bad.jsonl");
+    let mut bytes = b"{\"id\":\"index.html\",\"prompt\":\"a pear\"}\n".to_vec();
+    bytes.extend(format!("{{\"prompt\":\"{}\"}}\n", "x".repeat(40_000)).as_bytes());
+    bytes.extend(b"{\"prompt\":\"caf\xe9\"}\n{\"id\":\"ok\",\"prompt\":\"a plum\"}\n");
+    std::fs::write(&jsonl, bytes).unwrap();
+    let o = command(&server, &out)
+        .arg("--strict")
+        .arg(&jsonl)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", shown(&o));
+    let text = shown(&o);
+    assert!(
+        text.contains("line 1") && text.contains("batch's own files"),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 2") && text.contains("over the limit"),
+        "{text}"
+    );
+    assert!(text.contains("line 3") && text.contains("UTF-8"), "{text}");
+    assert!(server.received_requests().await.unwrap().is_empty());
+    let o = command(&server, &out).arg(&jsonl).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
+    assert_eq!(
+        requests_to(&server, "/v1/images/generations").await.len(),
+        1
+    );
 }
