@@ -1,6 +1,7 @@
 # Everything a fresh machine needs, in two commands:
 #   make demo PROMPT="..."   installs ONNX Runtime, builds, runs the generate example
-#   make test                installs ONNX Runtime, runs fmt, clippy and the whole test suite
+#   make test                installs ONNX Runtime, validates deploy/k8s/, runs fmt, clippy and the whole test suite
+#   make validate-k8s        the Kubernetes manifests against the API schemas (kubernetes-validate, strict)
 #   make bench               the selection benchmark (generates the full-size test model once)
 #   make bench-memory        the reference-memory benchmark (50 prompts, with vs without memory)
 SHELL := /bin/bash
@@ -8,7 +9,7 @@ ORT_LIB := $(CURDIR)/.tools/onnxruntime/onnxruntime/capi/libonnxruntime.so.1.31.
 PROMPT ?= A photo of the Hogwarts Legacy protagonist riding a Graphorn at dusk
 DEMO_ARGS ?=
 
-.PHONY: demo test setup fmt clippy bench bench-select bench-batch bench-memory fuzz
+.PHONY: demo test setup validate-k8s fmt clippy bench bench-select bench-batch bench-memory fuzz
 
 setup: $(ORT_LIB)
 
@@ -24,8 +25,14 @@ fmt:
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
 
+# deploy/k8s/*.yaml against the Kubernetes JSON schemas, strict (pinned kubernetes-validate
+# in .tools/venv-k8s; PyPI on first run only). The pod failure policy's behaviour per exit
+# code is tested by tests/deploy_failure_policy.rs.
+validate-k8s:
+	bash scripts/validate-k8s.sh
+
 # Tests that need a Qdrant server start ../shared/bin/qdrant themselves (free ports, temporary storage).
-test: setup fmt clippy
+test: setup validate-k8s fmt clippy
 	ORT_DYLIB_PATH=$(ORT_LIB) cargo test --workspace
 
 FULL_MODEL := $(CURDIR)/fixtures/models/full/vision/model.onnx

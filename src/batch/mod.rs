@@ -169,6 +169,18 @@ pub enum ExitStatus {
 }
 
 impl ExitStatus {
+    /// Every exit status, in code order: for whatever must cover each one (the
+    /// Kubernetes pod failure policy in deploy/k8s/ is tested against this list).
+    pub const ALL: [ExitStatus; 7] = [
+        ExitStatus::AllDone,
+        ExitStatus::Error,
+        ExitStatus::Usage,
+        ExitStatus::SomeFailed,
+        ExitStatus::Budget,
+        ExitStatus::CircuitBreaker,
+        ExitStatus::Interrupted,
+    ];
+
     /// The process exit code.
     pub fn code(self) -> u8 {
         match self {
