@@ -6,7 +6,7 @@ use iat2i_retrievers::HttpError;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{PipelineError, StageError};
-use crate::generator::ImageError;
+use crate::generator::{ImageError, NodeFailure};
 use crate::lmm::LmmError;
 
 /// The class of a failure.
@@ -208,6 +208,11 @@ impl ImageError {
         match self {
             ImageError::Http { source, .. } => classify_http(source),
             ImageError::Api { message, .. } => classify_message(message),
+            ImageError::Node { failure, .. } => match failure {
+                NodeFailure::Invalid | NodeFailure::Raised => ErrorClass::InvalidRequest,
+                NodeFailure::OutOfMemory => ErrorClass::Unavailable,
+                _ => ErrorClass::Internal,
+            },
             _ => ErrorClass::Internal,
         }
     }

@@ -1,32 +1,27 @@
 //! `ComfyUi` against a local ComfyUI (HTTP API on wiremock, websocket of our own):
 //! uploads, the queued workflow with the mapped inputs set, websocket progress, the
-//! polling fallback, node errors, execution errors and the interrupt on timeout.
+//! polling fallback, node errors, execution errors and the interrupt on timeout; one
+//! client shared by concurrent jobs.
 
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
-use iat2i::InputImage;
 use iat2i::generator::comfyui::{ComfyUi, Workflow};
 use iat2i::generator::{
     GenerationRequest, Generator, GeneratorProgress, ImageError, ImageSize, ProgressSink,
 };
+use iat2i::{ErrorClass, InputImage};
 use wiremock::ResponseTemplate;
 
 fn workflow(name: &str) -> Workflow {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/workflows");
-    let graph = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
-    let nodes = std::fs::read_to_string(dir.join(format!("{name}.nodes.json"))).unwrap();
-    Workflow::from_json(&graph, &nodes).unwrap()
+    comfy_workflow(name)
 }
 
 fn client(c: &Comfy, wf: &str) -> ComfyUi {
-    ComfyUi::new(test_http(), &c.base, workflow(wf))
-        .unwrap()
-        .with_poll_interval(Duration::from_millis(20))
-        .with_timeout(Duration::from_secs(10))
+    c.client(workflow(wf))
 }
 
 /// A request whose progress reports are collected.
@@ -188,6 +183,36 @@ async fn node_errors_name_the_node_and_the_message() {
         err.to_string().contains("flux1-dev-kontext_fp8_scaled"),
         "{err}"
     );
+    assert_eq!(err.class(), ErrorClass::InvalidRequest, "{err}");
+}
+
+#[tokio::test]
+async fn node_errors_of_several_nodes_name_every_node_and_message() {
+    let comfy = Comfy::rejecting(
+        ResponseTemplate::new(400).set_body_json(gen_json("comfyui_prompt_invalid_many.json")),
+    )
+    .await;
+    let err = client(&comfy, "sdxl_text")
+        .generate(&GenerationRequest::new("a cat"))
+        .await
+        .unwrap_err();
+    let shown = err.to_string();
+    for part in [
+        "node 3 (KSampler)",
+        "Value 0 smaller than min of 1: steps",
+        "sampler_name: 'euler_fast' not in",
+        "node 4 (CheckpointLoaderSimple)",
+        "ckpt_name: 'sd_xl_base_1.0.safetensors' not in []",
+        "node 6 (CLIPTextEncode)",
+        "Required input is missing: clip",
+    ] {
+        assert!(shown.contains(part), "{part:?} missing from: {shown}");
+    }
+    assert!(
+        matches!(&err, ImageError::Node { node, class_type, .. } if node == "3" && class_type == "KSampler"),
+        "{err:?}"
+    );
+    assert_eq!(err.class(), ErrorClass::InvalidRequest);
 }
 
 #[tokio::test]
@@ -207,6 +232,8 @@ async fn execution_errors_from_history_and_websocket_name_the_node() {
         shown.contains("KSampler") && shown.contains("CUDA out of memory"),
         "{shown}"
     );
+    // Out of GPU memory: the server is busy or the job too big, not a bug of ours.
+    assert_eq!(err.class(), ErrorClass::Unavailable, "{err}");
 
     let comfy = Comfy::start(Some(WsScript::Error), HistoryScript::Never).await;
     let err = client(&comfy, "sdxl_text")
@@ -218,6 +245,11 @@ async fn execution_errors_from_history_and_websocket_name_the_node() {
             .contains("RuntimeError: Expected all tensors"),
         "{err}"
     );
+    assert!(
+        matches!(&err, ImageError::Node { node, class_type, .. } if node == "3" && class_type == "KSampler"),
+        "{err:?}"
+    );
+    assert_eq!(err.class(), ErrorClass::InvalidRequest, "{err}");
 }
 
 #[tokio::test]
@@ -298,4 +330,86 @@ async fn a_text_only_request_uses_the_text_workflow_and_extra_images_are_noted()
         "{:?}",
         out.notes
     );
+}
+
+#[tokio::test]
+async fn concurrent_jobs_on_one_shared_client_each_hear_their_own_socket() {
+    // ComfyUI sends a client id's messages to its newest socket only: jobs sharing a
+    // client id would wait out their timeout and then interrupt finished work.
+    let run_for = Duration::from_millis(500);
+    let comfy = Comfy::start(Some(WsScript::Success), HistoryScript::SuccessAfter(0))
+        .await
+        .run_for(run_for);
+    let shared = Arc::new(client(&comfy, "sdxl_text"));
+    let started = Instant::now();
+    let calls = (0..4).map(|i| {
+        let c = shared.clone();
+        tokio::spawn(async move {
+            c.generate(&GenerationRequest::new(format!("job {i}")))
+                .await
+        })
+    });
+    let outs: Vec<_> = futures::future::join_all(calls).await;
+    let took = started.elapsed();
+    assert!(comfy.requests("/interrupt").await.is_empty());
+    assert!(
+        took < run_for * 2 + Duration::from_millis(500),
+        "took {took:?}"
+    );
+
+    let queued: Vec<serde_json::Value> = comfy
+        .requests("/prompt")
+        .await
+        .iter()
+        .map(json_body)
+        .collect();
+    assert_eq!(queued.len(), 4);
+    let mut clients: Vec<String> = queued
+        .iter()
+        .map(|q| q["client_id"].as_str().unwrap().to_string())
+        .collect();
+    clients.sort();
+    clients.dedup();
+    assert_eq!(clients.len(), 4, "one client id per job: {clients:?}");
+    let mut sockets = comfy.ws_clients();
+    sockets.sort();
+    assert_eq!(
+        sockets, clients,
+        "each job's socket uses its job's client id"
+    );
+    for (i, out) in outs.into_iter().enumerate() {
+        let out = out.unwrap().unwrap();
+        let mine = queued
+            .iter()
+            .find(|q| q["prompt"]["6"]["inputs"]["text"] == format!("job {i}").as_str())
+            .unwrap();
+        let n = comfy.file_of(mine["prompt_id"].as_str().unwrap());
+        assert_eq!(out.images.len(), 1);
+        assert_eq!(
+            out.images[0].bytes,
+            Comfy::output(n),
+            "job {i} got job {n}'s image"
+        );
+    }
+}
+
+#[tokio::test]
+async fn progress_without_a_prompt_id_from_older_servers_is_the_running_jobs() {
+    let comfy = Comfy::start(
+        Some(WsScript::LegacyProgress),
+        HistoryScript::SuccessAfter(0),
+    )
+    .await;
+    let (request, seen) = watched(GenerationRequest::new("a cat"));
+    client(&comfy, "sdxl_text")
+        .generate(&request)
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let steps: Vec<(u64, u64)> = seen
+        .iter()
+        .filter(|p| p.stage == "progress")
+        .map(|p| (p.value.unwrap(), p.max.unwrap()))
+        .collect();
+    assert_eq!(steps, [(1, 2), (2, 2)], "{seen:?}");
 }

@@ -176,8 +176,10 @@ pub enum ImageError {
         node: String,
         /// The node's class.
         class_type: String,
-        /// What the server said.
+        /// What the server said (every failing node, when several failed).
         message: String,
+        /// What kind of failure it was, which decides its [`crate::ErrorClass`].
+        failure: NodeFailure,
     },
     /// The job did not finish in time (it was interrupted where the backend allows).
     #[error("image generator {endpoint} timed out after {after:?}: {detail}")]
@@ -198,6 +200,24 @@ fn said(text: &Option<String>) -> String {
     text.as_deref()
         .map(|t| format!(": {t}"))
         .unwrap_or_default()
+}
+
+/// What kind of node failure an [`ImageError::Node`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum NodeFailure {
+    /// The server refused the workflow before running it: a failed validation, a node
+    /// class that is not installed, an input the node does not have. Fix the workflow,
+    /// its node map or the server's custom nodes.
+    Invalid,
+    /// A node raised an exception while running (`execution_error`).
+    Raised,
+    /// A node ran out of (GPU) memory: try again when the server is less busy, or ask
+    /// for a smaller image or batch.
+    OutOfMemory,
+    /// The server reported a failure without saying what it was.
+    Unknown,
 }
 
 /// Why a model declined to draw.

@@ -11,7 +11,7 @@ mod media;
 mod multipart;
 mod stubs;
 
-pub use comfy::{Comfy, HistoryScript, WsScript};
+pub use comfy::{Comfy, HistoryScript, WsScript, comfy_workflow};
 pub use examples::{
     INHERITED, engine_and_images, example_binary, example_in, local_search, shown,
     skip_without_ort, tiny_model,

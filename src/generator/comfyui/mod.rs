@@ -1,46 +1,52 @@
 //! A self-hosted ComfyUI server running a workflow the user exported in API format.
 
+mod api;
+mod object_info;
+mod watch;
 mod wire;
 mod workflow;
 mod ws;
 
 pub use workflow::{NodeInput, NodeInputs, NodeOutput, Workflow, WorkflowNodes};
 
-use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use iat2i_retrievers::http::redact;
-use iat2i_retrievers::{HttpClient, HttpError, Trust};
-use reqwest::multipart::{Form, Part};
-use serde_json::{Value, json};
+use iat2i_retrievers::{HttpClient, HttpError};
+use serde_json::Value;
 use tracing::Instrument;
 use url::Url;
 
 use super::{
     GeneratedImage, Generation, GenerationRequest, Generator, GeneratorProgress, ImageError,
-    ImageUsage, InputImage, ReferenceLimits, fit_request, sniff_mime,
+    ImageUsage, InputImage, ReferenceLimits, fit_request,
 };
 use crate::lmm::openai_support::{endpoint, parse_base};
 use crate::secret::Secret;
-use wire::{HistoryEntry, PromptAnswer, WsEvent};
+use object_info::ObjectInfoCache;
 use workflow::JobInputs;
 
 /// ComfyUI (`http://127.0.0.1:8188` by default), a trusted self-hosted endpoint.
 ///
+/// Before the first job, `GET /object_info` (fetched once per client and server) is
+/// checked: every node class of the workflow must be installed and every mapped input
+/// must exist on its node, else the call fails with [`ImageError::Node`] naming the node
+/// before anything is uploaded or queued (a server without `/object_info` is not checked).
 /// For each call: the image to edit and the references are uploaded with
 /// `POST /upload/image` (multipart `image`, `type=input`, `overwrite=true`) and their
 /// returned names set on the mapped image inputs (`LoadImage` nodes); the prompt,
 /// negative prompt, seed, width, height and batch size are set on their mapped nodes;
 /// the job is queued with `POST /prompt` (`prompt`, `client_id`, and a `prompt_id`
 /// chosen here, so a lost answer is recovered by looking the id up instead of queueing
-/// twice). Progress comes from the `/ws?clientId=` websocket (`progress`, `executing`,
+/// twice). Each job has a client id of its own, because ComfyUI sends a client id's
+/// messages only to its newest websocket: one client shared by concurrent jobs (a batch)
+/// stays correct. Progress comes from the job's `/ws?clientId=` websocket (`progress`, `executing`,
 /// `executed`, `execution_error`, `execution_success`) as
 /// [`crate::PipelineEvent::GeneratorProgress`], with polling of `GET /history/{id}` when
 /// the socket cannot be opened or drops. Images are read from `outputs[node].images[]`
 /// through `GET /view`. `node_errors` and `execution_error` are [`ImageError::Node`]
-/// naming the node and the message; a job that outlives the timeout is interrupted
+/// naming every failing node and its messages; a job that outlives the timeout is interrupted
 /// (`POST /interrupt`) and taken off the queue.
 ///
 /// References are expressed by the workflow's image inputs, not in the prompt; a
@@ -53,7 +59,7 @@ pub struct ComfyUi {
     base: Url,
     workflow: Workflow,
     text_workflow: Option<Workflow>,
-    client_id: String,
+    object_info: ObjectInfoCache,
     api_key: Option<Secret>,
     timeout: Duration,
     poll_interval: Duration,
@@ -65,7 +71,6 @@ impl std::fmt::Debug for ComfyUi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ComfyUi")
             .field("base", &redact(&self.base))
-            .field("client_id", &self.client_id)
             .field("api_key", &self.api_key.as_ref().map(|_| "***"))
             .field("timeout", &self.timeout)
             .field("websocket", &self.websocket)
@@ -84,7 +89,7 @@ impl ComfyUi {
             base: parse_base(base).map_err(ImageError::Config)?,
             workflow,
             text_workflow: None,
-            client_id: uuid::Uuid::new_v4().to_string(),
+            object_info: ObjectInfoCache::default(),
             api_key: None,
             timeout: Duration::from_secs(600),
             poll_interval: Duration::from_secs(1),
@@ -148,330 +153,6 @@ impl ComfyUi {
         }
     }
 
-    /// Upload one image; the name to put on a `LoadImage` input.
-    async fn upload(&self, img: &InputImage) -> Result<String, ImageError> {
-        let url = self.url("upload/image")?;
-        let ext = match img.mime.as_str() {
-            "image/jpeg" => "jpg",
-            "image/webp" => "webp",
-            _ => "png",
-        };
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        img.bytes.hash(&mut h);
-        let name = format!("iat2i-{:016x}.{ext}", h.finish());
-        let make_form = || {
-            let part = Part::stream_with_length(
-                reqwest::Body::from(img.bytes.clone()),
-                img.bytes.len() as u64,
-            )
-            .file_name(name.clone());
-            let part = part.mime_str(&img.mime).unwrap_or_else(|_| {
-                Part::stream_with_length(
-                    reqwest::Body::from(img.bytes.clone()),
-                    img.bytes.len() as u64,
-                )
-                .file_name(name.clone())
-            });
-            Form::new()
-                .part("image", part)
-                .text("type", "input")
-                .text("overwrite", "true")
-        };
-        // The same bytes under the same name with overwrite: safe to retry.
-        let resp = self
-            .http
-            .execute(Trust::Trusted, |c| {
-                self.auth(c.post(url.clone()).multipart(make_form()))
-            })
-            .await
-            .map_err(|e| self.http_error(e))?;
-        let v: Value = serde_json::from_slice(&resp.body).map_err(|e| ImageError::Api {
-            endpoint: self.describe(),
-            message: format!("/upload/image answered with something that is not JSON: {e}"),
-        })?;
-        let uploaded = v
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ImageError::Api {
-                endpoint: self.describe(),
-                message: "/upload/image answered without a name".into(),
-            })?;
-        Ok(match v.get("subfolder").and_then(Value::as_str) {
-            Some(sub) if !sub.is_empty() => format!("{sub}/{uploaded}"),
-            _ => uploaded.to_string(),
-        })
-    }
-
-    /// Queue `graph` as `prompt_id`.
-    async fn queue(&self, graph: Value, prompt_id: &str) -> Result<(), ImageError> {
-        let url = self.url("prompt")?;
-        let body = json!({ "prompt": graph, "client_id": self.client_id, "prompt_id": prompt_id });
-        let sent =
-            super::send_paid(&self.http, |c| self.auth(c.post(url.clone()).json(&body))).await;
-        let resp = match sent {
-            Ok(r) => r,
-            Err(HttpError::Status { status, body, .. }) if status.as_u16() == 400 => {
-                return Err(self.rejected(&body));
-            }
-            Err(e @ HttpError::Status { .. }) => return Err(self.http_error(e)),
-            Err(e) => {
-                // The answer was lost: the server may have queued it. Look the id up.
-                if self.is_known(prompt_id).await {
-                    tracing::warn!(prompt_id, error = %e, "the /prompt answer was lost, but the job is queued");
-                    return Ok(());
-                }
-                return Err(self.http_error(e));
-            }
-        };
-        let answer: PromptAnswer =
-            serde_json::from_slice(&resp.body).map_err(|e| ImageError::Api {
-                endpoint: self.describe(),
-                message: format!("/prompt answered with something that is not JSON: {e}"),
-            })?;
-        if let Some(err) = self.node_error(answer.node_errors.as_ref()) {
-            return Err(err);
-        }
-        if let Some(e) = answer.error.filter(|e| !e.is_null()) {
-            return Err(ImageError::Api {
-                endpoint: self.describe(),
-                message: wire::error_message(&e),
-            });
-        }
-        if answer
-            .prompt_id
-            .as_deref()
-            .is_some_and(|id| id != prompt_id)
-        {
-            return Err(ImageError::Api {
-                endpoint: self.describe(),
-                message: "the server ignored the client-chosen prompt_id; update ComfyUI".into(),
-            });
-        }
-        Ok(())
-    }
-
-    fn node_error(&self, node_errors: Option<&Value>) -> Option<ImageError> {
-        let (node, class_type, message) = wire::first_node_error(node_errors?)?;
-        Some(ImageError::Node {
-            endpoint: self.describe(),
-            node,
-            class_type,
-            message,
-        })
-    }
-
-    /// A 400 from `/prompt`: the workflow failed validation.
-    fn rejected(&self, body: &str) -> ImageError {
-        let Ok(answer) = serde_json::from_str::<PromptAnswer>(body) else {
-            return ImageError::Api {
-                endpoint: self.describe(),
-                message: format!("/prompt refused the workflow: {body}"),
-            };
-        };
-        if let Some(e) = self.node_error(answer.node_errors.as_ref()) {
-            return e;
-        }
-        ImageError::Api {
-            endpoint: self.describe(),
-            message: answer
-                .error
-                .map(|e| wire::error_message(&e))
-                .unwrap_or_else(|| "the workflow failed validation".into()),
-        }
-    }
-
-    /// Whether the server has `prompt_id` queued, running or in its history.
-    async fn is_known(&self, prompt_id: &str) -> bool {
-        if let Ok(Some(_)) = self.history(prompt_id).await {
-            return true;
-        }
-        let Ok(url) = self.url("queue") else {
-            return false;
-        };
-        let Ok(resp) = self
-            .http
-            .execute(Trust::Trusted, |c| self.auth(c.get(url.clone())))
-            .await
-        else {
-            return false;
-        };
-        let Ok(q) = serde_json::from_slice::<Value>(&resp.body) else {
-            return false;
-        };
-        ["queue_running", "queue_pending"].iter().any(|k| {
-            q.get(k).and_then(Value::as_array).is_some_and(|items| {
-                items
-                    .iter()
-                    .any(|i| i.get(1).and_then(Value::as_str) == Some(prompt_id))
-            })
-        })
-    }
-
-    /// `GET /history/{id}`: `None` while the job is not in the history yet.
-    async fn history(&self, prompt_id: &str) -> Result<Option<HistoryEntry>, ImageError> {
-        let url = self.url(&format!("history/{prompt_id}"))?;
-        let resp = self
-            .http
-            .execute(Trust::Trusted, |c| self.auth(c.get(url.clone())))
-            .await
-            .map_err(|e| self.http_error(e))?;
-        let v: Value = serde_json::from_slice(&resp.body).map_err(|e| ImageError::Api {
-            endpoint: self.describe(),
-            message: format!("/history answered with something that is not JSON: {e}"),
-        })?;
-        match v.get(prompt_id) {
-            None => Ok(None),
-            Some(entry) => serde_json::from_value(entry.clone())
-                .map(Some)
-                .map_err(|e| ImageError::Api {
-                    endpoint: self.describe(),
-                    message: format!("a /history entry of an unexpected shape: {e}"),
-                }),
-        }
-    }
-
-    /// Wait for the job through the websocket, then (or instead) by polling.
-    async fn wait(
-        &self,
-        channel: Option<ws::Progress>,
-        prompt_id: &str,
-        request: &GenerationRequest,
-    ) -> Result<HistoryEntry, ImageError> {
-        if let Some(mut ch) = channel {
-            if self.follow(&mut ch, prompt_id, request).await? {
-                if let Some(entry) = self.history(prompt_id).await?
-                    && (entry.finished() || !entry.outputs.is_empty())
-                {
-                    return self.check(entry);
-                }
-            } else {
-                tracing::warn!(prompt_id, "the ComfyUI websocket dropped; polling /history");
-                request.report(progress("polling", None));
-            }
-        }
-        loop {
-            if let Some(entry) = self.history(prompt_id).await?
-                && entry.finished()
-            {
-                return self.check(entry);
-            }
-            tokio::time::sleep(self.poll_interval).await;
-        }
-    }
-
-    fn check(&self, entry: HistoryEntry) -> Result<HistoryEntry, ImageError> {
-        match entry.error() {
-            Some(e) => Err(self.execution_error(&e)),
-            None => Ok(entry),
-        }
-    }
-
-    fn execution_error(&self, e: &wire::ExecutionError) -> ImageError {
-        let node = e.node();
-        ImageError::Node {
-            endpoint: self.describe(),
-            class_type: e
-                .node_type
-                .clone()
-                .unwrap_or_else(|| self.workflow.class_of(&node)),
-            node,
-            message: e.message(),
-        }
-    }
-
-    /// Follow the websocket to the job's end: `Ok(true)` when it finished, `Ok(false)`
-    /// when the socket closed first.
-    async fn follow(
-        &self,
-        ch: &mut ws::Progress,
-        prompt_id: &str,
-        request: &GenerationRequest,
-    ) -> Result<bool, ImageError> {
-        while let Some(text) = ch.next_text().await {
-            match wire::parse_ws(&text, prompt_id) {
-                WsEvent::Started => request.report(progress("started", None)),
-                WsEvent::Cached(nodes) => {
-                    request.report(progress("cached", Some(nodes.join(","))));
-                }
-                WsEvent::Executing(Some(node)) => {
-                    request.report(progress("executing", Some(node)));
-                }
-                WsEvent::Executing(None) | WsEvent::Success => {
-                    request.report(progress("done", None));
-                    return Ok(true);
-                }
-                WsEvent::Progress { node, value, max } => request.report(GeneratorProgress {
-                    stage: "progress".into(),
-                    node,
-                    value: Some(value),
-                    max: Some(max),
-                }),
-                WsEvent::Executed(node) => request.report(progress("executed", Some(node))),
-                WsEvent::Error(e) => return Err(self.execution_error(&e)),
-                WsEvent::Interrupted => {
-                    return Err(ImageError::Api {
-                        endpoint: self.describe(),
-                        message: "the job was interrupted on the server".into(),
-                    });
-                }
-                WsEvent::Other => {}
-            }
-        }
-        Ok(false)
-    }
-
-    /// Stop the job: interrupt it if running, delete it if pending.
-    async fn interrupt(&self, prompt_id: &str) {
-        for (path, body) in [
-            ("interrupt", json!({ "prompt_id": prompt_id })),
-            ("queue", json!({ "delete": [prompt_id] })),
-        ] {
-            if let Ok(url) = self.url(path) {
-                let sent = self
-                    .http
-                    .execute(Trust::Trusted, |c| {
-                        self.auth(c.post(url.clone()).json(&body))
-                    })
-                    .await;
-                if let Err(e) = sent {
-                    tracing::warn!(error = %e, path, "could not stop the ComfyUI job");
-                }
-            }
-        }
-    }
-
-    /// `GET /view` for one output image.
-    async fn view(&self, img: &wire::OutputImage) -> Result<GeneratedImage, ImageError> {
-        let mut url = self.url("view")?;
-        url.query_pairs_mut()
-            .append_pair("filename", &img.filename)
-            .append_pair("subfolder", &img.subfolder)
-            .append_pair(
-                "type",
-                if img.kind.is_empty() {
-                    "output"
-                } else {
-                    &img.kind
-                },
-            );
-        let resp = self
-            .http
-            .execute(Trust::Trusted, |c| self.auth(c.get(url.clone())))
-            .await
-            .map_err(|e| self.http_error(e))?;
-        let bytes: Bytes = resp.body;
-        let mime = sniff_mime(&bytes).ok_or_else(|| ImageError::NoImage {
-            endpoint: self.describe(),
-            detail: format!("/view of {} is not a known image format", img.filename),
-        })?;
-        Ok(GeneratedImage {
-            bytes,
-            mime: mime.to_string(),
-            usage: ImageUsage::default(),
-            revised_prompt: None,
-        })
-    }
-
     /// Run one job to its images.
     async fn run_job(
         &self,
@@ -490,8 +171,11 @@ impl ComfyUi {
             }
         }
         let prompt_id = uuid::Uuid::new_v4().to_string();
+        // This job's own client id: ComfyUI keeps one websocket per client id (the
+        // newest), so a client id shared between concurrent jobs starves all but one.
+        let client_id = uuid::Uuid::new_v4().to_string();
         // Connect before queueing so no message is missed.
-        let channel = match (self.websocket, ws::ws_url(&self.base, &self.client_id)) {
+        let channel = match (self.websocket, ws::ws_url(&self.base, &client_id)) {
             (true, Some(url)) => match ws::Progress::open(&url).await {
                 Ok(ch) => Some(ch),
                 Err(why) => {
@@ -502,7 +186,7 @@ impl ComfyUi {
             },
             _ => None,
         };
-        self.queue(graph, &prompt_id).await?;
+        self.queue(graph, &prompt_id, &client_id).await?;
         request.report(progress("queued", Some(prompt_id.clone())));
         let started = Instant::now();
         let entry =
@@ -559,6 +243,9 @@ impl Generator for ComfyUi {
             (Some(text), true) => text,
             _ => &self.workflow,
         };
+        self.check_nodes(workflow)
+            .instrument(tracing::info_span!("comfyui.object_info"))
+            .await?;
         let slots = workflow.image_slots();
         if inputs.len() > slots {
             notes.push(format!(

@@ -3,6 +3,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::generator::NodeFailure;
+
 /// A websocket message that matters to one job.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum WsEvent {
@@ -14,6 +16,13 @@ pub(crate) enum WsEvent {
     Executing(Option<String>),
     /// Sampler steps.
     Progress {
+        node: Option<String>,
+        value: u64,
+        max: u64,
+    },
+    /// Sampler steps without a prompt id (older ComfyUI builds): the running job's,
+    /// when the socket has exactly one job of ours running.
+    UnattributedProgress {
         node: Option<String>,
         value: u64,
         max: u64,
@@ -52,10 +61,24 @@ impl ExecutionError {
         }
     }
 
+    /// What kind of failure this is: out of memory, another exception, or unknown.
+    pub fn failure(&self) -> NodeFailure {
+        let kind = self.exception_type.as_deref().unwrap_or("").trim();
+        let msg = self.exception_message.as_deref().unwrap_or("").trim();
+        if kind.contains("OutOfMemory") || msg.to_ascii_lowercase().contains("out of memory") {
+            NodeFailure::OutOfMemory
+        } else if kind.is_empty() && msg.is_empty() {
+            NodeFailure::Unknown
+        } else {
+            NodeFailure::Raised
+        }
+    }
+
     pub fn message(&self) -> String {
         let msg = self.exception_message.as_deref().unwrap_or("").trim();
-        match self.exception_type.as_deref() {
+        match self.exception_type.as_deref().map(str::trim) {
             Some(t) if !t.is_empty() => format!("{t}: {msg}"),
+            _ if msg.is_empty() => "the server reported an error without saying what".into(),
             _ => msg.to_string(),
         }
     }
@@ -73,14 +96,27 @@ fn str_field(v: &Value, k: &str) -> Option<String> {
     v.get(k).and_then(Value::as_str).map(str::to_string)
 }
 
-/// Parse a text frame; `None` when it is not about `prompt_id`.
+/// Parse a text frame; [`WsEvent::Other`] when it is not about `prompt_id`.
 pub(crate) fn parse_ws(text: &str, prompt_id: &str) -> WsEvent {
     let Ok(msg) = serde_json::from_str::<WsMessage>(text) else {
         return WsEvent::Other;
     };
     let d = &msg.data;
-    if str_field(d, "prompt_id").as_deref() != Some(prompt_id) {
-        return WsEvent::Other;
+    let progress = || {
+        (
+            str_field(d, "node"),
+            d.get("value").and_then(Value::as_u64).unwrap_or(0),
+            d.get("max").and_then(Value::as_u64).unwrap_or(0),
+        )
+    };
+    match str_field(d, "prompt_id") {
+        Some(id) if id == prompt_id => {}
+        // Older ComfyUI builds send step progress without the prompt id.
+        None if msg.kind == "progress" => {
+            let (node, value, max) = progress();
+            return WsEvent::UnattributedProgress { node, value, max };
+        }
+        _ => return WsEvent::Other,
     }
     match msg.kind.as_str() {
         "execution_start" => WsEvent::Started,
@@ -95,11 +131,10 @@ pub(crate) fn parse_ws(text: &str, prompt_id: &str) -> WsEvent {
                 .unwrap_or_default(),
         ),
         "executing" => WsEvent::Executing(str_field(d, "node")),
-        "progress" => WsEvent::Progress {
-            node: str_field(d, "node"),
-            value: d.get("value").and_then(Value::as_u64).unwrap_or(0),
-            max: d.get("max").and_then(Value::as_u64).unwrap_or(0),
-        },
+        "progress" => {
+            let (node, value, max) = progress();
+            WsEvent::Progress { node, value, max }
+        }
         "executed" => WsEvent::Executed(str_field(d, "node").unwrap_or_default()),
         "execution_success" => WsEvent::Success,
         "execution_error" => match serde_json::from_value(d.clone()) {
@@ -122,31 +157,41 @@ pub(crate) struct PromptAnswer {
     pub node_errors: Option<Value>,
 }
 
-/// The first node error in `node_errors` (`{id: {errors: [{message, details}], class_type}}`).
-pub(crate) fn first_node_error(node_errors: &Value) -> Option<(String, String, String)> {
-    let map = node_errors.as_object()?;
-    let (id, entry) = map.iter().next()?;
-    let class = entry
-        .get("class_type")
-        .and_then(Value::as_str)
-        .unwrap_or("?")
-        .to_string();
-    let msgs: Vec<String> = entry
-        .get("errors")
-        .and_then(Value::as_array)
-        .map(|errs| {
-            errs.iter()
-                .map(|e| {
-                    let m = e.get("message").and_then(Value::as_str).unwrap_or("");
-                    match e.get("details").and_then(Value::as_str) {
-                        Some(d) if !d.is_empty() => format!("{m}: {d}"),
-                        _ => m.to_string(),
-                    }
-                })
-                .collect()
+/// One failing node and what the server said about it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct NodeFault {
+    /// The node id in the workflow.
+    pub node: String,
+    /// The node's class (`?` when the server did not say).
+    pub class_type: String,
+    /// Each of its messages (`message: details`).
+    pub messages: Vec<String>,
+}
+
+/// Every node in `node_errors` (`{id: {errors: [{type, message, details, extra_info}],
+/// dependent_outputs, class_type}}`), in node-id order (numeric ids numerically).
+pub(crate) fn node_faults(node_errors: &Value) -> Vec<NodeFault> {
+    let Some(map) = node_errors.as_object() else {
+        return Vec::new();
+    };
+    let mut faults: Vec<NodeFault> = map
+        .iter()
+        .map(|(id, entry)| NodeFault {
+            node: id.clone(),
+            class_type: entry
+                .get("class_type")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string(),
+            messages: entry
+                .get("errors")
+                .and_then(Value::as_array)
+                .map(|errs| errs.iter().map(error_message).collect())
+                .unwrap_or_default(),
         })
-        .unwrap_or_default();
-    Some((id.clone(), class, msgs.join("; ")))
+        .collect();
+    faults.sort_by_key(|f| (f.node.parse::<u64>().unwrap_or(u64::MAX), f.node.clone()));
+    faults
 }
 
 /// The message of `/prompt`'s `error` (an object with `message`, or a string).
@@ -249,5 +294,60 @@ mod tests {
         let done = r#"{"type": "executing", "data": {"node": null, "prompt_id": "p1"}}"#;
         assert_eq!(parse_ws(done, "p1"), WsEvent::Executing(None));
         assert_eq!(parse_ws("not json", "p1"), WsEvent::Other);
+    }
+
+    #[test]
+    fn progress_without_a_prompt_id_is_left_for_the_caller_to_attribute() {
+        let legacy = r#"{"type": "progress", "data": {"value": 3, "max": 20}}"#;
+        assert_eq!(
+            parse_ws(legacy, "p1"),
+            WsEvent::UnattributedProgress {
+                node: None,
+                value: 3,
+                max: 20
+            }
+        );
+        let other = r#"{"type": "executing", "data": {"node": "3"}}"#;
+        assert_eq!(parse_ws(other, "p1"), WsEvent::Other);
+    }
+
+    #[test]
+    fn execution_errors_say_what_kind_of_failure_they_are() {
+        let e = |t: Option<&str>, m: Option<&str>| ExecutionError {
+            node_id: Some(Value::String("3".into())),
+            node_type: None,
+            exception_message: m.map(str::to_string),
+            exception_type: t.map(str::to_string),
+        };
+        let oom = e(Some("torch.OutOfMemoryError"), Some("CUDA out of memory."));
+        assert_eq!(oom.failure(), NodeFailure::OutOfMemory);
+        let mps = e(Some("RuntimeError"), Some("MPS backend out of memory"));
+        assert_eq!(mps.failure(), NodeFailure::OutOfMemory);
+        let raised = e(Some("ValueError"), Some("image too small"));
+        assert_eq!(raised.failure(), NodeFailure::Raised);
+        assert_eq!(raised.message(), "ValueError: image too small");
+        let unknown = e(None, None);
+        assert_eq!(unknown.failure(), NodeFailure::Unknown);
+        assert!(
+            unknown.message().contains("without saying"),
+            "{}",
+            unknown.message()
+        );
+    }
+
+    #[test]
+    fn every_failing_node_is_listed_in_id_order() {
+        let v: Value = serde_json::from_str(
+            r#"{"10": {"errors": [{"message": "m10", "details": ""}], "class_type": "B"},
+                "4": {"errors": [{"message": "a", "details": "x"}, {"message": "b", "details": ""}],
+                      "dependent_outputs": ["9"], "class_type": "A"}}"#,
+        )
+        .unwrap();
+        let f = node_faults(&v);
+        assert_eq!(f.len(), 2);
+        assert_eq!((f[0].node.as_str(), f[0].class_type.as_str()), ("4", "A"));
+        assert_eq!(f[0].messages, ["a: x", "b"]);
+        assert_eq!(f[1].messages, ["m10"]);
+        assert!(node_faults(&Value::Array(vec![])).is_empty());
     }
 }

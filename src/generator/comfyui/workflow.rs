@@ -171,7 +171,8 @@ impl Workflow {
         Workflow::new(graph, nodes)
     }
 
-    fn mapped(&self) -> Vec<(&'static str, &NodeInput)> {
+    /// Every mapped node input, with the parameter it carries.
+    pub(crate) fn mapped(&self) -> Vec<(&'static str, &NodeInput)> {
         let n = &self.nodes;
         let params: [(&'static str, &Option<NodeInputs>); 7] = [
             ("prompt", &n.prompt),
@@ -259,6 +260,14 @@ impl Workflow {
             }
         }
         Ok(Value::Object(graph.into_iter().collect()))
+    }
+
+    /// Every node of the graph: its id and `class_type` (`?` when it has none).
+    pub(crate) fn node_classes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.graph.iter().map(|(id, node)| {
+            let class = node.get("class_type").and_then(Value::as_str);
+            (id.as_str(), class.unwrap_or("?"))
+        })
     }
 
     /// The class of node `id`, for error messages.
