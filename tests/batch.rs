@@ -410,3 +410,148 @@ fn a_journal_killed_before_its_tables_were_written_reads_as_empty() {
     let w = Journal::open(&path).unwrap();
     assert!(w.rows().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn every_setting_that_shapes_the_image_changes_the_fingerprint_and_nothing_else_does() {
+    let server = server().await;
+    let job = Manifest::parse("{\"id\":\"a\",\"prompt\":\"A red apple\"}\n", Format::Jsonl).jobs[0]
+        .clone();
+    let base = || {
+        pipeline(
+            &server,
+            StubSearch::default(),
+            StubSelector::default(),
+            GateMode::Never,
+            2,
+        )
+    };
+    let fp = |b: iat2i::pipeline::PipelineBuilder| fingerprint(&job, &b.build().unwrap());
+    let reference = fp(base());
+    assert_eq!(
+        fp(base()),
+        reference,
+        "an unchanged pipeline keeps its fingerprint"
+    );
+    let settings = |f: &dyn Fn(&mut iat2i::generator::GenerationSettings)| {
+        let mut s = iat2i::generator::GenerationSettings::default();
+        f(&mut s);
+        base().generation(s)
+    };
+    let changed = [
+        (
+            "size",
+            settings(&|s| s.size = Some(iat2i::generator::ImageSize::parse("1536x1024").unwrap())),
+        ),
+        ("seed", settings(&|s| s.seed = Some(7))),
+        ("n", settings(&|s| s.n = 3)),
+        (
+            "negative prompt",
+            settings(&|s| s.negative_prompt = Some("blur".into())),
+        ),
+        (
+            "options",
+            settings(&|s| {
+                s.options
+                    .insert("quality".into(), serde_json::json!("high"));
+            }),
+        ),
+        (
+            "reference policy",
+            base().gate_mode(GateMode::Always).require_reference(true),
+        ),
+        (
+            "generator quality",
+            base().generator(Arc::new(
+                images_client(&server).with_quality(Some("high".into())),
+            )),
+        ),
+    ];
+    for (what, b) in changed {
+        assert_ne!(fp(b), reference, "changing the {what} kept the fingerprint");
+    }
+    assert_ne!(
+        fp(base().gate_mode(GateMode::Always).require_reference(true)),
+        fp(base().gate_mode(GateMode::Always)),
+        "the reference policy alone changes the fingerprint"
+    );
+    // The licence policy lives in the default selector's settings.
+    let with_policy = |policy| {
+        Pipeline::builder()
+            .lmm(Arc::new(chat_client(&server, test_http())))
+            .generator(Arc::new(images_client(&server)))
+            .selector_config(iat2i::selectors::SelectorConfig::default().license_policy(policy))
+    };
+    use iat2i::retrievers::LicensePolicy;
+    assert_eq!(
+        fp(with_policy(LicensePolicy::Any)),
+        fp(with_policy(LicensePolicy::Any))
+    );
+    assert_ne!(
+        fp(with_policy(LicensePolicy::Any)),
+        fp(with_policy(LicensePolicy::CommercialAndDerivatives)),
+        "changing the licence policy kept the fingerprint"
+    );
+}
+
+#[tokio::test]
+async fn jobs_built_by_a_caller_are_checked_like_manifest_lines() {
+    let server = server().await;
+    mount_images(&server, "generations", &["images_red.json"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let b = batch(&server, &out, &manifest(1), Limits::default(), 1);
+    let mut evil = b.jobs[0].clone();
+    evil.id = "../escaped".into();
+    let e = b.runner.run(vec![evil.clone()]).await.unwrap_err();
+    assert!(e.to_string().contains("../escaped"), "{e}");
+    assert!(!dir.path().join("escaped").exists());
+    let mut clash = b.jobs[0].clone();
+    clash.id = "journal.sqlite".into();
+    assert!(b.runner.run(vec![clash]).await.is_err());
+    let twice = vec![b.jobs[0].clone(), b.jobs[0].clone()];
+    let fps = vec!["f".to_string(), "f".to_string()];
+    let e = b
+        .journal
+        .plan(&twice, &fps, false, |_, _| None)
+        .unwrap_err();
+    assert!(e.to_string().contains("used by two jobs"), "{e}");
+    assert!(
+        requests_to(&server, "/v1/images/generations")
+            .await
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_journal_written_before_the_ledger_keeps_its_spend() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.sqlite");
+    old_journal(&path);
+    let j = Journal::open(&path).unwrap();
+    let rows = j.rows().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].images, 2);
+    assert_eq!(rows[0].interrupted_calls, 1);
+    let spend = j.spend().unwrap();
+    assert_eq!(spend.billed.images, 2);
+    assert!((spend.billed.cost_usd - 0.08).abs() < 1e-9);
+    assert_eq!(spend.interrupted.calls, 1);
+}
+
+/// A journal in the shape the previous version wrote: spend in the jobs' own columns.
+fn old_journal(path: &Path) {
+    let sql = "CREATE TABLE jobs (id TEXT PRIMARY KEY, line INTEGER NOT NULL, prompt TEXT NOT NULL,
+        fingerprint TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+        error_class TEXT, error_message TEXT, stop_kind TEXT, started_at REAL, finished_at REAL,
+        duration_ms INTEGER, chat_tokens INTEGER NOT NULL DEFAULT 0,
+        image_tokens INTEGER NOT NULL DEFAULT 0, images INTEGER NOT NULL DEFAULT 0,
+        cost_usd REAL NOT NULL DEFAULT 0, output_dir TEXT, engines TEXT, metadata TEXT,
+        in_flight INTEGER NOT NULL DEFAULT 0, interrupted_calls INTEGER NOT NULL DEFAULT 0);
+      CREATE TABLE completions (job_id TEXT NOT NULL, fingerprint TEXT NOT NULL,
+        at REAL NOT NULL, pid INTEGER NOT NULL);
+      INSERT INTO jobs (id, line, prompt, fingerprint, state, images, cost_usd, chat_tokens, in_flight)
+        VALUES ('a', 1, 'p', 'f', 'done', 2, 0.08, 100, 1);";
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(sql).unwrap();
+}

@@ -310,6 +310,18 @@ impl Generator for ComfyUi {
     fn describe(&self) -> String {
         format!("ComfyUI at {}", redact(&self.base))
     }
+
+    fn identity(&self) -> String {
+        format!(
+            "{} workflow={} text_workflow={}",
+            self.describe(),
+            self.workflow.digest(),
+            self.text_workflow
+                .as_ref()
+                .map(Workflow::digest)
+                .unwrap_or_default()
+        )
+    }
 }
 
 /// A random seed (ComfyUI templates carry a fixed one).

@@ -112,6 +112,19 @@ pub(crate) struct JobInputs {
 }
 
 impl Workflow {
+    /// SHA-256 (hex) of the graph and the node map: two workflows with the same digest
+    /// make the same images from the same inputs.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let graph = serde_json::to_string(&self.graph).unwrap_or_default();
+        let nodes = serde_json::to_string(&self.nodes).unwrap_or_default();
+        let mut h = Sha256::new();
+        h.update(graph.as_bytes());
+        h.update([0]);
+        h.update(nodes.as_bytes());
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Check `graph` (an API-format export: "Save (API)" in ComfyUI) against `nodes`:
     /// every mapped node must exist and have an `inputs` object, and a prompt must be
     /// mapped.
