@@ -1,6 +1,8 @@
 //! The evaluation layer end to end against the local OpenAI stand-in: two arms of the
-//! built-in sample through the batch runner, scripted judges, both reports, and a resume
-//! after an interruption that judges nothing twice.
+//! built-in sample through the batch runner, scripted judges, both reports, a resume
+//! after an interruption that judges nothing twice, judgments tied to the image judged
+//! (a new image is judged again, the same one never), and a failed re-generation whose
+//! stale image is never judged.
 
 mod common;
 
@@ -79,7 +81,7 @@ async fn mount_judges(server: &MockServer, stop: Option<(usize, Arc<AtomicBool>)
         wiscore: Arc::default(),
         pairwise: Arc::default(),
     };
-    // Items 1 and 2 satisfied, 3 not, the rest unjudged: 2/3 on every prompt.
+    // Items 1 and 2 satisfied, 3 not, the rest unjudged (so unsatisfied): 2/len per prompt.
     let items = json!({"items": [
         {"index": 1, "satisfied": true, "reason": "visible"},
         {"index": 2, "satisfied": true, "reason": "visible"},
@@ -146,6 +148,16 @@ fn evaluation(h: &Harness, pipeline: &Arc<Pipeline>, out: &std::path::Path) -> E
     .arm(Arm::new("augmented", pipeline.clone()))
 }
 
+/// The mean checklist score the scripted judge gives over `set`: 2 of each checklist.
+fn expected_checklist(set: &PromptSet) -> f64 {
+    let per: Vec<f64> = set
+        .prompts
+        .iter()
+        .map(|p| 2.0 / p.checklist.len() as f64)
+        .collect();
+    per.iter().sum::<f64>() / per.len() as f64
+}
+
 fn arm<'a>(r: &'a EvalReport, name: &str) -> &'a iat2i::eval::ArmSummary {
     r.arms.iter().find(|a| a.name == name).unwrap()
 }
@@ -163,9 +175,13 @@ async fn a_two_arm_evaluation_of_the_sample_writes_both_reports() {
     let aug = arm(&report, "augmented");
     assert_eq!((base.images, aug.images), (n, n));
     // Known judge answers give the exact scores.
+    let expected = expected_checklist(&PromptSet::builtin_sample());
     for a in [base, aug] {
         let mean = a.checklist.mean.unwrap();
-        assert!((mean - 2.0 / 3.0).abs() < 1e-9, "{mean}");
+        assert!(
+            (mean - expected).abs() < 1e-9,
+            "{mean} (expected {expected})"
+        );
         assert_eq!(a.checklist.n, n);
         assert!((a.wiscore.mean.unwrap() - 0.85).abs() < 1e-9);
         assert_eq!(a.categories.len(), 3, "{:?}", a.categories.keys());
@@ -205,7 +221,7 @@ async fn a_two_arm_evaluation_of_the_sample_writes_both_reports() {
         json.prompts.iter().map(|p| &p.id).collect::<Vec<_>>(),
         report.prompts.iter().map(|p| &p.id).collect::<Vec<_>>()
     );
-    assert!((json.arms[0].checklist.mean.unwrap() - 2.0 / 3.0).abs() < 1e-9);
+    assert!((json.arms[0].checklist.mean.unwrap() - expected).abs() < 1e-9);
     let html = std::fs::read_to_string(out.path().join("eval.html")).unwrap();
     for row in &report.prompts {
         for cell in row.arms.values() {
@@ -308,4 +324,126 @@ async fn a_prompt_without_a_checklist_gets_one_written_once_and_reused() {
     assert_eq!(second.prompts[0].checklist, first.prompts[0].checklist);
     assert!((second.arms[0].checklist.mean.unwrap() - 2.0 / 3.0).abs() < 1e-9);
     assert!(first.pairs.is_empty(), "one arm has no pair");
+}
+
+/// A pipeline whose images come from `server`'s `/v1/images/generations` under `model`
+/// (another model name changes every job's fingerprint, so the jobs run again).
+fn pipeline_on(h: &Harness, server: &MockServer, model: &str) -> Arc<Pipeline> {
+    let images = iat2i::OpenAiImages::new(test_http(), &base(server), model)
+        .unwrap()
+        .with_api_key(iat2i::Secret::new(KEY));
+    Arc::new(
+        h.builder(GateMode::Never, 1)
+            .generator(Arc::new(images))
+            .build()
+            .unwrap(),
+    )
+}
+
+/// An image server answering `fixture` (200) or, for an `images_error_*` fixture, `status`.
+async fn image_server(fixture: &str, status: u16) -> MockServer {
+    let server = MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/v1/images/generations"))
+        .respond_with(ResponseTemplate::new(status).set_body_json(fixture_json(fixture)))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// The first three sample prompts, judged by the checklist and WiScore judges.
+fn small_eval(h: &Harness, pipeline: &Arc<Pipeline>, out: &std::path::Path) -> Evaluation {
+    let mut prompts = PromptSet::builtin_sample();
+    prompts.prompts.truncate(3);
+    let config = EvalConfig {
+        out: out.to_path_buf(),
+        metrics: vec![Metric::Checklist, Metric::WiScore],
+        judge_concurrency: 1,
+        resamples: 100,
+        ..EvalConfig::default()
+    };
+    Evaluation::new(
+        prompts,
+        Arc::new(chat_client(&h.server, test_http())),
+        config,
+    )
+    .arm(Arm::baseline(pipeline.clone()))
+}
+
+#[tokio::test]
+async fn a_new_image_is_judged_again_and_the_same_image_never() {
+    let h = Harness::start(&[], &["verdict_aligned.json"]).await;
+    let judges = mount_judges(&h.server, None).await;
+    let out = tempfile::tempdir().unwrap();
+    let calls = || {
+        (
+            judges.checklist.load(Ordering::SeqCst),
+            judges.wiscore.load(Ordering::SeqCst),
+        )
+    };
+    let red = image_server("images_red.json", 200).await;
+    let first = small_eval(&h, &pipeline_on(&h, &red, "gpt-image-1"), out.path());
+    first.run().await.unwrap();
+    assert_eq!(calls(), (3, 3));
+
+    // Another image model draws other images into the same folders: judged again.
+    let green = image_server("images_green.json", 200).await;
+    let p2 = pipeline_on(&h, &green, "gpt-image-1-mini");
+    let second = small_eval(&h, &p2, out.path()).run().await.unwrap();
+    assert_eq!(calls(), (6, 6), "every new image judged");
+    assert_eq!(arm(&second, "baseline").checklist.n, 3);
+
+    // Running again changes nothing; a third model drawing the very same images
+    // regenerates them, but the judgments of those images are reused.
+    small_eval(&h, &p2, out.path()).run().await.unwrap();
+    let same = image_server("images_green.json", 200).await;
+    let p3 = pipeline_on(&h, &same, "gpt-image-1.5");
+    let third = small_eval(&h, &p3, out.path()).run().await.unwrap();
+    let regenerated = same.received_requests().await.unwrap_or_default().len();
+    assert_eq!(
+        regenerated, 3,
+        "the third model generated every image again"
+    );
+    assert_eq!(calls(), (6, 6), "the same image is never judged twice");
+    assert_eq!(arm(&third, "baseline").wiscore.n, 3);
+}
+
+#[tokio::test]
+async fn a_failed_regeneration_never_has_its_stale_image_judged() {
+    let h = Harness::start(&[], &["verdict_aligned.json"]).await;
+    let judges = mount_judges(&h.server, None).await;
+    let out = tempfile::tempdir().unwrap();
+    let red = image_server("images_red.json", 200).await;
+    let first = small_eval(&h, &pipeline_on(&h, &red, "gpt-image-1"), out.path())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(arm(&first, "baseline").images, 3);
+
+    // The new model's requests fail; the old image.png and report.json stay in place.
+    let failing = image_server("images_error_400.json", 400).await;
+    let p2 = pipeline_on(&h, &failing, "gpt-image-1-mini");
+    let second = small_eval(&h, &p2, out.path()).run().await.unwrap();
+    let job = out.path().join("arms/baseline").join(&second.prompts[0].id);
+    assert!(
+        job.join("image.png").is_file(),
+        "the stale image is still there"
+    );
+    assert!(!failing.received_requests().await.unwrap().is_empty());
+    let base = arm(&second, "baseline");
+    assert_eq!((base.images, base.without_image), (0, 3));
+    assert_eq!((base.checklist.n, base.checklist.missing), (0, 3));
+    assert_eq!((base.wiscore.n, base.wiscore.missing), (0, 3));
+    assert_eq!(
+        judges.checklist.load(Ordering::SeqCst),
+        3,
+        "nothing judged again"
+    );
+    let cell = &second.prompts[0].arms["baseline"];
+    assert!(cell.image.is_none(), "the page shows no stale image");
+    let why = cell.scores.error.clone().unwrap_or_default();
+    assert!(
+        why.contains("400") || why.contains("Invalid value"),
+        "{why}"
+    );
 }

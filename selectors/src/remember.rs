@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use crate::collect::Survivor;
 use crate::memory::{
-    MemoryRecord, MemoryUse, ReferenceMemory, Remembered, SOURCE_WEB, Write, content_hash,
-    now_secs, point_id,
+    MemoryRecord, MemoryUse, ReferenceMemory, Remembered, SOURCE_WEB, Write, WriteKind,
+    content_hash, now_secs, point_id,
 };
 use crate::prefilter::{Prefiltered, prefilter};
 use crate::store::CollectionSpec;
@@ -189,7 +189,9 @@ impl MemoryRun {
         let c = &s.item.candidate;
         let id = point_id(&self.model, &c.image_url);
         let now = now_secs();
-        let mut record = match self.known.get(&id) {
+        let known = self.known.get(&id);
+        let kind = WriteKind::of(known, &s.vector);
+        let mut record = match known {
             Some(r) => r.record.clone(),
             None => MemoryRecord {
                 first_seen: now,
@@ -217,6 +219,7 @@ impl MemoryRun {
                 record,
                 vector: s.vector.clone(),
                 bytes: fetched.then(|| s.bytes.clone()),
+                kind,
             },
         );
     }
@@ -226,11 +229,11 @@ impl MemoryRun {
         let (Some(m), Some(spec)) = (self.memory.clone(), self.spec.clone()) else {
             return Ok(());
         };
-        if let Some(w) = chosen.and_then(|u| self.pending.get_mut(&point_id(&self.model, u))) {
-            w.record.chosen += 1;
-        }
+        let chosen = chosen
+            .map(|u| point_id(&self.model, u))
+            .filter(|id| self.pending.contains_key(id));
         let writes: Vec<Write> = self.pending.drain().map(|(_, w)| w).collect();
-        match m.write(&spec, writes).await {
+        match m.write(&spec, writes, chosen).await {
             Ok(n) => self.usage.stored = n,
             Err(e) => self.degrade(e)?,
         }

@@ -580,6 +580,60 @@ async fn two_workers_on_one_server_store_each_image_once() {
         .await
         .unwrap();
     assert_eq!(n, 5, "five images, stored once each");
+    let stats = a.memory().await.unwrap().unwrap().stats().await.unwrap();
+    assert_eq!(stats.chosen, 2, "both workers' choices are counted");
+}
+
+/// Two workers (each its own client) record verdicts on the same image at once, on a record
+/// written before the tally existed (plain counters): every verdict survives, and the old
+/// counts still add up.
+#[cfg(feature = "qdrant-server")]
+#[tokio::test]
+async fn concurrent_verdicts_on_one_server_all_survive() {
+    use iat2i_selectors::memory::{BlobCache, MemoryRecord, ReferenceMemory, point_id};
+    use iat2i_selectors::store::CollectionSpec;
+    let Some(env) = Env::new(Backend::Server) else {
+        return;
+    };
+    let url = env._server.as_ref().unwrap().url();
+    let worker = |dir: &std::path::Path| {
+        let store = Arc::new(iat2i_selectors::QdrantStore::new(&url, None).unwrap());
+        ReferenceMemory::new(store, BlobCache::new(dir, 1 << 20), MemoryConfig::default())
+    };
+    let (a, b) = (
+        worker(env.cache.path()),
+        worker(&env.cache.path().join("b")),
+    );
+    let spec: CollectionSpec = a.spec("colour", 3);
+    let image = url::Url::parse("https://img.example/fox.png").unwrap();
+    let mut old = MemoryRecord::default();
+    (old.url, old.image_url) = (image.to_string(), image.to_string());
+    (old.chosen, old.accepted, old.rejected) = (4, 3, 1);
+    let id = point_id("colour", &image);
+    env.store.ensure(&spec).await.unwrap();
+    let point = iat2i_selectors::StorePoint {
+        id,
+        vector: vec![1.0, 0.0, 0.0],
+        payload: old.to_payload(),
+    };
+    env.store.upsert(&spec.name, vec![point]).await.unwrap();
+
+    const EACH: usize = 12;
+    let run = |m: ReferenceMemory, accepted: bool| {
+        let (name, image) = (spec.name.clone(), image.clone());
+        async move {
+            let calls = (0..EACH).map(|_| m.verdict(&name, "colour", &image, accepted));
+            futures::future::join_all(calls).await
+        }
+    };
+    let (xs, ys) = tokio::join!(run(a.clone(), true), run(b, false));
+    assert!(xs.into_iter().chain(ys).all(|r| r.unwrap()));
+    let after = a.get(&spec.name, &[id]).await.unwrap().remove(&id).unwrap();
+    assert_eq!(after.record.accepted, 3 + EACH as u64, "no acceptance lost");
+    assert_eq!(after.record.rejected, 1 + EACH as u64, "no rejection lost");
+    assert_eq!(after.record.chosen, 4, "the old counter still reads");
+    let ghost = url::Url::parse("https://img.example/never-seen.png").unwrap();
+    assert!(!a.verdict(&spec.name, "colour", &ghost, true).await.unwrap());
 }
 
 /// Two processes on one edge directory: this test holds the memory, and a child process

@@ -1,7 +1,8 @@
 //! One test suite for every vector store — the exact in-memory store, qdrant-edge, and a
 //! real Qdrant server (`../shared/bin/qdrant`): rankings and scores agree with brute-force
 //! cosine, filters hold, upserts replace, reads return vectors and pages, deletes by filter
-//! remove exactly what they match, and a missing collection reads as empty.
+//! remove exactly what they match, a missing collection reads as empty, inserts keep what
+//! exists, and set-payload changes only the fields it names.
 
 mod common;
 
@@ -242,9 +243,66 @@ async fn suite(store: &dyn VectorStore) {
     assert_eq!(store.count(&c, &even).await.unwrap(), 0);
 }
 
+/// Partial writes: an insert never touches a point that exists, and set-payload changes
+/// only the fields (or the nested object's keys) it names.
+async fn partial_writes(store: &dyn VectorStore) {
+    let c = "partial";
+    store.ensure(&spec(c)).await.unwrap();
+    let v = vectors(5, 2);
+    let point = |i: usize, tag: &str| {
+        let mut p = payload(i);
+        p.insert("tag".into(), json!(tag));
+        StorePoint {
+            id: id(i),
+            vector: v[i].clone(),
+            payload: p,
+        }
+    };
+    store.upsert(c, vec![point(0, "first")]).await.unwrap();
+    store
+        .insert(c, vec![point(0, "second"), point(1, "new")])
+        .await
+        .unwrap();
+    let tag_of = |p: &StorePoint| p.payload["tag"].as_str().unwrap().to_string();
+    let read = |i: usize| async move { store.retrieve(c, &[id(i)]).await.unwrap().remove(0) };
+    assert_eq!(tag_of(&read(0).await), "first", "insert keeps what exists");
+    assert_eq!(tag_of(&read(1).await), "new", "insert adds what is new");
+
+    let fields = |v: serde_json::Value| v.as_object().unwrap().clone();
+    store
+        .set_payload(c, id(0), Some("tally"), fields(json!({"a": "x"})))
+        .await
+        .unwrap();
+    store
+        .set_payload(c, id(0), Some("tally"), fields(json!({"b": "y"})))
+        .await
+        .unwrap();
+    store
+        .set_payload(c, id(0), None, fields(json!({"tag": "merged"})))
+        .await
+        .unwrap();
+    let p = read(0).await;
+    assert_eq!(
+        p.payload["tally"],
+        json!({"a": "x", "b": "y"}),
+        "keys merge"
+    );
+    assert_eq!(tag_of(&p), "merged");
+    assert_eq!(p.payload["group"], json!("even"), "other fields stay");
+    assert!(cosine(&p.vector, &v[0]) > 0.999, "the vector stays");
+    assert!(
+        store
+            .set_payload(c, id(7), None, fields(json!({"tag": "ghost"})))
+            .await
+            .is_err(),
+        "a missing point is an error"
+    );
+}
+
 #[tokio::test]
 async fn memory_store_passes_the_suite() {
     suite(&MemoryStore::new()).await;
+    partial_writes(&MemoryStore::new()).await;
 }
 
 #[tokio::test]
@@ -254,6 +312,7 @@ async fn edge_store_passes_the_suite() {
     suite(&store).await;
     let names = store.collections().await.unwrap();
     assert_eq!(names.len(), 1);
+    partial_writes(&store).await;
     assert!(
         dir.path().join(&names[0]).is_dir(),
         "one shard per collection"
@@ -296,6 +355,7 @@ async fn qdrant_server_store_passes_the_suite() {
     };
     let store = iat2i_selectors::QdrantStore::new(&server.url(), None).unwrap();
     suite(&store).await;
+    partial_writes(&store).await;
 }
 
 #[cfg(feature = "qdrant-server")]

@@ -1,9 +1,13 @@
 //! The judgments of an evaluation, kept in SQLite (`<out>/judgments.sqlite`) so that an
 //! interrupted evaluation resumes without asking any judge twice.
 //!
-//! A judgment is keyed by what determines it: the metric, the prompt, the arm (or the two
-//! arms and their order, for a pairwise judgment), the judge model and the judge prompt's
-//! version. A new judge or a new prompt version judges again; the same ones never do.
+//! A judgment is keyed by what determines it: the metric, the prompt id, the arm (or the
+//! two arms and their order, for a pairwise judgment), the judge model, the judge prompt's
+//! version, the SHA-256 of every image shown (in the order shown) and of the text the
+//! judge reads (the prompt, its explanation and checklist). A new image, a rewritten
+//! prompt, a new judge or a new prompt version judges again; the same ones never do.
+//! Databases written before the images and the text were part of the key are still
+//! read: their keys simply never match, so their images are judged again once.
 //! A failed judgment is stored with its error and counts as missing, never as zero. It is
 //! asked again on a later run only when the first call provably was not processed (the
 //! connection failed before anything was sent, or HTTP 429); any other failure may have
@@ -34,9 +38,17 @@ CREATE TABLE IF NOT EXISTS judgments (
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     elapsed_ms INTEGER NOT NULL DEFAULT 0,
-    at INTEGER NOT NULL DEFAULT 0
+    at INTEGER NOT NULL DEFAULT 0,
+    images TEXT NOT NULL DEFAULT '',
+    input TEXT NOT NULL DEFAULT ''
 );
 ";
+
+/// Columns added since the first schema, with their definitions (added to older files).
+const ADDED: [(&str, &str); 2] = [
+    ("images", "TEXT NOT NULL DEFAULT ''"),
+    ("input", "TEXT NOT NULL DEFAULT ''"),
+];
 
 /// What a judgment is about.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -54,19 +66,46 @@ pub(crate) struct JudgmentKey {
     pub judge: String,
     /// The judge prompt's id (`checklist.v1`).
     pub judge_prompt: String,
+    /// The SHA-256 (hex) of each image shown, in the order shown, comma-separated (empty
+    /// for the checklist writer).
+    pub images: String,
+    /// The SHA-256 (hex) of the text the judge reads besides its instructions: the prompt,
+    /// its explanation, the checklist.
+    pub input: String,
 }
 
 impl JudgmentKey {
+    /// The same key about these images (hashed) and these texts (hashed together).
+    pub fn about(mut self, images: &[&[u8]], texts: &[&str]) -> Self {
+        use sha2::{Digest, Sha256};
+        let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        self.images = images
+            .iter()
+            .map(|b| hex(&Sha256::digest(b)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut h = Sha256::new();
+        for t in texts {
+            // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
+            h.update((t.len() as u64).to_le_bytes());
+            h.update(t.as_bytes());
+        }
+        self.input = hex(&h.finalize());
+        self
+    }
+
     fn text(&self) -> String {
         format!(
-            "{}|{}|{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}|{}|{}|{}",
             self.metric,
             self.prompt_id,
             self.arm,
             self.other_arm,
             self.ord,
             self.judge,
-            self.judge_prompt
+            self.judge_prompt,
+            self.images,
+            self.input
         )
     }
 }
@@ -102,11 +141,13 @@ impl Judgments {
     pub fn open(path: &Path) -> Result<Judgments, BatchError> {
         let lock = crate::batch::journal::lock_exclusively(path)?;
         let conn = crate::batch::journal::open_wal(path, SCHEMA)?;
-        Ok(Judgments {
+        let store = Judgments {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
             _lock: lock,
-        })
+        };
+        store.with(migrate)?;
+        Ok(store)
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, BatchError> {
@@ -160,8 +201,8 @@ impl Judgments {
             c.execute(
                 "INSERT OR REPLACE INTO judgments (key, metric, prompt_id, arm, other_arm, ord,
                  judge, judge_prompt, result, error, retryable, prompt_tokens, completion_tokens,
-                 elapsed_ms, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
-                 ?14, ?15)",
+                 elapsed_ms, at, images, input) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
+                 ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
                 params![
                     key.text(),
                     key.metric,
@@ -177,7 +218,9 @@ impl Judgments {
                     s.usage.prompt_tokens as i64,
                     s.usage.completion_tokens as i64,
                     s.elapsed_ms as i64,
-                    now
+                    now,
+                    key.images,
+                    key.input
                 ],
             )
             .map(|_| ())
@@ -194,6 +237,23 @@ impl Judgments {
     }
 }
 
+/// Add the columns a file written by an older version lacks (its rows keep their old keys,
+/// which new keys never match).
+fn migrate(c: &Connection) -> rusqlite::Result<()> {
+    let mut have = Vec::new();
+    let mut stmt = c.prepare("PRAGMA table_info(judgments)")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        have.push(r.get::<_, String>(1)?);
+    }
+    for (name, def) in ADDED {
+        if !have.iter().any(|h| h == name) {
+            c.execute_batch(&format!("ALTER TABLE judgments ADD COLUMN {name} {def}"))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,7 +267,10 @@ mod tests {
             ord,
             judge: "judge-model".into(),
             judge_prompt: "pairwise.v1".into(),
+            images: String::new(),
+            input: String::new(),
         }
+        .about(&[b"image a", b"image b"], &["a prompt"])
     }
 
     #[test]
@@ -236,7 +299,54 @@ mod tests {
             assert_eq!(j.get(&key("pairwise", 1)).unwrap(), None);
         }
         let j = Judgments::open(&path).unwrap();
-        assert_eq!(j.get(&key("pairwise", 0)).unwrap(), Some(stored));
+        assert_eq!(j.get(&key("pairwise", 0)).unwrap(), Some(stored.clone()));
         assert_eq!(j.count().unwrap(), 1);
+        let other_image = key("pairwise", 0).about(&[b"image a", b"image c"], &["a prompt"]);
+        assert_eq!(j.get(&other_image).unwrap(), None, "another image");
+        let other_text = key("pairwise", 0).about(&[b"image a", b"image b"], &["rewritten"]);
+        assert_eq!(j.get(&other_text).unwrap(), None, "another prompt text");
+    }
+
+    #[test]
+    fn an_old_database_opens_and_its_keys_never_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("judgments.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            let old = SCHEMA.replace(
+                ",\n    images TEXT NOT NULL DEFAULT '',\n    input TEXT NOT NULL DEFAULT ''",
+                "",
+            );
+            assert!(
+                !old.contains("images"),
+                "the old schema has no image column"
+            );
+            c.execute_batch(&old).unwrap();
+            c.execute(
+                "INSERT INTO judgments (key, metric, prompt_id, arm, judge, judge_prompt, result)
+                 VALUES ('wiscore|p1|a||0|judge-model|wiscore.v1', 'wiscore', 'p1', 'a',
+                 'judge-model', 'wiscore.v1', '{\"consistency\": 2}')",
+                [],
+            )
+            .unwrap();
+        }
+        let j = Judgments::open(&path).unwrap();
+        assert_eq!(j.count().unwrap(), 1, "old rows are kept");
+        let mut k = key("wiscore", 0);
+        (k.other_arm, k.judge_prompt) = (String::new(), "wiscore.v1".into());
+        let k = k.about(&[b"image a"], &["a prompt"]);
+        assert_eq!(j.get(&k).unwrap(), None, "an old key never matches");
+        let stored = Stored {
+            result: Some(serde_json::json!({"consistency": 1})),
+            error: None,
+            retryable: false,
+            usage: Usage {
+                calls: 1,
+                ..Usage::default()
+            },
+            elapsed_ms: 1,
+        };
+        j.put(&k, &stored).unwrap();
+        assert_eq!(j.get(&k).unwrap(), Some(stored));
     }
 }

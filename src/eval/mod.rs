@@ -16,7 +16,8 @@
 //! * **Knowledge Checklist Score** (WorldGenBench): each prompt has a checklist of things
 //!   the image must show, including the knowledge the prompt implies (the beetle's
 //!   markings, which "Jaguar" is meant). A judge marks each item satisfied or not; the
-//!   score is the fraction satisfied among the items judged ([`checklist_score`]).
+//!   score is the fraction of the checklist satisfied, an item the judge left out
+//!   counting as not satisfied ([`checklist_score`]).
 //!   Prompts without a checklist get one from the checklist writer
 //!   ([`judge_prompts::CHECKLIST_WRITER_V1`]) before any image is judged.
 //! * **WiScore** (WISE): a judge scores consistency, realism and aesthetic quality from
@@ -40,6 +41,7 @@
 mod judge;
 pub mod judge_prompts;
 mod judgments;
+mod produced;
 pub mod prompts;
 mod report;
 mod run;

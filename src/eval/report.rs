@@ -12,8 +12,9 @@ use super::judge_prompts::{
     resolve_pair,
 };
 use super::judgments::Stored;
+use super::produced::Produced;
 use super::prompts::PromptSet;
-use super::run::{EvalConfig, Produced};
+use super::run::EvalConfig;
 use super::stats::bootstrap_ci;
 use super::wise::WiseEdition;
 use crate::batch::output::reference_ext;

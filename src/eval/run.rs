@@ -1,20 +1,19 @@
 //! Running an evaluation: every arm's images through the batch runner, then the judges.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use bytes::Bytes;
 use futures::StreamExt;
 use iat2i_selectors::Embedder;
-use serde_json::Value;
 
 use super::judge::{JudgeModel, Shown};
 use super::judge_prompts::{
     CHECKLIST_V1, CHECKLIST_WRITER_V1, JudgePrompt, PAIRWISE_V1, WISCORE_V1,
 };
 use super::judgments::{JudgmentKey, Judgments, Stored};
+use super::produced::{Produced, read_outputs};
 use super::prompts::{EvalPrompt, PromptSet};
 use super::report::{Cell, EvalReport, Metric, PairJudgment, build_report};
 use crate::GateMode;
@@ -24,7 +23,6 @@ use crate::batch::{
 };
 use crate::lmm::Lmm;
 use crate::pipeline::Pipeline;
-use crate::report::Report;
 
 /// One configuration over the prompts: a pipeline and the per-prompt options it runs with.
 #[derive(Clone)]
@@ -152,15 +150,6 @@ impl std::fmt::Debug for Evaluation {
     }
 }
 
-/// What one arm produced for one prompt.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Produced {
-    pub image: Option<Shown>,
-    pub reference: Option<Shown>,
-    pub report: Option<Report>,
-    pub row: Option<JobRow>,
-}
-
 impl Evaluation {
     /// An evaluation of `prompts` judged by `judge`; add arms with [`Evaluation::arm`].
     pub fn new(prompts: PromptSet, judge: Arc<dyn Lmm>, config: EvalConfig) -> Self {
@@ -281,21 +270,7 @@ impl Evaluation {
             path: dir.clone(),
             source,
         })?;
-        let jobs: Vec<Job> = self
-            .prompts
-            .prompts
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Job {
-                id: p.id.clone(),
-                line: i + 1,
-                prompt: p.prompt.clone(),
-                edit_image: None,
-                gate_mode: arm.gate_mode,
-                max_rounds: arm.max_rounds,
-                metadata: serde_json::json!({"category": p.category, "arm": arm.name}),
-            })
-            .collect();
+        let jobs = self.jobs(arm);
         let fps: Vec<String> = jobs.iter().map(|j| fingerprint(j, &arm.pipeline)).collect();
         let journal = Arc::new(Journal::open(&dir.join("journal.sqlite"))?);
         let plan = journal.plan(&jobs, &fps, false, |job, fp| {
@@ -314,7 +289,27 @@ impl Evaluation {
         Ok(runner.run(plan.to_run).await?)
     }
 
-    /// Read every arm's outputs: `produced[arm][prompt id]`.
+    /// The batch jobs of `arm`, one per prompt.
+    fn jobs(&self, arm: &Arm) -> Vec<Job> {
+        self.prompts
+            .prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Job {
+                id: p.id.clone(),
+                line: i + 1,
+                prompt: p.prompt.clone(),
+                edit_image: None,
+                gate_mode: arm.gate_mode,
+                max_rounds: arm.max_rounds,
+                metadata: serde_json::json!({"category": p.category, "arm": arm.name}),
+            })
+            .collect()
+    }
+
+    /// Read every arm's current outputs: `produced[arm][prompt id]`. Only a job whose
+    /// journal row is done for the fingerprint it has now has an image (see
+    /// [`read_outputs`]): a stale file left in its folder is never judged.
     fn collect(&self) -> Result<BTreeMap<String, BTreeMap<String, Produced>>, EvalError> {
         let mut all = BTreeMap::new();
         for arm in &self.arms {
@@ -326,11 +321,10 @@ impl Evaluation {
                     .map(|r| (r.id.clone(), r))
                     .collect();
             let mut per = BTreeMap::new();
-            for p in &self.prompts.prompts {
-                per.insert(
-                    p.id.clone(),
-                    read_outputs(&dir.join(&p.id), rows.get(&p.id)),
-                );
+            for job in self.jobs(arm) {
+                let fp = fingerprint(&job, &arm.pipeline);
+                let produced = read_outputs(&dir.join(&job.id), rows.get(&job.id), &fp);
+                per.insert(job.id, produced);
             }
             all.insert(arm.name.clone(), per);
         }
@@ -353,6 +347,8 @@ impl Evaluation {
             ord,
             judge: self.judge.name(),
             judge_prompt: prompt.id(),
+            images: String::new(),
+            input: String::new(),
         }
     }
 
@@ -397,8 +393,10 @@ impl Evaluation {
                 out.insert(p.id.clone(), p.checklist.clone());
                 continue;
             }
-            let key = self.key(&CHECKLIST_WRITER_V1, &p.id, "", "", 0);
             let explanation = p.explanation.clone().unwrap_or_default();
+            let key = self
+                .key(&CHECKLIST_WRITER_V1, &p.id, "", "", 0)
+                .about(&[], &[&p.prompt, &explanation]);
             let s = self
                 .judged(
                     store,
@@ -456,8 +454,7 @@ impl Evaluation {
         let mut cell = Cell::default();
         let Some(image) = item.and_then(|i| i.image.clone()) else {
             cell.error = Some(
-                item.and_then(|i| i.row.as_ref())
-                    .and_then(|r| r.error_message.clone())
+                item.and_then(|i| i.missing.clone())
                     .unwrap_or_else(|| "no image".into()),
             );
             return Ok(cell);
@@ -466,7 +463,10 @@ impl Evaluation {
         if self.config.metrics.contains(&Metric::Checklist)
             && let Some(list) = checklist.filter(|l| !l.is_empty())
         {
-            let key = self.key(&CHECKLIST_V1, &p.id, arm, "", 0);
+            let numbered = super::numbered_checklist(list);
+            let key = self
+                .key(&CHECKLIST_V1, &p.id, arm, "", 0)
+                .about(&[&image.bytes], &[&p.prompt, &numbered]);
             let s = self
                 .judged(
                     store,
@@ -483,7 +483,9 @@ impl Evaluation {
             cell.judged(&s);
         }
         if self.config.metrics.contains(&Metric::WiScore) {
-            let key = self.key(&WISCORE_V1, &p.id, arm, "", 0);
+            let key = self
+                .key(&WISCORE_V1, &p.id, arm, "", 0)
+                .about(&[&image.bytes], &[&p.prompt, &explanation]);
             let s = self
                 .judged(
                     store,
@@ -548,7 +550,8 @@ impl Evaluation {
                     .judged(
                         store,
                         budget,
-                        self.key(&PAIRWISE_V1, &p.id, &a, &b, 0),
+                        self.key(&PAIRWISE_V1, &p.id, &a, &b, 0)
+                            .about(&[&ia.bytes, &ib.bytes], &[&p.prompt]),
                         self.judge.pairwise(&p.prompt, &ia, &ib),
                     )
                     .await?;
@@ -556,7 +559,8 @@ impl Evaluation {
                     .judged(
                         store,
                         budget,
-                        self.key(&PAIRWISE_V1, &p.id, &a, &b, 1),
+                        self.key(&PAIRWISE_V1, &p.id, &a, &b, 1)
+                            .about(&[&ib.bytes, &ia.bytes], &[&p.prompt]),
                         self.judge.pairwise(&p.prompt, &ib, &ia),
                     )
                     .await?;
@@ -579,51 +583,6 @@ fn missing(why: &str) -> Stored {
         retryable: true,
         usage: Default::default(),
         elapsed_ms: 0,
-    }
-}
-
-fn sniff(bytes: &[u8]) -> &'static str {
-    match image::guess_format(bytes) {
-        Ok(image::ImageFormat::Jpeg) => "image/jpeg",
-        Ok(image::ImageFormat::WebP) => "image/webp",
-        Ok(image::ImageFormat::Gif) => "image/gif",
-        _ => "image/png",
-    }
-}
-
-/// A job folder's image, reference and report (whatever is there and readable).
-fn read_outputs(dir: &Path, row: Option<&JobRow>) -> Produced {
-    let shown = |path: PathBuf| {
-        std::fs::read(path).ok().map(|b| Shown {
-            mime: sniff(&b).to_string(),
-            bytes: Bytes::from(b),
-        })
-    };
-    let report = std::fs::read(dir.join("report.json"))
-        .ok()
-        .and_then(|t| serde_json::from_slice::<Value>(&t).ok())
-        .and_then(|v| serde_json::from_value::<Report>(v.get("report")?.clone()).ok());
-    let complete = report.is_some();
-    let reference = std::fs::read_dir(dir).ok().and_then(|entries| {
-        entries
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_stem().is_some_and(|s| s == "reference")
-                    && p.extension().is_some_and(|e| e != "json")
-            })
-            .and_then(shown)
-    });
-    Produced {
-        // Only a complete folder's image counts (a report is written last).
-        image: if complete {
-            shown(dir.join("image.png"))
-        } else {
-            None
-        },
-        reference: if complete { reference } else { None },
-        report,
-        row: row.cloned(),
     }
 }
 

@@ -21,7 +21,9 @@ use iat2i_retrievers::License;
 use serde::Deserialize;
 use url::Url;
 
-use super::{MemoryRecord, ReferenceMemory, SOURCE_LIBRARY, Write, content_hash, now_secs};
+use super::{
+    MemoryRecord, ReferenceMemory, SOURCE_LIBRARY, Write, WriteKind, content_hash, now_secs,
+};
 use crate::SelectError;
 use crate::config::FetchConfig;
 use crate::embed::Embedder;
@@ -236,24 +238,23 @@ impl ReferenceMemory {
                 .zip(vectors)
                 .zip(ids)
                 .map(|((p, vector), id)| {
-                    let mut record =
-                        known
-                            .remove(&id)
-                            .map(|r| r.record)
-                            .unwrap_or_else(|| MemoryRecord {
-                                first_seen: now,
-                                ..MemoryRecord::default()
-                            });
+                    let known = known.remove(&id);
+                    let kind = WriteKind::of(known.as_ref(), &vector);
+                    let mut record = known.map(|r| r.record).unwrap_or_else(|| MemoryRecord {
+                        first_seen: now,
+                        ..MemoryRecord::default()
+                    });
                     fill(&mut record, &p, &model, now);
                     Write {
                         id,
                         record,
                         vector,
                         bytes: Some(p.bytes),
+                        kind,
                     }
                 })
                 .collect::<Vec<_>>();
-            report.indexed += self.write(&spec, writes).await?;
+            report.indexed += self.write(&spec, writes, None).await?;
         }
         Ok(report)
     }

@@ -24,14 +24,16 @@ use uuid::Uuid;
 
 use crate::SelectError;
 use crate::store::{
-    CollectionSpec, Condition, StoreFilter, StorePoint, VectorStore, collection_name,
+    CollectionSpec, Condition, Payload, StoreFilter, StorePoint, VectorStore, collection_name,
 };
 
 pub use admin::{MemoryStats, PruneRule};
 pub use blobs::{BlobCache, BlobStats, content_hash};
 pub use library::{IndexReport, LibraryItem};
 pub(crate) use record::now_secs;
-pub use record::{MemoryRecord, SOURCE_LIBRARY, SOURCE_WEB, normalize_url, point_id};
+pub use record::{
+    MemoryRecord, SOURCE_LIBRARY, SOURCE_WEB, Tally, VERDICTS, normalize_url, point_id,
+};
 
 /// Whether the web is still searched when the memory can answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -171,6 +173,45 @@ pub(crate) struct Write {
     pub record: MemoryRecord,
     pub vector: Vec<f32>,
     pub bytes: Option<Bytes>,
+    pub kind: WriteKind,
+}
+
+/// What the memory held for a [`Write`] when it was read, which decides how it is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteKind {
+    /// Not remembered: inserted whole (unless another writer inserted it meanwhile).
+    New,
+    /// Remembered with this vector: its fields are merged, its tally left alone.
+    Known,
+    /// Remembered with another vector (the image at its URL changed): replaced whole.
+    Changed,
+}
+
+impl WriteKind {
+    /// The kind of a write of `vector` over `known` (what the memory held, if anything).
+    /// Stores normalise cosine vectors, so "the same vector" means the same direction.
+    pub(crate) fn of(known: Option<&Remembered>, vector: &[f32]) -> Self {
+        match known {
+            None => WriteKind::New,
+            Some(k)
+                if k.vector.len() == vector.len()
+                    && crate::embed::cosine(&k.vector, vector) >= 0.9999 =>
+            {
+                WriteKind::Known
+            }
+            Some(_) => WriteKind::Changed,
+        }
+    }
+}
+
+impl Write {
+    fn point(self) -> StorePoint {
+        StorePoint {
+            id: self.id,
+            vector: self.vector,
+            payload: self.record.to_payload(),
+        }
+    }
 }
 
 /// The reference memory: a vector store and a blob cache (see the module documentation).
@@ -338,11 +379,19 @@ impl ReferenceMemory {
             .flatten()
     }
 
-    /// Write images (their bytes to the blob cache first, then the points).
+    /// Write images (their bytes to the blob cache first, then the points), and count
+    /// `chosen` (one of them) as chosen once.
+    ///
+    /// Nothing another writer counted is lost: new images are inserted only where no
+    /// other writer inserted them first, remembered ones get their fields merged (never
+    /// their counts), and the choice is a tally entry of its own (see [`VERDICTS`]). An
+    /// image whose bytes changed at its URL is replaced whole (new vector) with the counts
+    /// as read; only then can a verdict recorded in the same instant be lost.
     pub(crate) async fn write(
         &self,
         spec: &CollectionSpec,
         writes: Vec<Write>,
+        chosen: Option<Uuid>,
     ) -> Result<usize, SelectError> {
         if writes.is_empty() {
             return Ok(0);
@@ -360,21 +409,44 @@ impl ReferenceMemory {
         .map_err(|e| SelectError::Store(format!("blob cache: writing crashed: {e}")))?;
         self.store.ensure(spec).await?;
         let n = writes.len();
-        let points = writes
+        let (replace, keep): (Vec<Write>, Vec<Write>) = writes
             .into_iter()
-            .map(|w| StorePoint {
-                id: w.id,
-                vector: w.vector,
-                payload: w.record.to_payload(),
-            })
+            .partition(|w| w.kind == WriteKind::Changed);
+        let merges: Vec<(Uuid, Payload)> = keep
+            .iter()
+            .filter(|w| w.kind == WriteKind::Known)
+            .map(|w| (w.id, w.record.merge_payload()))
             .collect();
-        self.store.upsert(&spec.name, points).await?;
+        let name = &spec.name;
+        self.store
+            .insert(name, keep.into_iter().map(Write::point).collect())
+            .await?;
+        for (id, fields) in merges {
+            self.store.set_payload(name, id, None, fields).await?;
+        }
+        self.store
+            .upsert(name, replace.into_iter().map(Write::point).collect())
+            .await?;
+        if let Some(id) = chosen {
+            self.tally(name, id, Tally::Chosen).await?;
+        }
         Ok(n)
+    }
+
+    /// Add `event` to the tally of point `id` (a key of its own: see [`VERDICTS`]).
+    async fn tally(&self, collection: &str, id: Uuid, event: Tally) -> Result<(), SelectError> {
+        self.store
+            .set_payload(collection, id, Some(VERDICTS), event.entry())
+            .await
     }
 
     /// Record the judge's verdict on the reference with image URL `url`: accepted (it
     /// ranks higher next time) or rejected (lower). A URL the memory does not hold is
     /// ignored; returns whether a record changed.
+    ///
+    /// Only the verdict is written, as a tally entry of its own (see [`VERDICTS`]): workers
+    /// recording verdicts on the same image at once (batch shards on one Qdrant server)
+    /// never overwrite each other's counts.
     pub async fn verdict(
         &self,
         collection: &str,
@@ -383,20 +455,15 @@ impl ReferenceMemory {
         accepted: bool,
     ) -> Result<bool, SelectError> {
         let id = point_id(model, url);
-        let Some(mut r) = self.get(collection, &[id]).await?.remove(&id) else {
+        if self.store.retrieve(collection, &[id]).await?.is_empty() {
             return Ok(false);
-        };
-        if accepted {
-            r.record.accepted += 1;
-        } else {
-            r.record.rejected += 1;
         }
-        let point = StorePoint {
-            id,
-            vector: r.vector,
-            payload: r.record.to_payload(),
+        let event = if accepted {
+            Tally::Accepted
+        } else {
+            Tally::Rejected
         };
-        self.store.upsert(collection, vec![point]).await?;
+        self.tally(collection, id, event).await?;
         Ok(true)
     }
 }

@@ -74,7 +74,9 @@ pub struct MemoryRecord {
     pub first_seen: i64,
     /// Last seen, seconds since the Unix epoch (freshness is judged by it).
     pub last_seen: i64,
-    /// How often the selector chose it as the reference.
+    /// How often the selector chose it as the reference. This and the two counts below
+    /// are totals as read: the plain counters of records written before the verdict tally
+    /// existed, plus the entries of the point's [`VERDICTS`] map (see [`Tally`]).
     #[serde(default)]
     pub chosen: u64,
     /// How often the judge accepted an image generated with it.
@@ -84,6 +86,50 @@ pub struct MemoryRecord {
     #[serde(default)]
     pub rejected: u64,
 }
+
+/// The payload field that holds the tally: a map from a unique id per event (a UUID v4) to
+/// what happened (`chosen`, `accepted`, `rejected`).
+///
+/// Qdrant has no atomic increment, and a read-modify-write of a counter loses one of two
+/// increments made at once (two batch shards judging the same reference). So every event
+/// is a new key of its own, written with set-payload on `verdicts` alone: concurrent
+/// writers touch different keys and both survive. Reading sums the entries and adds the
+/// plain counters of older records.
+pub const VERDICTS: &str = "verdicts";
+
+/// One event in a remembered image's tally (see [`VERDICTS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Tally {
+    /// The selector chose it as the reference.
+    Chosen,
+    /// The judge accepted an image generated with it.
+    Accepted,
+    /// The judge rejected it.
+    Rejected,
+}
+
+impl Tally {
+    /// The value stored in the [`VERDICTS`] map.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tally::Chosen => "chosen",
+            Tally::Accepted => "accepted",
+            Tally::Rejected => "rejected",
+        }
+    }
+
+    /// The fields to merge into [`VERDICTS`] to record one such event: a fresh UUID v4 key
+    /// (never one another writer uses) with this event.
+    pub fn entry(self) -> Payload {
+        let mut m = Payload::new();
+        m.insert(Uuid::new_v4().to_string(), self.as_str().into());
+        m
+    }
+}
+
+/// The counters the tally adds up; a payload merged over an existing point never carries them.
+const COUNTERS: [&str; 4] = ["chosen", "accepted", "rejected", VERDICTS];
 
 /// The payload fields the memory filters by, and how they are indexed.
 pub(crate) fn indexed_fields() -> Vec<(String, FieldKind)> {
@@ -113,9 +159,33 @@ impl MemoryRecord {
         }
     }
 
-    /// A record read back from a store payload (`None` when it is not one of ours).
+    /// The record as fields to merge over a point that may already exist: everything but
+    /// the counters and the tally, which only [`Tally::entry`] writes (so a merge never
+    /// overwrites what other writers counted meanwhile).
+    pub fn merge_payload(&self) -> Payload {
+        let mut p = self.to_payload();
+        for k in COUNTERS {
+            p.remove(k);
+        }
+        p
+    }
+
+    /// A record read back from a store payload (`None` when it is not one of ours): the
+    /// counts are the plain counters plus the entries of the [`VERDICTS`] tally.
     pub fn from_payload(payload: &Payload) -> Option<Self> {
-        serde_json::from_value(serde_json::Value::Object(payload.clone())).ok()
+        let mut plain = payload.clone();
+        let tally = plain.remove(VERDICTS);
+        let mut r: Self = serde_json::from_value(serde_json::Value::Object(plain)).ok()?;
+        let entries = tally.as_ref().and_then(|t| t.as_object());
+        for v in entries.into_iter().flat_map(|m| m.values()) {
+            match v.as_str() {
+                Some("chosen") => r.chosen += 1,
+                Some("accepted") => r.accepted += 1,
+                Some("rejected") => r.rejected += 1,
+                _ => {}
+            }
+        }
+        Some(r)
     }
 
     /// Fill provenance from `c` (engine, licence, creator, title, pages).
@@ -278,6 +348,27 @@ mod tests {
         assert_eq!(back, r);
         r.accepted = 3;
         assert!(r.feedback() > 0.5);
+    }
+
+    #[test]
+    fn counts_add_plain_counters_and_tally_entries() {
+        let old = MemoryRecord {
+            chosen: 2,
+            accepted: 1,
+            ..MemoryRecord::default()
+        };
+        let mut payload = old.to_payload();
+        let mut tally = Tally::Accepted.entry();
+        tally.extend(Tally::Accepted.entry());
+        tally.extend(Tally::Rejected.entry());
+        tally.extend(Tally::Chosen.entry());
+        tally.insert("x".into(), "unknown".into());
+        payload.insert(VERDICTS.into(), serde_json::Value::Object(tally));
+        let r = MemoryRecord::from_payload(&payload).unwrap();
+        assert_eq!((r.chosen, r.accepted, r.rejected), (3, 3, 1));
+        let merge = r.merge_payload();
+        assert!(COUNTERS.iter().all(|k| !merge.contains_key(*k)));
+        assert!(merge.contains_key("url"));
     }
 
     #[test]

@@ -12,16 +12,17 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use async_trait::async_trait;
 use qdrant_edge::{
-    CountRequest, CreateIndex, Distance, EdgeConfigBuilder, EdgeShard, EdgeVectorParamsBuilder,
-    FieldIndexOperations, Filter, JsonPath, NamedQuery, PayloadFieldSchema, PayloadSchemaType,
-    PointId, PointInsertOperations, PointOperations, PointStruct, QueryEnum, QueryRequest, Record,
-    ScoredPoint, ScoringQuery, ScrollRequest, UpdateOperation, VectorInternal,
-    VectorStructInternal, Vectors, WithPayloadInterface, WithVector,
+    ConditionalInsertOperation, CountRequest, CreateIndex, Distance, EdgeConfigBuilder, EdgeShard,
+    EdgeVectorParamsBuilder, FieldIndexOperations, Filter, JsonPath, NamedQuery,
+    PayloadFieldSchema, PayloadOps, PayloadSchemaType, PointId, PointInsertOperations,
+    PointOperations, PointStruct, QueryEnum, QueryRequest, Record, ScoredPoint, ScoringQuery,
+    ScrollRequest, SetPayloadOp, UpdateMode, UpdateOperation, VectorInternal, VectorStructInternal,
+    Vectors, WithPayloadInterface, WithVector,
 };
 use uuid::Uuid;
 
 use super::{
-    CollectionSpec, FieldKind, StoreFilter, StoreHit, StorePoint, VectorStore, check_dims,
+    CollectionSpec, FieldKind, Payload, StoreFilter, StoreHit, StorePoint, VectorStore, check_dims,
     store_err,
 };
 use crate::error::SelectError;
@@ -144,6 +145,42 @@ impl EdgeStore {
                 .insert(collection.to_string(), shard.clone());
         }
         Ok(opened)
+    }
+}
+
+impl EdgeStore {
+    /// Upsert `points`, or with `insert_only` insert those whose ids are new.
+    async fn write_points(
+        &self,
+        collection: &str,
+        points: Vec<StorePoint>,
+        insert_only: bool,
+    ) -> Result<(), SelectError> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let what = if insert_only { "insert" } else { "upsert" };
+        let Some(shard) = self.shard(collection, None).await? else {
+            return Err(store_err(NAME, what, format!("no collection {collection}")));
+        };
+        let dim = shard.config().vectors.get(VECTOR).map(|v| v.size);
+        check_dims(NAME, &points, dim)?;
+        let points = PointInsertOperations::PointsList(points.into_iter().map(to_point).collect());
+        let op = if insert_only {
+            PointOperations::UpsertPointsConditional(ConditionalInsertOperation {
+                points_op: points,
+                condition: Filter::default(),
+                update_mode: Some(UpdateMode::InsertOnly),
+            })
+        } else {
+            PointOperations::UpsertPoints(points)
+        };
+        blocking(move || {
+            shard
+                .update(UpdateOperation::PointOperation(op))
+                .map_err(|e| store_err(NAME, what, e))
+        })
+        .await
     }
 }
 
@@ -277,24 +314,40 @@ impl VectorStore for EdgeStore {
     }
 
     async fn upsert(&self, collection: &str, points: Vec<StorePoint>) -> Result<(), SelectError> {
-        if points.is_empty() {
-            return Ok(());
-        }
+        self.write_points(collection, points, false).await
+    }
+
+    async fn insert(&self, collection: &str, points: Vec<StorePoint>) -> Result<(), SelectError> {
+        self.write_points(collection, points, true).await
+    }
+
+    async fn set_payload(
+        &self,
+        collection: &str,
+        id: Uuid,
+        key: Option<&str>,
+        fields: Payload,
+    ) -> Result<(), SelectError> {
         let Some(shard) = self.shard(collection, None).await? else {
             return Err(store_err(
                 NAME,
-                "upsert",
+                "set payload",
                 format!("no collection {collection}"),
             ));
         };
-        let dim = shard.config().vectors.get(VECTOR).map(|v| v.size);
-        check_dims(NAME, &points, dim)?;
-        let points: Vec<_> = points.into_iter().map(to_point).collect();
+        let key = key
+            .map(|k| JsonPath::try_from(k).map_err(|_| store_err(NAME, "payload path", k)))
+            .transpose()?;
+        let op = PayloadOps::SetPayload(SetPayloadOp {
+            payload: qdrant_edge::Payload(fields),
+            points: Some(vec![PointId::Uuid(id)]),
+            filter: None,
+            key,
+        });
         blocking(move || {
-            let op = PointOperations::UpsertPoints(PointInsertOperations::PointsList(points));
             shard
-                .update(UpdateOperation::PointOperation(op))
-                .map_err(|e| store_err(NAME, "upsert", e))
+                .update(UpdateOperation::PayloadOperation(op))
+                .map_err(|e| store_err(NAME, &format!("setting the payload of {id}"), e))
         })
         .await
     }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{CollectionSpec, StoreFilter, StoreHit, StorePoint, VectorStore, check_dims};
+use super::{CollectionSpec, Payload, StoreFilter, StoreHit, StorePoint, VectorStore, check_dims};
 use crate::embed::cosine;
 use crate::error::SelectError;
 
@@ -62,6 +62,53 @@ impl VectorStore for MemoryStore {
         for p in points {
             c.points.insert(p.id, p);
         }
+        Ok(())
+    }
+
+    async fn insert(&self, collection: &str, points: Vec<StorePoint>) -> Result<(), SelectError> {
+        let mut all = self.lock()?;
+        let Some(c) = all.get_mut(collection) else {
+            return Err(SelectError::Store(format!(
+                "memory store: no collection {collection} (ensure it first)"
+            )));
+        };
+        check_dims("memory", &points, Some(c.dim))?;
+        for p in points {
+            c.points.entry(p.id).or_insert(p);
+        }
+        Ok(())
+    }
+
+    async fn set_payload(
+        &self,
+        collection: &str,
+        id: Uuid,
+        key: Option<&str>,
+        fields: Payload,
+    ) -> Result<(), SelectError> {
+        let mut all = self.lock()?;
+        let Some(point) = all.get_mut(collection).and_then(|c| c.points.get_mut(&id)) else {
+            return Err(SelectError::Store(format!(
+                "memory store: set payload: no point {id} in {collection}"
+            )));
+        };
+        let target = match key {
+            None => &mut point.payload,
+            Some(key) => {
+                let slot = point
+                    .payload
+                    .entry(key.to_string())
+                    .or_insert_with(|| serde_json::Value::Object(Payload::new()));
+                if !slot.is_object() {
+                    *slot = serde_json::Value::Object(Payload::new());
+                }
+                match slot.as_object_mut() {
+                    Some(map) => map,
+                    None => return Ok(()),
+                }
+            }
+        };
+        target.extend(fields);
         Ok(())
     }
 

@@ -82,8 +82,26 @@ pub trait VectorStore: Send + Sync {
     /// Create the collection when it is missing (size, cosine distance, payload indexes).
     /// Safe to call from many workers at once.
     async fn ensure(&self, spec: &CollectionSpec) -> Result<(), SelectError>;
-    /// Insert or replace points (all of the collection's dimension).
+    /// Insert or replace points (all of the collection's dimension). A replaced point loses
+    /// its whole payload, including what other writers merged into it: to change part of a
+    /// point that may exist, use [`VectorStore::insert`] and [`VectorStore::set_payload`].
     async fn upsert(&self, collection: &str, points: Vec<StorePoint>) -> Result<(), SelectError>;
+    /// Insert the points whose ids the collection does not hold yet; points that exist are
+    /// left exactly as they are (Qdrant's `insert_only` update mode), so a writer that
+    /// raced another one never wipes what that one stored.
+    async fn insert(&self, collection: &str, points: Vec<StorePoint>) -> Result<(), SelectError>;
+    /// Merge `fields` into the payload of the existing point `id`, leaving every other field
+    /// as it is (Qdrant's set-payload). With `key`, the fields are merged into the object at
+    /// that top-level field (created when missing), so `set_payload(c, id, Some("m"),
+    /// {"x": 1})` sets `m.x` alone. Concurrent writers of different fields never overwrite
+    /// each other. An error when the point does not exist.
+    async fn set_payload(
+        &self,
+        collection: &str,
+        id: Uuid,
+        key: Option<&str>,
+        fields: Payload,
+    ) -> Result<(), SelectError>;
     /// The `limit` points matching `filter` most similar to `vector`, best first.
     async fn search(
         &self,

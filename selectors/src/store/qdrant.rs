@@ -8,8 +8,9 @@ use qdrant_client::qdrant::point_id::PointIdOptions;
 use qdrant_client::qdrant::{
     Condition as QCondition, CountPointsBuilder, CreateCollectionBuilder,
     CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter,
-    GetPointsBuilder, PointId, PointStruct, QueryPointsBuilder, Range, RetrievedPoint, ScoredPoint,
-    ScrollPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
+    GetPointsBuilder, PointId, PointStruct, PointsIdsList, QueryPointsBuilder, Range,
+    RetrievedPoint, ScoredPoint, ScrollPointsBuilder, SetPayloadPointsBuilder, UpdateMode,
+    UpsertPointsBuilder, VectorParamsBuilder,
 };
 use qdrant_client::{Payload as QPayload, Qdrant};
 use uuid::Uuid;
@@ -94,6 +95,33 @@ impl QdrantStore {
                 .insert(name.to_string());
         }
         Ok(exists)
+    }
+}
+
+impl QdrantStore {
+    /// Upsert or insert-only write of `points` (all of one dimension).
+    async fn write_points(
+        &self,
+        collection: &str,
+        points: Vec<StorePoint>,
+        mode: UpdateMode,
+    ) -> Result<(), SelectError> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        check_dims(NAME, &points, None)?;
+        let points = points
+            .into_iter()
+            .map(to_point)
+            .collect::<Result<Vec<_>, _>>()?;
+        let request = UpsertPointsBuilder::new(collection, points)
+            .update_mode(mode)
+            .wait(true);
+        self.client
+            .upsert_points(request)
+            .await
+            .map_err(|e| store_err(NAME, &format!("writing points into {collection}"), e))?;
+        Ok(())
     }
 }
 
@@ -227,18 +255,39 @@ impl VectorStore for QdrantStore {
     }
 
     async fn upsert(&self, collection: &str, points: Vec<StorePoint>) -> Result<(), SelectError> {
-        if points.is_empty() {
-            return Ok(());
-        }
-        check_dims(NAME, &points, None)?;
-        let points = points
-            .into_iter()
-            .map(to_point)
-            .collect::<Result<Vec<_>, _>>()?;
-        self.client
-            .upsert_points(UpsertPointsBuilder::new(collection, points).wait(true))
+        self.write_points(collection, points, UpdateMode::Upsert)
             .await
-            .map_err(|e| store_err(NAME, &format!("upserting into {collection}"), e))?;
+    }
+
+    async fn insert(&self, collection: &str, points: Vec<StorePoint>) -> Result<(), SelectError> {
+        self.write_points(collection, points, UpdateMode::InsertOnly)
+            .await
+    }
+
+    async fn set_payload(
+        &self,
+        collection: &str,
+        id: Uuid,
+        key: Option<&str>,
+        fields: Payload,
+    ) -> Result<(), SelectError> {
+        let payload = QPayload::try_from(serde_json::Value::Object(fields))
+            .map_err(|e| store_err(NAME, "payload", e))?;
+        let mut request = SetPayloadPointsBuilder::new(collection, payload)
+            .points_selector(PointsIdsList {
+                ids: vec![PointId::from(id.to_string())],
+            })
+            .wait(true);
+        if let Some(key) = key {
+            request = request.key(key);
+        }
+        self.client.set_payload(request).await.map_err(|e| {
+            store_err(
+                NAME,
+                &format!("setting the payload of {id} in {collection}"),
+                e,
+            )
+        })?;
         Ok(())
     }
 

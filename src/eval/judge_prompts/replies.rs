@@ -73,7 +73,7 @@ impl ChecklistReply {
     }
 
     /// The Knowledge Checklist Score of this judgment (see
-    /// [`super::checklist_score`]): skipped items are left out, not counted as failed.
+    /// [`super::checklist_score`]): items the judge skipped count as not satisfied.
     pub fn score(&self) -> Option<f64> {
         checklist_score(&self.satisfied())
     }
@@ -112,7 +112,8 @@ pub struct PairwiseReply {
 /// `{"items":[{"index":1,"satisfied":true,"reason":"..."}, ...]}`.
 ///
 /// Indices must be integers in `1..=n_items`, each at most once, and `satisfied` a
-/// boolean. Items the judge left out stay unjudged; a reply that judges none is an error.
+/// boolean. Items the judge left out stay unjudged (and score as not satisfied); a reply
+/// that judges none is an error.
 pub fn parse_checklist_reply(text: &str, n_items: usize) -> Result<ChecklistReply, ReplyError> {
     let judge = "checklist";
     let obj = object(judge, text)?;
@@ -321,8 +322,15 @@ mod tests {
             reply.satisfied(),
             vec![Some(true), Some(false), None, Some(true)]
         );
-        // Item 3 was skipped: 2 of the 3 judged items, not 2 of 4.
-        assert!((reply.score().unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        // Item 3 was skipped: it counts as unsatisfied, so 2 of 4, not 2 of the 3 judged.
+        assert_eq!(reply.score(), Some(0.5));
+    }
+
+    #[test]
+    fn checklist_reply_that_omits_items_scores_them_unsatisfied() {
+        let text = r#"{"items": [{"index": 3, "satisfied": true, "reason": "the fin"}]}"#;
+        let reply = parse_checklist_reply(text, 5).unwrap();
+        assert_eq!(reply.score(), Some(0.2), "1 of 5, not 1 of 1");
     }
 
     #[test]

@@ -7,13 +7,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::eval::wise::WiseEdition;
 
-/// The Knowledge Checklist Score (WorldGenBench): the fraction of items satisfied among
-/// the items that were judged. An item whose judgment is missing (`None`) is left out,
-/// not counted as unsatisfied; `None` when no item was judged.
+/// The Knowledge Checklist Score (WorldGenBench): the fraction of the checklist's items
+/// that the judge found satisfied. An item the judge left out (`None`) counts as not
+/// satisfied: a reply that confirms 1 of 5 items and omits the rest scores 0.2, never
+/// 1.0, so a judge cannot raise a score by answering only what it likes. `None` when no
+/// item was judged at all (there is no judgment to score).
 pub fn checklist_score(satisfied: &[Option<bool>]) -> Option<f64> {
     let judged = satisfied.iter().flatten().count();
     let yes = satisfied.iter().flatten().filter(|&&s| s).count();
-    (judged > 0).then(|| yes as f64 / judged as f64)
+    (judged > 0).then(|| yes as f64 / satisfied.len() as f64)
 }
 
 /// WISE's per-image WiScore, `(0.7·consistency + 0.2·realism + 0.1·aesthetic) / 2`, in
@@ -83,11 +85,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn checklist_score_counts_only_judged_items() {
+    fn checklist_score_counts_omitted_items_as_unsatisfied() {
         let s = [Some(true), Some(true), Some(false), Some(true)];
         assert_eq!(checklist_score(&s), Some(0.75));
         let with_missing = [Some(true), None, Some(false), Some(true), Some(true)];
-        assert_eq!(checklist_score(&with_missing), Some(0.75));
+        assert_eq!(checklist_score(&with_missing), Some(0.6));
+        let one_of_five = [Some(true), None, None, None, None];
+        assert_eq!(checklist_score(&one_of_five), Some(0.2));
         assert_eq!(checklist_score(&[Some(false), None]), Some(0.0));
         assert_eq!(checklist_score(&[None, None]), None);
         assert_eq!(checklist_score(&[]), None);
