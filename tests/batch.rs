@@ -555,3 +555,67 @@ fn old_journal(path: &Path) {
     let c = rusqlite::Connection::open(path).unwrap();
     c.execute_batch(sql).unwrap();
 }
+
+/// The ledger's disk work (a lock another shard holds, fsync'd commits) runs off the
+/// runtime's threads: on a one-thread runtime, another job's network I/O goes on while a
+/// paid call waits to be recorded.
+#[tokio::test(flavor = "current_thread")]
+async fn a_slow_ledger_does_not_stall_other_jobs_network_io() {
+    use iat2i::batch::{BudgetGuard, Ledger};
+    use iat2i::{PlannedCall, RunGuard};
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Arc::new(Journal::open(&dir.path().join("journal.sqlite")).unwrap());
+    let budget = Arc::new(
+        Budget::new(
+            Limits::default(),
+            PriceTable::default(),
+            "gpt-4o-mini",
+            "gpt-image-1",
+        )
+        .unwrap(),
+    );
+    let guard = BudgetGuard::new(budget, "a", None).with_ledger(Arc::new(Ledger::new(journal)));
+    // Another shard holds the folder's spend lock for 800 ms (a slow shared volume).
+    let lock = std::fs::File::create(dir.path().join(".spend.lock")).unwrap();
+    lock.lock().unwrap();
+    let held = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(800));
+        drop(lock);
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let started = Instant::now();
+    let network = async {
+        let server = async {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf).await.unwrap();
+            s.write_all(&buf).await.unwrap();
+        };
+        let client = async {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            c.write_all(b"ping").await.unwrap();
+            let mut buf = [0u8; 4];
+            c.read_exact(&mut buf).await.unwrap();
+        };
+        tokio::join!(server, client);
+        started.elapsed()
+    };
+    let admit = async {
+        guard.before_call(PlannedCall::images(1)).await.unwrap();
+        started.elapsed()
+    };
+    let (io_done, admitted) = tokio::join!(network, admit);
+    held.join().unwrap();
+    assert!(
+        admitted >= Duration::from_millis(700),
+        "admitted after {admitted:?}"
+    );
+    assert!(
+        io_done < Duration::from_millis(300),
+        "network I/O waited {io_done:?}"
+    );
+}

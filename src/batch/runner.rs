@@ -290,7 +290,7 @@ impl Runner {
         }
         let started = Instant::now();
         let fp = fingerprint(&job, &self.pipeline);
-        let interrupted = self.journal.start(&job.id)?;
+        let interrupted = self.journal_op(&job.id, |j, id| j.start(id)).await?;
         if interrupted > 0 {
             tracing::warn!(
                 job = %job.id,
@@ -312,6 +312,7 @@ impl Runner {
                     };
                     return self
                         .record(&job, end, Finished::default(), 0.0, started)
+                        .await
                         .map(Some);
                 }
             }
@@ -348,7 +349,7 @@ impl Runner {
                     ),
                 };
                 tracing::warn!(job = %job.id, "{}", end.message);
-                return self.record(&job, end, fin, cost, started).map(Some);
+                return self.record(&job, end, fin, cost, started).await.map(Some);
             };
             let end = match result {
                 Ok(outcome) => {
@@ -417,6 +418,7 @@ impl Runner {
             };
             return self
                 .record(&job, end, fin, guard.spent.cost(), started)
+                .await
                 .map(Some);
         }
     }
@@ -442,7 +444,23 @@ impl Runner {
         tracing::error!(job = %job.id, "cannot write the failed job's report: {error}");
     }
 
-    fn record(
+    /// Run a journal operation off the async runtime's threads (its commits are
+    /// fsync'd: a slow disk must not stall the other jobs' network I/O).
+    async fn journal_op<T: Send + 'static>(
+        &self,
+        id: &str,
+        op: impl FnOnce(&Journal, &str) -> Result<T, BatchError> + Send + 'static,
+    ) -> Result<T, BatchError> {
+        let (journal, id) = (self.journal.clone(), id.to_string());
+        tokio::task::spawn_blocking(move || op(&journal, &id))
+            .await
+            .map_err(|e| BatchError::Io {
+                path: self.journal.path().to_path_buf(),
+                source: std::io::Error::other(e),
+            })?
+    }
+
+    async fn record(
         &self,
         job: &Job,
         end: JobEnd,
@@ -454,7 +472,9 @@ impl Runner {
         fin.error_class = end.class;
         fin.error_message = (end.state != JobState::Done).then(|| end.message.clone());
         fin.duration_ms = started.elapsed().as_millis() as u64;
-        self.journal.finish(&job.id, &fin)?;
+        let written = fin.clone();
+        self.journal_op(&job.id, move |j, id| j.finish(id, &written))
+            .await?;
         if end.state != JobState::Pending {
             self.breaker
                 .record(end.class, &end.message, self.config.breaker_threshold);
