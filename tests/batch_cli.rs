@@ -562,3 +562,100 @@ async fn manifest_files_the_batch_cannot_read_safely_are_refused_before_any_call
         1
     );
 }
+
+/// An Openverse server whose one result is a picture licensed CC BY-NC 4.0, served by a
+/// loopback image host.
+async fn nc_engine() -> (MockServer, MockServer) {
+    use serde_json::json;
+    let images = MockServer::start().await;
+    let body = encode(scene(1, 320, 240), image::ImageFormat::Png);
+    Mock::given(method("GET"))
+        .and(path("/nc.png"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "image/png"))
+        .mount(&images)
+        .await;
+    let result = json!({
+        "title": "Graphorn", "url": format!("{}/nc.png", images.uri()),
+        "foreign_landing_url": format!("{}/page/nc", images.uri()),
+        "license": "by-nc", "license_version": "4.0", "creator": "A. Painter",
+        "width": 320, "height": 240,
+    });
+    let openverse = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/images/"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "result_count": 1, "page_count": 1, "results": [result] })),
+        )
+        .mount(&openverse)
+        .await;
+    (openverse, images)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn licence_and_allow_host_shape_the_batchs_references() {
+    if skip_without_ort("licence_and_allow_host_shape_the_batchs_references") {
+        return;
+    }
+    let (openverse, _images) = nc_engine().await;
+    let server = MockServer::start().await;
+    mount_chat(&server, "assessment", &["gate_needs_reference.json"]).await;
+    mount_chat(&server, "pick", &["chat_pick.json"]).await;
+    mount_chat(&server, "verdict", &["verdict_aligned.json"]).await;
+    mount_images_any(&server, &["images_green.json"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("p.txt");
+    std::fs::write(&manifest, "A Graphorn at dusk\n").unwrap();
+    let run = |out: &str, licence: Option<&str>| {
+        let mut c = Command::new(example_binary("batch"));
+        c.env_remove("OPENAI_BASE_URL")
+            .env_remove("JOB_COMPLETION_INDEX")
+            .env_remove("QDRANT_URL")
+            .env("OPENAI_API_KEY", KEY)
+            .args(["run", "--max-rounds", "1", "--no-memory", "--no-summary"])
+            .args(["--base-url", &base(&server), "--allow-host", "127.0.0.1"])
+            .args(["--model-dir", &tiny_model().display().to_string()])
+            .args(["--engine", "openverse", "--openverse-url", &openverse.uri()])
+            .arg("--out")
+            .arg(dir.path().join(out));
+        if let Some(l) = licence {
+            c.args(["--licence", l]);
+        }
+        c.arg(&manifest).output().unwrap()
+    };
+    // Any licence: the NC picture is the reference (an edit with it).
+    let o = run("any", None);
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
+    assert_eq!(
+        requests_to(&server, "/v1/images/edits").await.len(),
+        1,
+        "{}",
+        shown(&o)
+    );
+    // Commercial use: the NC picture must not become a reference.
+    let o = run("commercial", Some("commercial-and-derivatives"));
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
+    assert_eq!(
+        requests_to(&server, "/v1/images/edits").await.len(),
+        1,
+        "{}",
+        shown(&o)
+    );
+    assert_eq!(
+        requests_to(&server, "/v1/images/generations").await.len(),
+        1
+    );
+    let job = |out: &str| {
+        std::fs::read_dir(dir.path().join(out))
+            .unwrap()
+            .filter_map(Result::ok)
+            .find(|e| e.path().join("report.json").exists())
+            .unwrap()
+            .path()
+    };
+    assert!(job("any").join("reference.json").exists());
+    assert!(
+        !job("commercial").join("reference.json").exists(),
+        "an NC image became the reference"
+    );
+}
