@@ -382,7 +382,8 @@ impl Runner {
                 Err(e) => {
                     let class = e.class().unwrap_or(ErrorClass::Internal);
                     if class.is_transient() && attempt < self.config.max_attempts {
-                        let wait = self.config.backoff * 2u32.saturating_pow(attempt - 1);
+                        let wait = (self.config.backoff * 2u32.saturating_pow(attempt - 1))
+                            .max(e.retry_after().unwrap_or_default());
                         tracing::warn!(job = %job.id, %class, attempt, "transient failure; retrying in {wait:?}: {e}");
                         self.budget_usage_only(&job, fin)?;
                         tokio::time::sleep(wait).await;
