@@ -2,6 +2,8 @@
 //! nightly batch, a retry loop) can decide without parsing messages whether to retry,
 //! wait, or stop and tell a human what to fix.
 
+use std::time::Duration;
+
 use iat2i_retrievers::HttpError;
 use serde::{Deserialize, Serialize};
 
@@ -121,6 +123,35 @@ fn says_quota(text: &str) -> bool {
     .any(|w| t.contains(w))
 }
 
+/// Words in a 429 body that say the account is empty or the limit will not come back
+/// soon, whatever else it says: OpenAI's `insufficient_quota` code; Gemini's "Your
+/// prepayment credits are depleted"; a Gemini `QuotaFailure` whose limit is 0 (the free
+/// tier of a model that has none: billing must be enabled) or whose quota is per day.
+fn says_depleted(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    [
+        "insufficient_quota",
+        "credits are depleted",
+        "prepayment credits",
+        "limit: 0,",
+        "\"quotavalue\": \"0\"",
+        "perday",
+        "payment required",
+    ]
+    .iter()
+    .any(|w| t.contains(w))
+}
+
+/// Codes of a rate limit proper. Gemini's per-minute `RESOURCE_EXHAUSTED` says "You
+/// exceeded your current quota, please check your plan and billing details" too, so its
+/// words must not make it `quota`.
+fn says_rate_limit(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    ["resource_exhausted", "rate_limit_exceeded", "rate limit"]
+        .iter()
+        .any(|w| t.contains(w))
+}
+
 /// Words in a service's message that say its safety system refused.
 fn says_safety(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
@@ -136,12 +167,15 @@ fn says_safety(text: &str) -> bool {
     .any(|w| t.contains(w))
 }
 
-/// Words that say the key is wrong.
+/// Words that say the key is wrong (Google answers a wrong key with 400
+/// `INVALID_ARGUMENT` and a `google.rpc.ErrorInfo` whose reason is `API_KEY_INVALID`).
 fn says_auth(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
     [
         "invalid_api_key",
         "incorrect api key",
+        "api_key_invalid",
+        "api key not valid",
         "unauthorized",
         "permission",
     ]
@@ -162,27 +196,53 @@ pub fn classify_message(text: &str) -> ErrorClass {
     }
 }
 
-/// Class of an HTTP failure.
+/// Class of a 429: `quota` when the body says the account is empty or the limit is out
+/// for the day (waiting will not help), else `rate_limited`.
+fn classify_429(body: &str) -> ErrorClass {
+    if says_depleted(body) {
+        ErrorClass::Quota
+    } else if says_rate_limit(body) || !says_quota(body) {
+        ErrorClass::RateLimited
+    } else {
+        ErrorClass::Quota
+    }
+}
+
+/// Class of a non-success HTTP status with its body.
+fn classify_status(status: u16, body: &str) -> ErrorClass {
+    match status {
+        401 | 403 => ErrorClass::Auth,
+        402 => ErrorClass::Quota,
+        429 => classify_429(body),
+        408 | 504 => ErrorClass::Timeout,
+        400..=499 if says_auth(body) => ErrorClass::Auth,
+        400..=499 if says_safety(body) => ErrorClass::Safety,
+        // "Gemini API free tier is not available in your country. Please enable billing".
+        400..=499 if body.to_ascii_lowercase().contains("enable billing") => ErrorClass::Quota,
+        // 400, 404, 409, 413, 415, 422 and the rest: the request must change.
+        400..=499 => ErrorClass::InvalidRequest,
+        500..=599 => ErrorClass::Unavailable,
+        // 1xx and 3xx as a final answer (a redirect we did not follow): not an answer we
+        // can use.
+        _ => ErrorClass::Internal,
+    }
+}
+
+/// Class of an HTTP failure. Every variant is named: a new one must be classified here.
+/// A paid request that was not retried ([`HttpError::NotRetried`]) has its failure's
+/// class: a 5xx or a dropped connection is still `unavailable`, a timeout `timeout`.
 pub fn classify_http(e: &HttpError) -> ErrorClass {
     match e {
-        HttpError::Status { status, body, .. } => match status.as_u16() {
-            401 | 403 => ErrorClass::Auth,
-            402 => ErrorClass::Quota,
-            429 if says_quota(body) => ErrorClass::Quota,
-            429 => ErrorClass::RateLimited,
-            408 | 504 => ErrorClass::Timeout,
-            400 | 404 | 409 | 413 | 415 | 422 if says_safety(body) => ErrorClass::Safety,
-            400 | 404 | 409 | 413 | 415 | 422 => ErrorClass::InvalidRequest,
-            s if s >= 500 => ErrorClass::Unavailable,
-            _ => ErrorClass::Internal,
-        },
+        HttpError::Status { status, body, .. } => classify_status(status.as_u16(), body),
         HttpError::Timeout { .. } => ErrorClass::Timeout,
         HttpError::Transport { .. } => ErrorClass::Unavailable,
-        HttpError::TooLarge { .. } | HttpError::Refused { .. } | HttpError::Config(_) => {
-            ErrorClass::Internal
-        }
-        #[allow(unreachable_patterns)]
-        _ => ErrorClass::Internal,
+        // The answer was over our size cap: the request (its size tier) or the cap must change.
+        HttpError::TooLarge { .. } => ErrorClass::InvalidRequest,
+        // The SSRF policy refused the URL: only a changed URL or policy helps.
+        HttpError::Refused { .. } => ErrorClass::InvalidRequest,
+        // The client could not be built or a URL was malformed: a misconfiguration.
+        HttpError::Config(_) => ErrorClass::Internal,
+        HttpError::NotRetried { source } => classify_http(source),
     }
 }
 
@@ -195,9 +255,21 @@ impl LmmError {
                 classify_message(&format!("{message} {}", code.as_deref().unwrap_or("")))
             }
             LmmError::Refused { .. } => ErrorClass::Safety,
-            LmmError::Config(_) => ErrorClass::Internal,
             LmmError::Billed { source, .. } => source.class(),
-            _ => ErrorClass::Internal,
+            LmmError::Config(_)
+            | LmmError::Truncated { .. }
+            | LmmError::Empty { .. }
+            | LmmError::Protocol { .. }
+            | LmmError::NotJson { .. }
+            | LmmError::Other(_) => ErrorClass::Internal,
+        }
+    }
+
+    /// How long the server asked us to wait before trying again, when it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.inner() {
+            LmmError::Http { source, .. } => source.retry_after(),
+            _ => None,
         }
     }
 }
@@ -208,12 +280,26 @@ impl ImageError {
         match self {
             ImageError::Http { source, .. } => classify_http(source),
             ImageError::Api { message, .. } => classify_message(message),
+            // Blocked prompts, withheld images, words instead of a picture: rephrase.
+            ImageError::Refused { .. } => ErrorClass::Safety,
             ImageError::Node { failure, .. } => match failure {
                 NodeFailure::Invalid | NodeFailure::Raised => ErrorClass::InvalidRequest,
                 NodeFailure::OutOfMemory => ErrorClass::Unavailable,
                 _ => ErrorClass::Internal,
             },
-            _ => ErrorClass::Internal,
+            ImageError::Timeout { .. } => ErrorClass::Timeout,
+            ImageError::Config(_) | ImageError::NoImage { .. } | ImageError::Other(_) => {
+                ErrorClass::Internal
+            }
+        }
+    }
+
+    /// How long the server asked us to wait before trying again (`Retry-After`, or
+    /// Google's `RetryInfo.retryDelay`), when it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ImageError::Http { source, .. } => source.retry_after(),
+            _ => None,
         }
     }
 }
@@ -224,7 +310,16 @@ impl StageError {
         match self {
             StageError::Lmm(e) => e.class(),
             StageError::Image(e) => e.class(),
-            _ => ErrorClass::Internal,
+            StageError::Select(_) | StageError::Other(_) => ErrorClass::Internal,
+        }
+    }
+
+    /// How long the server asked us to wait before trying again, when it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            StageError::Lmm(e) => e.retry_after(),
+            StageError::Image(e) => e.retry_after(),
+            StageError::Select(_) | StageError::Other(_) => None,
         }
     }
 }
@@ -242,56 +337,16 @@ impl PipelineError {
             PipelineError::ReferenceRequired { .. } => Some(ErrorClass::Internal),
         }
     }
+
+    /// How long the server asked us to wait before the run is tried again (a 429's
+    /// `Retry-After` or `RetryInfo`), when it said: a retry loop waits at least this long.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            PipelineError::Stage { source, .. } => source.retry_after(),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use reqwest::StatusCode;
-
-    fn status(code: u16, body: &str) -> HttpError {
-        HttpError::Status {
-            url: "http://x/v1/images/generations".into(),
-            status: StatusCode::from_u16(code).unwrap(),
-            body: body.into(),
-            retry_after: None,
-        }
-    }
-
-    #[test]
-    fn http_statuses_map_to_classes() {
-        assert_eq!(classify_http(&status(401, "")), ErrorClass::Auth);
-        assert_eq!(classify_http(&status(403, "")), ErrorClass::Auth);
-        assert_eq!(
-            classify_http(&status(429, "slow down")),
-            ErrorClass::RateLimited
-        );
-        let quota = r#"{"error":{"code":"insufficient_quota","type":"insufficient_quota"}}"#;
-        assert_eq!(classify_http(&status(429, quota)), ErrorClass::Quota);
-        let safety =
-            r#"{"error":{"code":"moderation_blocked","message":"rejected by the safety system"}}"#;
-        assert_eq!(classify_http(&status(400, safety)), ErrorClass::Safety);
-        assert_eq!(
-            classify_http(&status(400, "bad size")),
-            ErrorClass::InvalidRequest
-        );
-        assert_eq!(classify_http(&status(503, "")), ErrorClass::Unavailable);
-        let t = HttpError::Timeout {
-            url: "u".into(),
-            after: std::time::Duration::from_secs(1),
-        };
-        assert_eq!(classify_http(&t), ErrorClass::Timeout);
-    }
-
-    #[test]
-    fn names_round_trip_and_policy_flags() {
-        for c in ErrorClass::ALL {
-            assert_eq!(ErrorClass::parse(c.as_str()), Some(c));
-            let json = serde_json::to_string(&c).unwrap();
-            assert_eq!(json, format!("\"{}\"", c.as_str()));
-        }
-        assert!(ErrorClass::Auth.is_fatal() && ErrorClass::Quota.is_fatal());
-        assert!(!ErrorClass::RateLimited.is_fatal() && ErrorClass::RateLimited.is_transient());
-        assert!(!ErrorClass::Timeout.is_transient());
-    }
-}
+mod tests;

@@ -496,7 +496,7 @@ async fn a_job_whose_outputs_cannot_be_written_fails_as_io_and_the_rest_run() {
     // The job's folder is taken by a file: its outputs cannot be written.
     std::fs::write(out.join("job-02"), b"not a folder").unwrap();
     let manifest = write_manifest(dir.path(), 3);
-    let mut c = command(&server, &out);
+    let c = command(&server, &out);
     let args: Vec<_> = c.get_args().map(|a| a.to_os_string()).collect();
     let mut c = Command::new(example_binary("batch"));
     c.envs(

@@ -106,6 +106,13 @@ async fn filtered_and_text_only_answers_are_typed_refusals_not_retried() {
             panic!("{fixture}: {err:?}")
         };
         assert_eq!((*k, r.as_str()), (kind, reason), "{fixture}");
+        // A refused call still billed its input: the server's usage stays on the error.
+        let spent = err
+            .usage()
+            .unwrap_or_else(|| panic!("{fixture}: usage dropped"));
+        assert_eq!(spent.input_tokens, 1310, "{fixture}");
+        assert_eq!(spent.calls, 1, "{fixture}");
+        assert_eq!(err.class(), iat2i::ErrorClass::Safety, "{fixture}");
         if fixture == "chat_images_text_only.json" {
             assert_eq!(
                 text.as_deref(),

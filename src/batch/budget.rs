@@ -473,7 +473,7 @@ impl Budget {
             let p = self.prices.of(&self.image_model);
             let u = &usage.image;
             let by_tokens = u.input_tokens as f64 * p.input_per_mtok / 1e6
-                + u.output_tokens as f64 * p.output_per_mtok / 1e6;
+                + u.billed_output_tokens() as f64 * p.output_per_mtok / 1e6;
             let usd = if u.total_tokens == 0 {
                 u.images as f64 * p.per_image
             } else {
@@ -637,6 +637,40 @@ impl RunGuard for BudgetGuard {
 mod tests {
     use super::*;
     use crate::generator::ImageUsage;
+
+    #[test]
+    fn thinking_tokens_are_priced_as_output() {
+        let mut prices = PriceTable::default();
+        let gemini = Prices {
+            input_per_mtok: 2.0,
+            output_per_mtok: 120.0,
+            per_image: 0.0,
+            estimate: false,
+        };
+        prices
+            .models
+            .insert("gemini-3-pro-image-preview".into(), gemini);
+        let budget = Budget::new(
+            Limits::default(),
+            prices,
+            "gpt-4o-mini",
+            "gemini-3-pro-image-preview",
+        )
+        .unwrap();
+        let call = CallUsage {
+            image: ImageUsage {
+                input_tokens: 1_000_000,
+                output_tokens: 1_000_000,
+                thinking_tokens: 500_000,
+                total_tokens: 2_500_000,
+                ..ImageUsage::default()
+            },
+            ..CallUsage::default()
+        };
+        let (_, tokens, _, usd) = budget.cost_of(PaidCall::Generate, &call);
+        assert_eq!(tokens, 2_500_000);
+        assert!((usd - (2.0 + 120.0 * 1.5)).abs() < 1e-9, "{usd}");
+    }
 
     fn budget(limits: Limits) -> Arc<Budget> {
         Arc::new(Budget::new(limits, PriceTable::default(), "gpt-4o-mini", "gpt-image-1").unwrap())

@@ -399,7 +399,8 @@ impl Runner {
                 Err(e) => {
                     let class = e.class().unwrap_or(ErrorClass::Internal);
                     if class.is_transient() && attempt < self.config.max_attempts {
-                        let wait = self.config.backoff * 2u32.saturating_pow(attempt - 1);
+                        let wait = (self.config.backoff * 2u32.saturating_pow(attempt - 1))
+                            .max(e.retry_after().unwrap_or_default());
                         tracing::warn!(job = %job.id, %class, attempt, "transient failure; retrying in {wait:?}: {e}");
                         tokio::time::sleep(wait).await;
                         attempt += 1;

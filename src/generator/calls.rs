@@ -8,19 +8,39 @@ use bytes::Bytes;
 
 use super::{
     GeneratedImage, Generation, GenerationRequest, ImageError, ImageUsage, ReferenceLimits,
-    compose_prompt, fit_request,
+    ThoughtSignature, compose_prompt, fit_request,
 };
 
-/// One call's answer: its images (bytes and MIME type), its text, its usage.
+/// One image of a call's answer: bytes, MIME type, and the thought signatures that came
+/// with it (Gemini 3), to send back unchanged in a follow-up turn.
+pub(crate) struct ReplyImage {
+    pub bytes: Bytes,
+    pub mime: String,
+    pub signatures: Vec<ThoughtSignature>,
+}
+
+impl ReplyImage {
+    /// An image without signatures.
+    pub fn plain(bytes: Bytes, mime: String) -> Self {
+        ReplyImage {
+            bytes,
+            mime,
+            signatures: Vec::new(),
+        }
+    }
+}
+
+/// One call's answer: its images, its text, its usage.
 pub(crate) struct CallReply {
-    pub images: Vec<(Bytes, String)>,
+    pub images: Vec<ReplyImage>,
     pub text: Option<String>,
     pub usage: ImageUsage,
 }
 
 /// Make `n` calls with `call` and gather them into one [`Generation`]. A call that fails
 /// after an earlier one made images ends the gathering with a note instead of an error:
-/// those images were paid for, and the judge can still pick among them.
+/// those images were paid for, and the judge can still pick among them. What the failed
+/// call cost (a refusal's usage) is added to the generation's usage.
 pub(crate) async fn gather<F, Fut>(
     n: u32,
     prompt: String,
@@ -38,6 +58,9 @@ where
         let reply = match call().await {
             Ok(reply) => reply,
             Err(e) if !images.is_empty() => {
+                if let Some(spent) = e.usage() {
+                    usage.add(&spent);
+                }
                 tracing::warn!(
                     "image call {k} of {n} failed; keeping the images already made: {e}"
                 );
@@ -53,17 +76,13 @@ where
         u.images = reply.images.len() as u32;
         usage.add(&u);
         texts.extend(reply.text);
-        images.extend(
-            reply
-                .images
-                .into_iter()
-                .map(|(bytes, mime)| GeneratedImage {
-                    bytes,
-                    mime,
-                    usage: u,
-                    revised_prompt: None,
-                }),
-        );
+        images.extend(reply.images.into_iter().map(|img| GeneratedImage {
+            bytes: img.bytes,
+            mime: img.mime,
+            usage: u,
+            revised_prompt: None,
+            thought_signatures: img.signatures,
+        }));
     }
     Ok(Generation {
         images,

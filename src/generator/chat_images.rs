@@ -4,14 +4,14 @@
 use async_trait::async_trait;
 use base64::Engine as _;
 use bytes::Bytes;
+use iat2i_retrievers::HttpClient;
 use iat2i_retrievers::http::redact;
-use iat2i_retrievers::{HttpClient, HttpError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::Instrument;
 use url::Url;
 
-use super::calls::{CallReply, fitted, gather};
+use super::calls::{CallReply, ReplyImage, fitted, gather};
 use super::{
     Generation, GenerationRequest, Generator, ImageError, ImageSize, ImageUsage, ReferenceLimits,
     RefusalKind, sniff_mime,
@@ -34,8 +34,9 @@ pub const OPENROUTER_DEFAULT_BASE: &str = "https://openrouter.ai/api/v1";
 ///
 /// Images are read from `choices[0].message.images[].image_url.url` data URLs. A
 /// `content_filter` finish, a `refusal`, or text without an image is an
-/// [`ImageError::Refused`] carrying the reason and the text; an `error` object in a
-/// 200 answer is an [`ImageError::Api`].
+/// [`ImageError::Refused`] carrying the reason, the text and the usage the server
+/// reported (a refused call still bills its input); an `error` object in a 200 answer is
+/// an [`ImageError::Api`]. The key is scrubbed from every error, however deeply wrapped.
 #[derive(Clone)]
 pub struct ChatImages {
     http: HttpClient,
@@ -154,14 +155,12 @@ impl ChatImages {
         body
     }
 
-    fn http_error(&self, mut source: HttpError) -> ImageError {
-        if let (HttpError::Status { body, .. }, Some(k)) = (&mut source, &self.api_key) {
-            *body = body.replace(k.expose(), "***");
+    /// `e` with the key replaced by `***`.
+    fn scrubbed(&self, mut e: ImageError) -> ImageError {
+        if let Some(k) = &self.api_key {
+            e.scrub(k.expose());
         }
-        ImageError::Http {
-            endpoint: self.describe(),
-            source,
-        }
+        e
     }
 
     async fn call(
@@ -182,7 +181,10 @@ impl ChatImages {
         })
         .instrument(span)
         .await
-        .map_err(|e| self.http_error(e))?;
+        .map_err(|source| ImageError::Http {
+            endpoint: self.describe(),
+            source,
+        })?;
         read_reply(&self.describe(), &resp.body)
     }
 }
@@ -296,9 +298,8 @@ fn read_reply(endpoint: &str, body: &[u8]) -> Result<CallReply, ImageError> {
         input_tokens: u.prompt_tokens,
         output_tokens: u.completion_tokens,
         total_tokens: u.total_tokens,
-        input_tokens_details: None,
-        images: 0,
         calls: 1,
+        ..ImageUsage::default()
     };
     let choice = wire
         .choices
@@ -317,7 +318,7 @@ fn read_reply(endpoint: &str, body: &[u8]) -> Result<CallReply, ImageError> {
         let bytes = decode_data_url(url).map_err(|e| no_image(format!("images[{i}]: {e}")))?;
         let mime = sniff_mime(&bytes)
             .ok_or_else(|| no_image(format!("images[{i}] is not a known image format")))?;
-        images.push((bytes, mime.to_string()));
+        images.push(ReplyImage::plain(bytes, mime.to_string()));
     }
     let text = content_text(message.content);
     if !images.is_empty() {
@@ -350,6 +351,7 @@ fn read_reply(endpoint: &str, body: &[u8]) -> Result<CallReply, ImageError> {
         kind,
         reason,
         text: message.refusal.or(text),
+        usage: Some(Box::new(usage)),
     })
 }
 
@@ -372,8 +374,8 @@ impl Generator for ChatImages {
     async fn generate(&self, request: &GenerationRequest) -> Result<Generation, ImageError> {
         let (fitted, prompt, notes) = fitted(request, &self.limits);
         let (fitted, sent) = (&fitted, &prompt);
-        gather(request.n(), prompt.clone(), notes, || {
-            self.call(fitted, sent)
+        gather(request.n(), prompt.clone(), notes, || async {
+            self.call(fitted, sent).await.map_err(|e| self.scrubbed(e))
         })
         .await
     }

@@ -66,21 +66,52 @@ pub struct InputTokensDetails {
     pub image_tokens: u64,
 }
 
+/// Token details of an image call's output: Gemini's `candidatesTokensDetails` by
+/// modality.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputTokensDetails {
+    /// Text tokens (a caption).
+    #[serde(default, deserialize_with = "crate::lmm::lenient::count")]
+    pub text_tokens: u64,
+    /// Image tokens.
+    #[serde(default, deserialize_with = "crate::lmm::lenient::count")]
+    pub image_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// What one or more image calls cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageUsage {
     /// Input tokens (text and images).
     #[serde(default, deserialize_with = "crate::lmm::lenient::count")]
     pub input_tokens: u64,
-    /// Output (image) tokens.
+    /// Output tokens (the image, and any caption), without thinking tokens.
     #[serde(default, deserialize_with = "crate::lmm::lenient::count")]
     pub output_tokens: u64,
-    /// Their sum.
+    /// Thinking tokens (Gemini's `thoughtsTokenCount`: interim images and thought text),
+    /// reported apart from the output but billed at the output price.
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero",
+        deserialize_with = "crate::lmm::lenient::count"
+    )]
+    pub thinking_tokens: u64,
+    /// All tokens billed, as the service reports them.
     #[serde(default, deserialize_with = "crate::lmm::lenient::count")]
     pub total_tokens: u64,
     /// Input token breakdown, when reported.
     #[serde(default, deserialize_with = "crate::lmm::lenient::optional")]
     pub input_tokens_details: Option<InputTokensDetails>,
+    /// Output token breakdown (image and text tokens), when reported.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::lmm::lenient::optional"
+    )]
+    pub output_tokens_details: Option<OutputTokensDetails>,
     /// Images generated.
     #[serde(default, deserialize_with = "crate::lmm::lenient::count_u32")]
     pub images: u32,
@@ -94,6 +125,7 @@ impl ImageUsage {
     pub fn add(&mut self, o: &ImageUsage) {
         self.input_tokens += o.input_tokens;
         self.output_tokens += o.output_tokens;
+        self.thinking_tokens += o.thinking_tokens;
         self.total_tokens += o.total_tokens;
         self.images += o.images;
         self.calls += o.calls;
@@ -104,7 +136,40 @@ impl ImageUsage {
             mine.text_tokens += d.text_tokens;
             mine.image_tokens += d.image_tokens;
         }
+        if let Some(d) = o.output_tokens_details {
+            let mine = self
+                .output_tokens_details
+                .get_or_insert_with(Default::default);
+            mine.text_tokens += d.text_tokens;
+            mine.image_tokens += d.image_tokens;
+        }
     }
+
+    /// The tokens billed at the output price: output and thinking tokens.
+    pub fn billed_output_tokens(&self) -> u64 {
+        self.output_tokens + self.thinking_tokens
+    }
+}
+
+/// Which part of a Gemini answer a [`ThoughtSignature`] came with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignedPart {
+    /// The caption (the first text part after the thoughts).
+    Text,
+    /// The image.
+    Image,
+}
+
+/// A Gemini `thoughtSignature`: an opaque token of the model's reasoning that a follow-up
+/// turn (an edit of this image) sends back unchanged, on the same part, so the model keeps
+/// its context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThoughtSignature {
+    /// The part it came with.
+    pub part: SignedPart,
+    /// The signature, exactly as received.
+    pub signature: String,
 }
 
 /// A generated image.
@@ -119,6 +184,10 @@ pub struct GeneratedImage {
     pub usage: ImageUsage,
     /// The prompt the service says it actually used, when it rewrote it.
     pub revised_prompt: Option<String>,
+    /// The thought signatures of the answer's parts this image came with (Gemini 3 image
+    /// models), in their order, to send back unchanged in a follow-up edit turn; empty
+    /// for other backends.
+    pub thought_signatures: Vec<ThoughtSignature>,
 }
 
 /// What went wrong while generating.
@@ -166,6 +235,9 @@ pub enum ImageError {
         reason: String,
         /// The model's text, when it wrote any.
         text: Option<String>,
+        /// What the refused call cost, when the service said: a blocked prompt still
+        /// bills its input tokens, and budgets count them. Boxed to keep the error small.
+        usage: Option<Box<ImageUsage>>,
     },
     /// A workflow node failed (ComfyUI's `node_errors` or `execution_error`).
     #[error("image generator {endpoint}: node {node} ({class_type}) failed: {message}")]
@@ -245,6 +317,70 @@ impl ImageError {
     /// Whether the model declined (a typed refusal, never retried).
     pub fn is_refusal(&self) -> bool {
         matches!(self, ImageError::Refused { .. })
+    }
+
+    /// What the failed call cost, when the service reported it (a refusal's input
+    /// tokens): add it to the run's spending.
+    pub fn usage(&self) -> Option<ImageUsage> {
+        match self {
+            ImageError::Refused { usage, .. } => usage.as_deref().copied(),
+            _ => None,
+        }
+    }
+
+    /// Replace every occurrence of `secret` (an API key) with `***` in every text this
+    /// error holds, the wrapped HTTP error included, so it cannot reach `Display`, `Debug`
+    /// or a report.
+    pub fn scrub(&mut self, secret: &str) {
+        if secret.is_empty() {
+            return;
+        }
+        let clean = |s: &mut String| {
+            if s.contains(secret) {
+                *s = s.replace(secret, "***");
+            }
+        };
+        match self {
+            ImageError::Config(m) | ImageError::Other(m) => clean(m),
+            ImageError::Http { endpoint, source } => {
+                clean(endpoint);
+                source.scrub(secret);
+            }
+            ImageError::Api { endpoint, message } => {
+                clean(endpoint);
+                clean(message);
+            }
+            ImageError::NoImage { endpoint, detail }
+            | ImageError::Timeout {
+                endpoint, detail, ..
+            } => {
+                clean(endpoint);
+                clean(detail);
+            }
+            ImageError::Refused {
+                endpoint,
+                reason,
+                text,
+                ..
+            } => {
+                clean(endpoint);
+                clean(reason);
+                if let Some(t) = text {
+                    clean(t);
+                }
+            }
+            ImageError::Node {
+                endpoint,
+                node,
+                class_type,
+                message,
+                ..
+            } => {
+                for s in [endpoint, node, class_type, message] {
+                    clean(s);
+                }
+            }
+        }
     }
 }
 

@@ -197,8 +197,9 @@ impl OpenAiImages {
     }
 
     fn http_error(&self, mut source: HttpError) -> ImageError {
-        if let (HttpError::Status { body, .. }, Some(k)) = (&mut source, &self.api_key) {
-            *body = body.replace(k.expose(), "***");
+        // However deeply wrapped (a paid call not retried wraps the status).
+        if let Some(k) = &self.api_key {
+            source.scrub(k.expose());
         }
         ImageError::Http {
             endpoint: self.describe(),
@@ -289,6 +290,7 @@ impl OpenAiImages {
                 mime: mime.to_string(),
                 usage,
                 revised_prompt: item.revised_prompt,
+                thought_signatures: Vec::new(),
             });
         }
         Ok((images, usage))

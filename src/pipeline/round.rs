@@ -93,8 +93,12 @@ impl Pipeline {
             }
             Err(e) => {
                 // A failed call still ends: the guard releases what it reserved for it.
-                st.spent(PaidCall::Generate, Default::default(), Default::default())
-                    .await;
+                st.spent(
+                    PaidCall::Generate,
+                    Default::default(),
+                    e.usage().unwrap_or_default(),
+                )
+                .await;
                 let msg = e.to_string();
                 st.record_error(self, StageName::Generate, Some(n), msg.clone());
                 st.classify_last(e.class());

@@ -138,6 +138,23 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     parse_retry_after(value, SystemTime::now())
 }
 
+/// The `retryDelay` of a `google.rpc.RetryInfo` in a Google API error body
+/// (`{"error": {"details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+/// "retryDelay": "37s"}]}}`): a protobuf `Duration` in JSON, decimal seconds ending in `s`.
+/// Read from the text rather than parsed as JSON, so a body cut at the snippet cap still
+/// yields it.
+pub(crate) fn rpc_retry_delay(body: &str) -> Option<Duration> {
+    if !body.contains("google.rpc.RetryInfo") {
+        return None;
+    }
+    let after = body.split_once("\"retryDelay\"")?.1;
+    let value = after.trim_start().strip_prefix(':')?.trim_start();
+    let value = value.strip_prefix('"')?.split('"').next()?;
+    let secs: f64 = value.trim().strip_suffix('s')?.parse().ok()?;
+    // At most a day: anything longer is not a wait but a broken value.
+    Duration::try_from_secs_f64(secs.min(86_400.0)).ok()
+}
+
 /// Parse a `Retry-After` value relative to `now`; a date in the past means no wait.
 pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     if let Ok(secs) = value.parse::<u64>() {

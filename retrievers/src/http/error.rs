@@ -9,8 +9,11 @@ use url::Url;
 ///
 /// URLs in it are redacted with [`redact`]: no query string, fragment or credentials,
 /// so API keys passed as query parameters never reach logs or reports.
+///
+/// Deliberately exhaustive (no `#[non_exhaustive]`): the root crate's failure classes
+/// match every variant, so a new variant fails to compile there instead of silently
+/// falling into a catch-all class that a batch would never retry.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum HttpError {
     /// The URL points (or redirected, or resolved) to an address the SSRF policy refuses.
     #[error("refused {url}: {reason} (allow the host explicitly if it is yours)")]
@@ -99,7 +102,9 @@ impl HttpError {
         }
     }
 
-    /// The server's `Retry-After`, when the error is a status that carried one.
+    /// How long the server asked us to wait: its `Retry-After` header, or the
+    /// `retryDelay` of a `google.rpc.RetryInfo` in its error body (Google APIs send the
+    /// delay there), when the error is a status that carried one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             HttpError::Status { retry_after, .. } => *retry_after,
@@ -122,15 +127,33 @@ impl HttpError {
         }
     }
 
-    /// Replace `secret` (an API key the server may echo back) in the error body with `***`.
+    /// Replace `secret` (an API key the server may echo back, or one that was part of a
+    /// URL) with `***` in every text this error holds, however deeply wrapped.
     pub fn scrub(&mut self, secret: &str) {
         if secret.is_empty() {
             return;
         }
+        let clean = |s: &mut String| {
+            if s.contains(secret) {
+                *s = s.replace(secret, "***");
+            }
+        };
         match self {
-            HttpError::Status { body, .. } => *body = body.replace(secret, "***"),
+            HttpError::Refused { url, reason } => {
+                clean(url);
+                clean(reason);
+            }
+            HttpError::Status { url, body, .. } => {
+                clean(url);
+                clean(body);
+            }
+            HttpError::Timeout { url, .. } | HttpError::TooLarge { url, .. } => clean(url),
+            HttpError::Transport { url, message } => {
+                clean(url);
+                clean(message);
+            }
+            HttpError::Config(message) => clean(message),
             HttpError::NotRetried { source } => source.scrub(secret),
-            _ => {}
         }
     }
 }

@@ -445,8 +445,12 @@ impl HttpClient {
     async fn status_failure(&self, resp: &mut reqwest::Response) -> Failure {
         let cfg = &self.inner.cfg;
         let status = resp.status();
-        let retry_after = retry_after(resp.headers());
-        let snippet = body::snippet(resp, 4096).await;
+        let header_wait = retry_after(resp.headers());
+        // Enough for a Google error with its QuotaFailure and RetryInfo details, which
+        // come last and run past 4 KiB when pretty-printed.
+        let snippet = body::snippet(resp, 16 * 1024).await;
+        let retry_after =
+            header_wait.or_else(|| body::rpc_retry_delay(&String::from_utf8_lossy(&snippet)));
         let too_long = retry_after.is_some_and(|d| d > cfg.max_retry_after);
         let retry =
             (status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()) && !too_long;

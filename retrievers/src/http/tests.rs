@@ -198,3 +198,77 @@ fn redact_and_snippets_hide_keys() {
     assert!(!s.contains("SECRET123"), "{s}");
     assert!(s.contains("invalid"));
 }
+
+#[test]
+fn a_google_retry_info_in_the_body_is_the_wait() {
+    use super::body::rpc_retry_delay;
+    let pretty = r#"{
+  "error": {
+    "code": 429,
+    "status": "RESOURCE_EXHAUSTED",
+    "details": [
+      {
+        "@type": "type.googleapis.com/google.rpc.RetryInfo",
+        "retryDelay": "37s"
+      }
+    ]
+  }
+}"#;
+    assert_eq!(rpc_retry_delay(pretty), Some(Duration::from_secs(37)));
+    let compact = r#"{"error":{"details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"1.5s"}]}}"#;
+    assert_eq!(rpc_retry_delay(compact), Some(Duration::from_millis(1500)));
+    // No RetryInfo, a broken value, or a body cut before the value: no wait.
+    assert_eq!(rpc_retry_delay(r#"{"retryDelay": "37s"}"#), None);
+    let broken = r#"{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"soon"}"#;
+    assert_eq!(rpc_retry_delay(broken), None);
+    let cut = r#"{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDel"#;
+    assert_eq!(rpc_retry_delay(cut), None);
+    let negative = r#"{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"-3s"}"#;
+    assert_eq!(rpc_retry_delay(negative), None);
+}
+
+#[test]
+fn scrub_reaches_every_text_of_every_variant() {
+    const KEY: &str = "AIzaSy-secret-key-123";
+    let with_key = format!("echo {KEY} echo");
+    let mut errors = vec![
+        HttpError::Refused {
+            url: with_key.clone(),
+            reason: with_key.clone(),
+        },
+        HttpError::Status {
+            url: with_key.clone(),
+            status: reqwest::StatusCode::BAD_GATEWAY,
+            body: with_key.clone(),
+            retry_after: None,
+        },
+        HttpError::Timeout {
+            url: with_key.clone(),
+            after: Duration::from_secs(1),
+        },
+        HttpError::TooLarge {
+            url: with_key.clone(),
+            limit: 1,
+        },
+        HttpError::Transport {
+            url: with_key.clone(),
+            message: with_key.clone(),
+        },
+        HttpError::Config(with_key.clone()),
+    ];
+    let wrapped = HttpError::NotRetried {
+        source: Box::new(HttpError::NotRetried {
+            source: Box::new(HttpError::Transport {
+                url: with_key.clone(),
+                message: with_key.clone(),
+            }),
+        }),
+    };
+    errors.push(wrapped);
+    for mut e in errors {
+        e.scrub(KEY);
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains(KEY), "{shown}");
+        assert!(shown.contains("***"), "{shown}");
+    }
+}

@@ -278,6 +278,7 @@ impl ComfyUi {
             mime: mime.to_string(),
             usage: ImageUsage::default(),
             revised_prompt: None,
+            thought_signatures: Vec::new(),
         })
     }
 }

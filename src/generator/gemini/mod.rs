@@ -1,23 +1,29 @@
 //! Gemini image models (`gemini-2.5-flash-image`, `gemini-3-pro-image-preview`) through
 //! `generateContent`.
 
+mod reply;
+
 use async_trait::async_trait;
 use base64::Engine as _;
-use bytes::Bytes;
+use iat2i_retrievers::HttpClient;
 use iat2i_retrievers::http::redact;
-use iat2i_retrievers::{HttpClient, HttpError};
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tracing::Instrument;
 use url::Url;
 
 use super::calls::{CallReply, fitted, gather};
-use super::{
-    Generation, GenerationRequest, Generator, ImageError, ImageSize, ImageUsage,
-    InputTokensDetails, ReferenceLimits, RefusalKind, sniff_mime,
-};
+use super::{Generation, GenerationRequest, Generator, ImageError, ImageSize, ReferenceLimits};
 use crate::lmm::openai_support::parse_base;
 use crate::secret::Secret;
+use reply::read_reply;
+
+/// The image parts go before the text part in the user turn.
+///
+/// Google's image-understanding guide advises it under "Tips and best practices":
+/// "When using a single image with text, place the text prompt after the image part in
+/// the contents array" (<https://ai.google.dev/gemini-api/docs/image-understanding>).
+/// The text names each image by its number, so the order is also the numbering.
+const IMAGES_BEFORE_TEXT: bool = true;
 
 /// Gemini's API root.
 pub const GEMINI_DEFAULT_BASE: &str = "https://generativelanguage.googleapis.com";
@@ -41,7 +47,7 @@ const TOP_LEVEL: [&str; 5] = [
 /// key in the `x-goog-api-key` header.
 ///
 /// One user turn carries the image to edit, then each reference as an inline image part
-/// with its MIME type (images before the text, as Google's guide advises; at most as
+/// with its MIME type (images before the text: see `IMAGES_BEFORE_TEXT`; at most as
 /// many as the model takes, see [`GeminiImages::with_reference_limits`]), then the text
 /// naming each image's role. `generationConfig` asks for `["TEXT", "IMAGE"]` and sets
 /// `imageConfig.aspectRatio`/`imageSize` from the request's size, and `seed`. `n > 1`
@@ -50,11 +56,19 @@ const TOP_LEVEL: [&str; 5] = [
 /// `tools`, `toolConfig`, `cachedContent`).
 ///
 /// The image is read from `candidates[].content.parts[].inlineData` (or
-/// `inline_data`). A blocked prompt (`promptFeedback.blockReason`), a candidate
-/// finished for `IMAGE_SAFETY`, `IMAGE_PROHIBITED_CONTENT`, `IMAGE_RECITATION`,
-/// `NO_IMAGE`, `SAFETY` and the like, or text without an image is an
-/// [`ImageError::Refused`] with the reason and the model's text. `usageMetadata`
-/// becomes [`ImageUsage`].
+/// `inline_data`), skipping thought parts (`"thought": true`: the interim images and
+/// thought text Gemini 3 image models send before the final image); the caption is the
+/// first text part that is not a thought, and the `thoughtSignature`s of the caption and
+/// the image are kept on the image ([`super::GeneratedImage::thought_signatures`]) for a
+/// follow-up turn. A blocked prompt (`promptFeedback.blockReason`, naming the blocking
+/// `safetyRatings` categories), a candidate finished for `IMAGE_SAFETY`,
+/// `IMAGE_PROHIBITED_CONTENT`, `IMAGE_RECITATION`, `NO_IMAGE`, `SAFETY` and the like, or
+/// text without an image is an [`ImageError::Refused`] with the reason, the model's text
+/// and what the call cost. `usageMetadata` becomes [`super::ImageUsage`], thinking tokens
+/// (`thoughtsTokenCount`) apart from the output.
+///
+/// The key (and any query value of the base URL, such as Gemini's `?key=`) is scrubbed
+/// from every error, however deeply wrapped.
 #[derive(Clone)]
 pub struct GeminiImages {
     http: HttpClient,
@@ -134,11 +148,30 @@ impl GeminiImages {
         self
     }
 
+    /// `{base}/v1beta/models/{model}:generateContent`, keeping the base's query (a
+    /// gateway's `?key=`).
     fn url(&self) -> Result<Url, ImageError> {
-        let base = self.base.as_str().trim_end_matches('/');
+        let mut base = self.base.clone();
+        base.set_query(None);
+        let base = base.as_str().trim_end_matches('/');
         let model = self.model.trim_start_matches("models/");
-        Url::parse(&format!("{base}/v1beta/models/{model}:generateContent"))
-            .map_err(|e| ImageError::Config(format!("bad Gemini URL for {model:?}: {e}")))
+        let mut url = Url::parse(&format!("{base}/v1beta/models/{model}:generateContent"))
+            .map_err(|e| ImageError::Config(format!("bad Gemini URL for {model:?}: {e}")))?;
+        url.set_query(self.base.query());
+        Ok(url)
+    }
+
+    /// `e` with the key and the base URL's query values replaced by `***`.
+    fn scrubbed(&self, mut e: ImageError) -> ImageError {
+        if let Some(k) = &self.api_key {
+            e.scrub(k.expose());
+        }
+        for (_, value) in self.base.query_pairs() {
+            if value.chars().count() >= 6 {
+                e.scrub(&value);
+            }
+        }
+        e
     }
 
     fn body(&self, request: &GenerationRequest, prompt: &str) -> Value {
@@ -153,7 +186,12 @@ impl GeminiImages {
                 "data": base64::engine::general_purpose::STANDARD.encode(&img.bytes),
             }}));
         }
-        parts.push(json!({ "text": prompt }));
+        let text = json!({ "text": prompt });
+        if IMAGES_BEFORE_TEXT {
+            parts.push(text);
+        } else {
+            parts.insert(0, text);
+        }
         let mut config = Map::new();
         config.insert("responseModalities".into(), json!(["TEXT", "IMAGE"]));
         let image_config = self.image_config(request);
@@ -215,16 +253,6 @@ impl GeminiImages {
         c
     }
 
-    fn http_error(&self, mut source: HttpError) -> ImageError {
-        if let (HttpError::Status { body, .. }, Some(k)) = (&mut source, &self.api_key) {
-            *body = body.replace(k.expose(), "***");
-        }
-        ImageError::Http {
-            endpoint: self.describe(),
-            source,
-        }
-    }
-
     async fn call(
         &self,
         request: &GenerationRequest,
@@ -243,7 +271,10 @@ impl GeminiImages {
         })
         .instrument(span)
         .await
-        .map_err(|e| self.http_error(e))?;
+        .map_err(|source| ImageError::Http {
+            endpoint: self.describe(),
+            source,
+        })?;
         read_reply(&self.describe(), &resp.body)
     }
 }
@@ -270,200 +301,13 @@ fn ratio_value(r: &str) -> f64 {
     w.parse::<f64>().unwrap_or(1.0) / h.parse::<f64>().unwrap_or(1.0)
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WireResponse {
-    #[serde(default)]
-    candidates: Vec<WireCandidate>,
-    #[serde(default)]
-    prompt_feedback: Option<WireFeedback>,
-    #[serde(default)]
-    usage_metadata: Option<WireUsage>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WireFeedback {
-    #[serde(default)]
-    block_reason: Option<String>,
-    #[serde(default)]
-    block_reason_message: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WireCandidate {
-    #[serde(default)]
-    content: Option<WireContent>,
-    #[serde(default)]
-    finish_reason: Option<String>,
-    #[serde(default)]
-    finish_message: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct WireContent {
-    #[serde(default)]
-    parts: Vec<WirePart>,
-}
-
-#[derive(Deserialize)]
-struct WirePart {
-    #[serde(default)]
-    text: Option<String>,
-    #[serde(default)]
-    thought: Option<bool>,
-    #[serde(default, rename = "inlineData", alias = "inline_data")]
-    inline_data: Option<WireBlob>,
-}
-
-#[derive(Deserialize)]
-struct WireBlob {
-    #[serde(default, rename = "mimeType", alias = "mime_type")]
-    mime_type: Option<String>,
-    #[serde(default)]
-    data: String,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct WireUsage {
-    #[serde(default)]
-    prompt_token_count: u64,
-    #[serde(default)]
-    candidates_token_count: u64,
-    #[serde(default)]
-    thoughts_token_count: u64,
-    #[serde(default)]
-    total_token_count: u64,
-    #[serde(default)]
-    prompt_tokens_details: Vec<WireModality>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WireModality {
-    #[serde(default)]
-    modality: String,
-    #[serde(default)]
-    token_count: u64,
-}
-
-impl WireUsage {
-    fn usage(&self) -> ImageUsage {
-        let mut details = InputTokensDetails::default();
-        for d in &self.prompt_tokens_details {
-            match d.modality.as_str() {
-                "TEXT" => details.text_tokens += d.token_count,
-                "IMAGE" => details.image_tokens += d.token_count,
-                _ => {}
-            }
-        }
-        ImageUsage {
-            input_tokens: self.prompt_token_count,
-            output_tokens: self.candidates_token_count + self.thoughts_token_count,
-            total_tokens: self.total_token_count,
-            input_tokens_details: (!self.prompt_tokens_details.is_empty()).then_some(details),
-            images: 0,
-            calls: 1,
-        }
-    }
-}
-
-/// The kind of refusal a `finishReason` or `blockReason` stands for.
-fn refusal_kind(reason: &str) -> RefusalKind {
-    match reason {
-        "SAFETY" | "IMAGE_SAFETY" => RefusalKind::Safety,
-        "PROHIBITED_CONTENT" | "IMAGE_PROHIBITED_CONTENT" | "BLOCKLIST" | "SPII" => {
-            RefusalKind::Prohibited
-        }
-        "RECITATION" | "IMAGE_RECITATION" => RefusalKind::Recitation,
-        "NO_IMAGE" => RefusalKind::NoImage,
-        _ => RefusalKind::Other,
-    }
-}
-
-fn read_reply(endpoint: &str, body: &[u8]) -> Result<CallReply, ImageError> {
-    let wire: WireResponse = serde_json::from_slice(body).map_err(|e| ImageError::NoImage {
-        endpoint: endpoint.to_string(),
-        detail: format!("not a generateContent response: {e}"),
-    })?;
-    let refused = |kind, reason: &str, text: Option<String>| ImageError::Refused {
-        endpoint: endpoint.to_string(),
-        kind,
-        reason: reason.to_string(),
-        text,
-    };
-    if let Some(fb) = &wire.prompt_feedback
-        && let Some(reason) = fb.block_reason.as_deref()
-    {
-        return Err(refused(
-            RefusalKind::PromptBlocked,
-            reason,
-            fb.block_reason_message.clone(),
-        ));
-    }
-    let usage = wire.usage_metadata.unwrap_or_default().usage();
-    let Some(cand) = wire.candidates.into_iter().next() else {
-        return Err(ImageError::NoImage {
-            endpoint: endpoint.to_string(),
-            detail: "no candidates and no block reason".into(),
-        });
-    };
-    let mut images = Vec::new();
-    let mut texts = Vec::new();
-    for (i, part) in cand
-        .content
-        .map(|c| c.parts)
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-    {
-        if let Some(blob) = part.inline_data {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(blob.data.trim())
-                .map_err(|e| ImageError::NoImage {
-                    endpoint: endpoint.to_string(),
-                    detail: format!("part {i}: inline data is not base64: {e}"),
-                })?;
-            let Some(mime) = sniff_mime(&bytes) else {
-                tracing::warn!(part = i, mime = ?blob.mime_type, "skipping a non-image inline part");
-                continue;
-            };
-            images.push((Bytes::from(bytes), mime.to_string()));
-        } else if let Some(t) = part.text.filter(|_| part.thought != Some(true)) {
-            texts.push(t);
-        }
-    }
-    let text = (!texts.is_empty()).then(|| texts.join("\n").trim().to_string());
-    if !images.is_empty() {
-        return Ok(CallReply {
-            images,
-            text,
-            usage,
-        });
-    }
-    let finish = cand.finish_reason.unwrap_or_default();
-    let said = text.or(cand.finish_message);
-    match finish.as_str() {
-        "" | "STOP" | "FINISH_REASON_UNSPECIFIED" if said.is_some() => {
-            Err(refused(RefusalKind::TextOnly, "STOP", said))
-        }
-        "" | "STOP" | "FINISH_REASON_UNSPECIFIED" => Err(ImageError::NoImage {
-            endpoint: endpoint.to_string(),
-            detail: "the candidate has neither an image nor text".into(),
-        }),
-        other => Err(refused(refusal_kind(other), other, said)),
-    }
-}
-
 #[async_trait]
 impl Generator for GeminiImages {
     async fn generate(&self, request: &GenerationRequest) -> Result<Generation, ImageError> {
         let (fitted, prompt, notes) = fitted(request, &self.limits);
         let (fitted, sent) = (&fitted, &prompt);
-        gather(request.n(), prompt.clone(), notes, || {
-            self.call(fitted, sent)
+        gather(request.n(), prompt.clone(), notes, || async {
+            self.call(fitted, sent).await.map_err(|e| self.scrubbed(e))
         })
         .await
     }
@@ -499,5 +343,32 @@ mod tests {
             g.url().unwrap().as_str(),
             "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash-image:generateContent"
         );
+    }
+
+    #[test]
+    fn images_go_before_the_text_and_a_key_in_the_base_url_is_kept() {
+        let g = GeminiImages::new(
+            HttpClient::builder().build().unwrap(),
+            "https://gateway.example/gemini?key=AIzaSyA-test-key-0001",
+            "gemini-2.5-flash-image",
+        )
+        .unwrap();
+        let img = super::super::InputImage::sniff(bytes::Bytes::from_static(b"\x89PNG\r\n\x1a\n"));
+        let r = GenerationRequest::new("p").with_edit_image(img);
+        let body = g.body(&r, "p");
+        let parts = body["contents"][0]["parts"].as_array().unwrap();
+        let text_at = parts.iter().position(|p| p.get("text").is_some()).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(
+            text_at == 1,
+            IMAGES_BEFORE_TEXT,
+            "the order follows the constant"
+        );
+        assert_eq!(
+            g.url().unwrap().as_str(),
+            "https://gateway.example/gemini/v1beta/models/gemini-2.5-flash-image:generateContent?key=AIzaSyA-test-key-0001"
+        );
+        assert!(!format!("{g:?}").contains("AIzaSyA"));
+        assert!(!g.describe().contains("AIzaSyA"));
     }
 }
