@@ -171,7 +171,7 @@ async fn sigkill_at_random_moments_never_loses_or_repeats_a_done_job() {
 
     // The summary accounts for every paid call the server served: what it billed for
     // calls that returned, and as possibly billed those cut off by a kill.
-    let summary = iat2i::batch::write_summary(&[journal.clone()], &out).unwrap();
+    let summary = iat2i::batch::write_summary(std::slice::from_ref(&journal), &out).unwrap();
     let served_images = requests_to(&server, "/v1/images/generations").await.len() as i64;
     let served_calls = server.received_requests().await.unwrap().len() as i64;
     assert!(
