@@ -195,8 +195,7 @@ struct RunArgs {
 
 const HELP: &str = "Exit codes:
   0    every job of the shard is done
-  1    an error outside the jobs (journal, disk, configuration; a paid call that could
-       not be written to the journal first is not made)
+  1    an error outside the jobs (journal, disk, configuration, an unrecordable paid call)
   2    the manifest or the command line is unusable
   3    the batch ran to the end but some jobs failed (see summary.json)
   4    a budget (--max-images, --max-tokens, --max-cost) or --deadline stopped it
