@@ -33,7 +33,7 @@ use iat2i::HaltKind;
 use iat2i::batch::{
     BatchEvent, BatchOutcome, Budget, ExitStatus, Format, Journal, Ledger, Limits,
     MAX_PROMPT_BYTES, Manifest, ManifestOptions, PriceTable, Runner, RunnerConfig, Shard,
-    StopCause, fingerprint, write_summary,
+    StopCause, fingerprint, folder_journals, write_summary,
 };
 use iat2i::lmm::{OPENAI_DEFAULT_BASE, model_http_client};
 use iat2i::prelude::*;
@@ -254,7 +254,7 @@ async fn run_main() -> ExitCode {
 
 fn summary(out: &Path, mut journals: Vec<PathBuf>) -> Result<ExitStatus> {
     if journals.is_empty() {
-        journals = find_journals(out)?;
+        journals = folder_journals(out)?;
     }
     if journals.is_empty() {
         eprintln!("batch: no journal*.sqlite in {}", out.display());
@@ -274,19 +274,6 @@ fn summary(out: &Path, mut journals: Vec<PathBuf>) -> Result<ExitStatus> {
     println!("summary: {}", out.join("summary.json").display());
     println!("contact sheet: {}", out.join("index.html").display());
     Ok(ExitStatus::AllDone)
-}
-
-fn find_journals(out: &Path) -> Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(out).with_context(|| format!("reading {}", out.display()))? {
-        let p = entry?.path();
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with("journal") && name.ends_with(".sqlite") {
-            found.push(p);
-        }
-    }
-    found.sort();
-    Ok(found)
 }
 
 fn shard_of(args: &RunArgs) -> Result<Shard, iat2i::batch::BatchError> {
@@ -468,7 +455,7 @@ async fn run(args: RunArgs) -> Result<ExitStatus> {
         pb.finish_and_clear();
     }
     if !args.no_summary {
-        let journals = find_journals(&args.out)?;
+        let journals = folder_journals(&args.out)?;
         write_summary(&journals, &args.out)?;
     }
     Ok(finish(&outcome))

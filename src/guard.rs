@@ -28,6 +28,18 @@ pub enum PaidCall {
     Judge,
 }
 
+impl PaidCall {
+    /// The snake_case name used in JSON and in the journal's ledger.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaidCall::Gate => "gate",
+            PaidCall::Select => "select",
+            PaidCall::Generate => "generate",
+            PaidCall::Judge => "judge",
+        }
+    }
+}
+
 impl std::fmt::Display for PaidCall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

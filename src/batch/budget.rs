@@ -186,7 +186,8 @@ pub struct Budget {
     image_model: String,
     /// Spent by this process's jobs (the ledger has every process's).
     pub spent: Spend,
-    /// Images and micro-dollars reserved by this process's calls in flight.
+    /// Images and dollars reserved by this process's calls in flight that have no ledger
+    /// (with a ledger, its in-flight rows are the reservations).
     reserved: Mutex<(i64, f64)>,
     ledgers: Mutex<Vec<Arc<Ledger>>>,
     stop_now: AtomicBool,
@@ -394,7 +395,7 @@ impl Budget {
         };
         let reservation = Reservation {
             job_id: job.to_string(),
-            kind: call_name(call.kind).to_string(),
+            kind: call.kind.as_str().to_string(),
             images,
             cost_usd: usd,
         };
@@ -409,11 +410,8 @@ impl Budget {
         .await;
         match result {
             Ok(Ok(Ok(id))) => {
+                // The ledger row is the reservation.
                 admitted.ledger_id = Some(id);
-                if let Ok(mut r) = self.reserved.lock() {
-                    r.0 += images;
-                    r.1 += usd;
-                }
                 Ok(admitted)
             }
             Ok(Ok(Err(halt))) => Err(self.halt(halt)),
@@ -431,7 +429,9 @@ impl Budget {
         job: &Spend,
     ) {
         let (chat, image_tokens, images, usd) = self.cost_of(a.kind, usage);
-        if let Ok(mut r) = self.reserved.lock() {
+        if a.ledger_id.is_none()
+            && let Ok(mut r) = self.reserved.lock()
+        {
             r.0 -= a.images;
             r.1 -= a.usd;
         }
@@ -561,15 +561,6 @@ fn unrecorded(why: &str) -> Halt {
             "the paid call could not be written to the journal first, so it was not made: {why}"
         ),
     )
-}
-
-fn call_name(kind: PaidCall) -> &'static str {
-    match kind {
-        PaidCall::Gate => "gate",
-        PaidCall::Select => "select",
-        PaidCall::Generate => "generate",
-        PaidCall::Judge => "judge",
-    }
 }
 
 /// The guard of one job: the batch's budget plus the job's own deadline and counters.

@@ -473,8 +473,7 @@ impl Journal {
                         "INSERT INTO jobs (id, line, prompt, fingerprint, state, output_dir, metadata, finished_at)
                          VALUES (?1, ?2, ?3, ?4, 'done', ?5, ?6, ?7)
                          ON CONFLICT(id) DO UPDATE SET line = ?2, prompt = ?3, fingerprint = ?4,
-                           state = 'done', output_dir = ?5, metadata = ?6, finished_at = ?7,
-                           interrupted_calls = interrupted_calls + in_flight, in_flight = 0",
+                           state = 'done', output_dir = ?5, metadata = ?6, finished_at = ?7",
                         params![job.id, job.line as i64, job.prompt, fp, dir, metadata, now()],
                     )?;
                     tx.execute(
@@ -488,8 +487,7 @@ impl Journal {
                     "INSERT INTO jobs (id, line, prompt, fingerprint, state, metadata)
                      VALUES (?1, ?2, ?3, ?4, 'pending', ?5)
                      ON CONFLICT(id) DO UPDATE SET line = ?2, prompt = ?3, fingerprint = ?4,
-                       state = 'pending', metadata = ?5,
-                       interrupted_calls = interrupted_calls + in_flight, in_flight = 0",
+                       state = 'pending', metadata = ?5",
                     params![job.id, job.line as i64, job.prompt, fp, metadata],
                 )?;
                 plan.to_run.push(job.clone());

@@ -332,14 +332,7 @@ impl ImageError {
     /// error holds, the wrapped HTTP error included, so it cannot reach `Display`, `Debug`
     /// or a report.
     pub fn scrub(&mut self, secret: &str) {
-        if secret.is_empty() {
-            return;
-        }
-        let clean = |s: &mut String| {
-            if s.contains(secret) {
-                *s = s.replace(secret, "***");
-            }
-        };
+        let clean = |s: &mut String| iat2i_retrievers::http::scrub_secret(s, secret);
         match self {
             ImageError::Config(m) | ImageError::Other(m) => clean(m),
             ImageError::Http { endpoint, source } => {

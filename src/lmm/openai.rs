@@ -168,11 +168,11 @@ impl OpenAiChat {
         body
     }
 
-    fn scrub(&self, text: String) -> String {
-        match &self.api_key {
-            Some(k) if !k.expose().is_empty() => text.replace(k.expose(), "***"),
-            _ => text,
+    fn scrub(&self, mut text: String) -> String {
+        if let Some(k) = &self.api_key {
+            iat2i_retrievers::http::scrub_secret(&mut text, k.expose());
         }
+        text
     }
 }
 

@@ -130,14 +130,7 @@ impl HttpError {
     /// Replace `secret` (an API key the server may echo back, or one that was part of a
     /// URL) with `***` in every text this error holds, however deeply wrapped.
     pub fn scrub(&mut self, secret: &str) {
-        if secret.is_empty() {
-            return;
-        }
-        let clean = |s: &mut String| {
-            if s.contains(secret) {
-                *s = s.replace(secret, "***");
-            }
-        };
+        let clean = |s: &mut String| scrub_secret(s, secret);
         match self {
             HttpError::Refused { url, reason } => {
                 clean(url);
@@ -205,4 +198,12 @@ pub(crate) fn describe(err: reqwest::Error) -> String {
         source = s.source();
     }
     parts.join(": ")
+}
+
+/// Replace every occurrence of `secret` (an API key) in `text` with `***`; an empty
+/// secret changes nothing. The one rule every error's `scrub` applies to its texts.
+pub fn scrub_secret(text: &mut String, secret: &str) {
+    if !secret.is_empty() && text.contains(secret) {
+        *text = text.replace(secret, "***");
+    }
 }

@@ -37,7 +37,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{RequestBuilder, StatusCode};
 use url::Url;
 
-pub use error::{HttpError, redact};
+pub use error::{HttpError, redact, scrub_secret};
 pub use paid::Paid;
 pub use ssrf::{SsrfPolicy, blocked_reason};
 

@@ -28,6 +28,30 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// Write `points`, replacing existing ones, or with `insert_only` keeping them.
+    fn write_points(
+        &self,
+        collection: &str,
+        points: Vec<StorePoint>,
+        insert_only: bool,
+    ) -> Result<(), SelectError> {
+        let mut all = self.lock()?;
+        let Some(c) = all.get_mut(collection) else {
+            return Err(SelectError::Store(format!(
+                "memory store: no collection {collection} (ensure it first)"
+            )));
+        };
+        check_dims("memory", &points, Some(c.dim))?;
+        for p in points {
+            if insert_only {
+                c.points.entry(p.id).or_insert(p);
+            } else {
+                c.points.insert(p.id, p);
+            }
+        }
+        Ok(())
+    }
+
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, Collection>>, SelectError> {
         self.collections
             .lock()
@@ -52,31 +76,11 @@ impl VectorStore for MemoryStore {
     }
 
     async fn upsert(&self, collection: &str, points: Vec<StorePoint>) -> Result<(), SelectError> {
-        let mut all = self.lock()?;
-        let Some(c) = all.get_mut(collection) else {
-            return Err(SelectError::Store(format!(
-                "memory store: no collection {collection} (ensure it first)"
-            )));
-        };
-        check_dims("memory", &points, Some(c.dim))?;
-        for p in points {
-            c.points.insert(p.id, p);
-        }
-        Ok(())
+        self.write_points(collection, points, false)
     }
 
     async fn insert(&self, collection: &str, points: Vec<StorePoint>) -> Result<(), SelectError> {
-        let mut all = self.lock()?;
-        let Some(c) = all.get_mut(collection) else {
-            return Err(SelectError::Store(format!(
-                "memory store: no collection {collection} (ensure it first)"
-            )));
-        };
-        check_dims("memory", &points, Some(c.dim))?;
-        for p in points {
-            c.points.entry(p.id).or_insert(p);
-        }
-        Ok(())
+        self.write_points(collection, points, true)
     }
 
     async fn set_payload(
