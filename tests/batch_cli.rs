@@ -659,3 +659,55 @@ async fn licence_and_allow_host_shape_the_batchs_references() {
         "an NC image became the reference"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_folder_is_a_reference_source_for_the_batch() {
+    if skip_without_ort("a_local_folder_is_a_reference_source_for_the_batch") {
+        return;
+    }
+    let server = MockServer::start().await;
+    mount_chat(&server, "assessment", &["gate_needs_reference.json"]).await;
+    mount_chat(&server, "pick", &["chat_pick.json"]).await;
+    mount_chat(&server, "verdict", &["verdict_aligned.json"]).await;
+    mount_images_any(&server, &["images_green.json"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("refs");
+    std::fs::create_dir_all(&folder).unwrap();
+    for (i, name) in ["graphorn", "graphorn-herd"].iter().enumerate() {
+        let png = encode(scene(i as u32 + 1, 320, 240), image::ImageFormat::Png);
+        std::fs::write(folder.join(format!("{name}.png")), png).unwrap();
+        std::fs::write(folder.join(format!("{name}.txt")), "A Graphorn at dusk").unwrap();
+    }
+    let manifest = dir.path().join("p.txt");
+    std::fs::write(&manifest, "A Graphorn at dusk\n").unwrap();
+    let out = dir.path().join("out");
+    let o = Command::new(example_binary("batch"))
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .env_remove("QDRANT_URL")
+        .env("OPENAI_API_KEY", KEY)
+        .args(["run", "--max-rounds", "1", "--no-memory", "--no-summary"])
+        .args(["--base-url", &base(&server)])
+        .args(["--model-dir", &tiny_model().display().to_string()])
+        .args(["--engine", "local", "--folder"])
+        .arg(&folder)
+        .arg("--out")
+        .arg(&out)
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
+    assert_eq!(
+        requests_to(&server, "/v1/images/edits").await.len(),
+        1,
+        "the folder's picture was sent: {}",
+        shown(&o)
+    );
+    let job = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.path().join("report.json").exists())
+        .unwrap()
+        .path();
+    assert!(job.join("reference.json").exists(), "{}", shown(&o));
+}

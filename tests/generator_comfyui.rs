@@ -413,3 +413,33 @@ async fn progress_without_a_prompt_id_from_older_servers_is_the_running_jobs() {
         .collect();
     assert_eq!(steps, [(1, 2), (2, 2)], "{seen:?}");
 }
+
+/// A batch re-runs a done job when the workflow changes (its fingerprint carries the
+/// generator's identity): the identity holds the workflow's digest and node map.
+#[test]
+fn the_identity_changes_with_the_workflow_and_its_node_map() {
+    use iat2i::generator::Generator;
+    let at = |wf: Workflow| {
+        ComfyUi::new(test_http(), "http://127.0.0.1:8188", wf)
+            .unwrap()
+            .identity()
+    };
+    let kontext = at(comfy_workflow("flux_kontext"));
+    assert_eq!(at(comfy_workflow("flux_kontext")), kontext);
+    assert_ne!(at(comfy_workflow("qwen_image_edit")), kontext);
+    // The same graph with one input changed (more sampling steps).
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/workflows");
+    let graph = std::fs::read_to_string(dir.join("flux_kontext.json")).unwrap();
+    let nodes = std::fs::read_to_string(dir.join("flux_kontext.nodes.json")).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&graph).unwrap();
+    let sampler = value
+        .as_object_mut()
+        .unwrap()
+        .values_mut()
+        .find(|n| n["inputs"].get("steps").is_some())
+        .unwrap();
+    sampler["inputs"]["steps"] = serde_json::json!(99);
+    let changed = Workflow::from_json(&value.to_string(), &nodes).unwrap();
+    assert_ne!(at(changed), kontext);
+    assert!(!kontext.contains("sk-"), "no secret in {kontext}");
+}
