@@ -332,6 +332,7 @@ async fn a_paid_call_in_flight_at_a_sigkill_is_reported_after_the_restart() {
     assert_eq!(summary.interrupted_paid_calls, 1);
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(html.contains("in flight when a process died"), "{html}");
+    assert!(html.contains("reserved: 1\nimage(s)"), "{html}");
 }
 
 /// Waits until the server has seen `n` image requests (or about 10 s).

@@ -164,7 +164,8 @@ body{font-family:system-ui,sans-serif;margin:1rem;background:#fafafa}
 Images {{ summary.images }}, tokens {{ summary.chat_tokens + summary.image_tokens }},
 estimated cost {{ cost }} USD.{% if summary.interrupted_paid_calls %}
 <strong>{{ summary.interrupted_paid_calls }} paid call(s) were in flight when a process died:
-they may have been billed and are not in the cost.</strong>{% endif %}</p>
+they may have been billed and are not in the cost (reserved: {{ summary.possibly_billed.images }}
+image(s), about {{ possibly }} USD).</strong>{% endif %}</p>
 <div class="grid">
 {% for c in cards %}<div class="card" id="job-{{ c.id }}">
 <div><span class="state {{ c.state }}">{{ c.state }}</span> <code>{{ c.id }}</code></div>
@@ -200,6 +201,7 @@ pub fn render_contact_sheet(
         summary => summary,
         cards => cards,
         cost => format!("{:.2}", summary.cost_usd),
+        possibly => format!("{:.2}", summary.possibly_billed.cost_usd),
     })
     .map_err(|e| BatchError::Template(e.to_string()))
 }
