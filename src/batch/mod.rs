@@ -20,17 +20,19 @@ pub(crate) mod journal;
 mod ledger;
 mod manifest;
 pub(crate) mod output;
+mod prices;
 mod runner;
 mod shard;
 mod summary;
 
-pub use budget::{Budget, BudgetGuard, Limits, PriceTable, Prices, Spend};
+pub use budget::{Budget, BudgetGuard, Limits, Spend};
 pub use journal::{JobRow, JobState, Journal, Plan};
 pub use ledger::{Ledger, Reservation, SpendTotals, Tally, folder_journals};
 pub use manifest::{
     Format, Job, LineError, MAX_PROMPT_BYTES, Manifest, ManifestOptions, check_id, derived_id,
 };
 pub use output::{JobOutputs, write_atomic};
+pub use prices::{PriceTable, Prices};
 pub use runner::{BatchEvent, BatchOutcome, Runner, RunnerConfig, StopCause, fingerprint};
 pub use shard::Shard;
 pub use summary::{Summary, render_contact_sheet, summarize, write_summary};
