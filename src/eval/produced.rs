@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::judge::Shown;
 use crate::batch::{JobRow, JobState};
+use crate::generator::sniff_mime;
 use crate::report::Report;
 
 /// What one arm produced for one prompt.
@@ -26,15 +27,6 @@ pub(crate) struct Produced {
     pub row: Option<JobRow>,
     /// Why there is no image to judge, when there is none.
     pub missing: Option<String>,
-}
-
-fn sniff(bytes: &[u8]) -> &'static str {
-    match image::guess_format(bytes) {
-        Ok(image::ImageFormat::Jpeg) => "image/jpeg",
-        Ok(image::ImageFormat::WebP) => "image/webp",
-        Ok(image::ImageFormat::Gif) => "image/gif",
-        _ => "image/png",
-    }
 }
 
 /// Why `row` does not vouch for outputs made with `fingerprint` (`None`: it does).
@@ -71,7 +63,7 @@ pub(crate) fn read_outputs(dir: &Path, row: Option<&JobRow>, fingerprint: &str) 
     }
     let shown = |path: PathBuf| {
         std::fs::read(path).ok().map(|b| Shown {
-            mime: sniff(&b).to_string(),
+            mime: sniff_mime(&b).unwrap_or("image/png").to_string(),
             bytes: Bytes::from(b),
         })
     };
