@@ -83,6 +83,24 @@ pub enum PipelineError {
         /// The best image made before the run stopped (in generate-first mode), when any.
         image: Option<Box<GeneratedImage>>,
     },
+    /// The run lost something its caller required: the judge's review
+    /// ([`crate::PipelineBuilder::require_review`]) or the reference memory (a selector
+    /// configured with `require_memory`). The report's `degraded` list says why; the best
+    /// image made before the loss, if any, travels with the error so that no paid work is
+    /// thrown away.
+    #[error("the run lost its {lost}, which was required: {detail}")]
+    Required {
+        /// What was lost.
+        lost: crate::degraded::Lost,
+        /// The stage where it was lost.
+        stage: StageName,
+        /// Why it was lost.
+        detail: String,
+        /// What was done before the run stopped.
+        report: Box<Report>,
+        /// The best image made before the run stopped, when any.
+        image: Option<Box<GeneratedImage>>,
+    },
     /// A [`crate::guard::RunGuard`] stopped the run before any image was made.
     #[error("{halt} before the {before} call, before any image was made")]
     Halted {
@@ -101,7 +119,8 @@ impl PipelineError {
         match self {
             PipelineError::Stage { report, .. }
             | PipelineError::Halted { report, .. }
-            | PipelineError::ReferenceRequired { report, .. } => Some(report),
+            | PipelineError::ReferenceRequired { report, .. }
+            | PipelineError::Required { report, .. } => Some(report),
             _ => None,
         }
     }
@@ -110,7 +129,8 @@ impl PipelineError {
     pub fn stage(&self) -> Option<StageName> {
         match self {
             PipelineError::Stage { stage, .. } => Some(*stage),
-            PipelineError::ReferenceRequired { stage, .. } => Some(*stage),
+            PipelineError::ReferenceRequired { stage, .. }
+            | PipelineError::Required { stage, .. } => Some(*stage),
             _ => None,
         }
     }

@@ -334,7 +334,9 @@ impl PipelineError {
             PipelineError::Stage { source, .. } => Some(source.class()),
             PipelineError::Halted { .. } => None,
             // The run lost the reference its caller required: not worth a blind retry.
-            PipelineError::ReferenceRequired { .. } => Some(ErrorClass::Internal),
+            PipelineError::ReferenceRequired { .. } | PipelineError::Required { .. } => {
+                Some(ErrorClass::Internal)
+            }
         }
     }
 

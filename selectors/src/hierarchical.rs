@@ -177,6 +177,17 @@ fn qdrant_from_env() -> Result<Arc<dyn VectorStore>, SelectError> {
 
 #[async_trait]
 impl Selector for HierarchicalSelector {
+    async fn prepare(&self) -> Result<(), SelectError> {
+        let memory = &self.config.memory;
+        if memory.enabled
+            && memory.required
+            && let Some(m) = self.memory().await?
+        {
+            m.store().ready().await?;
+        }
+        Ok(())
+    }
+
     async fn select(
         &self,
         request: &SelectionRequest,

@@ -101,6 +101,14 @@ pub trait Selector: Send + Sync {
     /// (the judge asked for another reference or none). A selector with a memory ranks
     /// accepted references higher next time and rejected ones lower; the default ignores it.
     async fn record_verdict(&self, _reference: &Reference, _accepted: bool) {}
+
+    /// Open what this selector's settings require, before the caller spends anything on
+    /// the run: a selector whose reference memory is required (locked by another process,
+    /// a server that is unreachable) fails here, so that a pipeline stops before its first
+    /// paid call instead of after it. The default: nothing to open.
+    async fn prepare(&self) -> Result<(), SelectError> {
+        Ok(())
+    }
 }
 
 /// One option shown to a [`CandidateJudge`].

@@ -36,6 +36,7 @@ pub struct PipelineBuilder {
     max_rounds: Option<u32>,
     require_reference: bool,
     require_gate: bool,
+    require_review: bool,
     languages: Option<Vec<String>>,
     search_options: SearchQuery,
     events: EventSink,
@@ -155,6 +156,15 @@ impl PipelineBuilder {
         self.require_reference = yes;
         self
     }
+    /// Fail the run when the judge cannot review an image (a 429 storm on the judge's
+    /// endpoint, a reply that is not the JSON asked for) instead of keeping the image
+    /// unjudged (default: keep it, and record [`crate::Lost::Review`] in the report's
+    /// `degraded` list). The error, [`PipelineError::Required`], carries the unjudged image
+    /// so that the paid work is not lost.
+    pub fn require_review(mut self, yes: bool) -> Self {
+        self.require_review = yes;
+        self
+    }
     /// Fail the run when the gate fails (default: fall back to generating first and
     /// letting the judge decide, recorded in the report's `degraded` list).
     pub fn require_gate(mut self, yes: bool) -> Self {
@@ -248,6 +258,12 @@ impl PipelineBuilder {
             max_rounds: self.max_rounds.unwrap_or(3),
             require_reference: self.require_reference,
             require_gate: self.require_gate,
+            require_review: self.require_review,
+            require_memory: self.selector.is_none()
+                && self
+                    .selector_config
+                    .as_ref()
+                    .is_some_and(|c| c.memory.enabled && c.memory.required),
             search_options: self.search_options,
             events: self.events,
             models,

@@ -99,6 +99,9 @@ pub struct Pipeline {
     max_rounds: u32,
     require_reference: bool,
     require_gate: bool,
+    require_review: bool,
+    /// The default selector's memory is required (its `require_memory` setting).
+    require_memory: bool,
     search_options: SearchQuery,
     events: EventSink,
     models: ModelsRecord,
@@ -114,6 +117,7 @@ impl std::fmt::Debug for Pipeline {
             .field("max_rounds", &self.max_rounds)
             .field("require_reference", &self.require_reference)
             .field("require_gate", &self.require_gate)
+            .field("require_review", &self.require_review)
             .finish_non_exhaustive()
     }
 }
@@ -197,6 +201,13 @@ impl Pipeline {
             edit: st.edit_image.is_some(),
             max_rounds: st.max_rounds,
         });
+        if st.gate_mode != GateMode::Never
+            && let Err(e) = self.selector.prepare().await
+        {
+            // Before the first paid call: the selector cannot have what its settings
+            // require (a required reference memory that another process holds).
+            return Err(st.fail(self, StageName::Select, e));
+        }
         if matches!(st.gate_mode, GateMode::FromPrompt | GateMode::Always)
             && st.allow(PaidCall::Gate).await
         {
@@ -216,7 +227,7 @@ impl Pipeline {
             return Err(st.reference_required(self));
         }
         for n in 1..=st.max_rounds {
-            if st.halted.is_some() {
+            if st.halted.is_some() || st.required_loss.is_some() {
                 break;
             }
             if let Some(stop) = self.round(&mut st, n).await {

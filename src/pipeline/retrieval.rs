@@ -228,6 +228,21 @@ impl Pipeline {
                 st.record_error(self, StageName::Select, None, msg.clone());
                 self.lost_reference(st, StageName::Select, select_cause(&e), &msg);
                 st.classify_last(crate::failure::ErrorClass::Internal);
+                let store_failed =
+                    matches!(e, SelectError::Store(_) | SelectError::StoreLocked { .. });
+                if store_failed && self.require_memory {
+                    // The selector failed rather than select without its memory, as its
+                    // settings asked: the run stops before its next paid call.
+                    let detail = format!("the selection stopped: {msg}");
+                    let d = Degradation::new(
+                        Lost::Memory,
+                        Cause::StoreUnavailable,
+                        StageName::Select,
+                        detail,
+                    );
+                    st.degrade(self, d);
+                    st.required_loss = Some(Lost::Memory);
+                }
                 if let SelectError::NoCandidates { dropped } = e {
                     record.dropped = dropped;
                 }

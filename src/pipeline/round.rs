@@ -4,6 +4,7 @@ use tracing::Instrument;
 
 use super::Pipeline;
 use super::state::RunState;
+use crate::degraded::{Degradation, Lost};
 use crate::error::StageName;
 use crate::events::PipelineEvent;
 use crate::gate::GateMode;
@@ -240,6 +241,12 @@ impl Pipeline {
                 let msg = e.to_string();
                 st.record_error(self, StageName::Judge, Some(n), msg.clone());
                 st.classify_last(e.class());
+                let cause = super::losses::stage_cause(&crate::error::StageError::Lmm(e));
+                let detail = format!("round {n}'s image is kept unjudged: {msg}");
+                st.degrade(
+                    self,
+                    Degradation::new(Lost::Review, cause, StageName::Judge, detail).in_round(n),
+                );
                 rec.error = Some(msg);
                 None
             }

@@ -75,6 +75,9 @@ pub(super) struct RunState {
     pub max_rounds: u32,
     /// The reference the current round was generated with.
     pub round_reference: Option<Reference>,
+    /// Something the caller required was lost (the reference memory): the run makes no
+    /// further paid call and ends with [`PipelineError::Required`].
+    pub required_loss: Option<Lost>,
 }
 
 impl RunState {
@@ -124,6 +127,7 @@ impl RunState {
             gate_mode,
             max_rounds,
             round_reference: None,
+            required_loss: None,
         }
     }
 
@@ -272,6 +276,35 @@ impl RunState {
         }
     }
 
+    /// End the run because it lost something its caller required (`lost`, recorded in
+    /// the report's `degraded` list); the best image so far travels with the error.
+    pub fn required_lost(mut self, p: &Pipeline, lost: Lost) -> PipelineError {
+        let loss = self
+            .report
+            .degraded
+            .iter()
+            .rev()
+            .find(|d| d.lost == lost)
+            .cloned();
+        let (stage, detail) = match loss {
+            Some(d) => (d.stage, format!("{} ({})", d.detail, d.cause)),
+            None => (StageName::Judge, format!("the {lost} was lost")),
+        };
+        let image = self.best.take().map(|k| Box::new(k.image));
+        self.report.best_round = None;
+        self.close(
+            p,
+            format!("stopped: the run lost its {lost}, which was required: {detail}"),
+        );
+        PipelineError::Required {
+            lost,
+            stage,
+            detail,
+            report: Box::new(self.report),
+            image,
+        }
+    }
+
     /// Keep `image` if it beats the best so far.
     pub fn consider(&mut self, round: u32, image: GeneratedImage, verdict: Option<Verdict>) {
         let better = match &self.best {
@@ -339,6 +372,12 @@ impl RunState {
     pub fn finish(mut self, p: &Pipeline) -> Result<Outcome, PipelineError> {
         if self.missing_required_reference(p) {
             return Err(self.reference_required(p));
+        }
+        if let Some(lost) = self.required_loss {
+            return Err(self.required_lost(p, lost));
+        }
+        if p.require_review && self.report.lost(Lost::Review) {
+            return Err(self.required_lost(p, Lost::Review));
         }
         let Some(best) = self.best.take() else {
             if let Some((halt, before)) = self.halted.take() {

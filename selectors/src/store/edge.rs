@@ -309,6 +309,13 @@ impl VectorStore for EdgeStore {
         NAME
     }
 
+    async fn ready(&self) -> Result<(), SelectError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.open())
+            .await
+            .map_err(|e| store_err(NAME, "taking the directory lock crashed", e))?
+    }
+
     async fn ensure(&self, spec: &CollectionSpec) -> Result<(), SelectError> {
         self.shard(&spec.name, Some(spec)).await.map(|_| ())
     }

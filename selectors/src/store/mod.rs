@@ -79,6 +79,12 @@ pub struct StoreHit {
 pub trait VectorStore: Send + Sync {
     /// A short name for reports (`qdrant-edge`, `qdrant`, `memory`).
     fn name(&self) -> &str;
+    /// Take what serving this process needs now instead of on first use: the embedded
+    /// store's directory lock (an error, [`SelectError::StoreLocked`], when another
+    /// process holds it), a server's answer. The default: nothing to take.
+    async fn ready(&self) -> Result<(), SelectError> {
+        Ok(())
+    }
     /// Create the collection when it is missing (size, cosine distance, payload indexes).
     /// Safe to call from many workers at once.
     async fn ensure(&self, spec: &CollectionSpec) -> Result<(), SelectError>;

@@ -213,6 +213,10 @@ impl VectorStore for QdrantStore {
         NAME
     }
 
+    async fn ready(&self) -> Result<(), SelectError> {
+        self.collections().await.map(|_| ())
+    }
+
     async fn ensure(&self, spec: &CollectionSpec) -> Result<(), SelectError> {
         let name = spec.name.as_str();
         if self.is_ready(name)? {
