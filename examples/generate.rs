@@ -20,6 +20,8 @@ use clap::Parser;
 
 #[path = "common/engines.rs"]
 mod engines;
+#[path = "common/exit.rs"]
+mod exit;
 #[path = "common/generators.rs"]
 mod generators;
 #[path = "common/logging.rs"]
@@ -119,6 +121,11 @@ struct Args {
     /// a reference image and cannot get one, instead of generating without it.
     #[arg(long)]
     require_reference: bool,
+    /// Fail (exit code 3) when the judge cannot review an image (a rate-limit storm, a
+    /// reply that is not the JSON asked for) instead of keeping it unjudged. The unjudged
+    /// image is still written to --out: it was paid for.
+    #[arg(long)]
+    require_review: bool,
 
     #[command(flatten)]
     engines: EngineArgs,
@@ -164,8 +171,12 @@ table is printed, and the run exits with code 4 after saying what to set.
 
 Exit codes:
   0  an image was written (anything the run lost on the way is listed under \"degraded\")
-  1  the run failed      2  bad arguments or settings (checked before any paid call)
-  3  --require-reference was given and the run has no reference
+  1  the run failed
+  2  bad arguments or settings, found before any paid call (an empty prompt, --edit on a
+     file that is not an image, --engine searxng without --searxng-url, ...)
+  3  the run lost what a --require-* flag asked for: its reference (--require-reference),
+     its memory (--require-memory; checked before any paid call) or the judge's review
+     (--require-review); an image made before the loss is still written
   4  no model endpoint: only the reference was searched and selected (see above)
 
 Environment:
@@ -187,8 +198,21 @@ To generate, set one of:
                                                (or set OPENAI_BASE_URL); add
   --image-base-url URL                         if images come from another server";
 
+/// The exit code of a run that lost what a --require-* flag asked for.
+const EXIT_REQUIRED_LOST: u8 = 3;
 /// The exit code of a run without a model endpoint (the reference preview only).
 const EXIT_PREVIEW_ONLY: u8 = 4;
+
+/// Whether a stage failed because the reference memory (vector store) could not be used.
+fn is_store_failure(e: &iat2i::StageError) -> bool {
+    matches!(
+        e,
+        iat2i::StageError::Select(
+            iat2i::selectors::SelectError::Store(_)
+                | iat2i::selectors::SelectError::StoreLocked { .. }
+        )
+    )
+}
 
 fn main() -> ExitCode {
     process::run(run_main)
@@ -199,26 +223,41 @@ async fn run_main() -> ExitCode {
     logging::init("warn");
     let key = Secret::from_env("OPENAI_API_KEY");
     let is_openai = |url: &str| url.trim().trim_end_matches('/') == OPENAI_DEFAULT_BASE;
+    let edit = match preflight(&args) {
+        Ok(edit) => edit,
+        Err(e) => return exit::report("generate", &exit::usage(e)),
+    };
     if key.is_none() && (is_openai(&args.base_url) || args.generator.uses_openai_at(&args.base_url))
     {
         return preview_only(&args).await;
     }
-    if let Err(e) = preflight(&args) {
-        eprintln!("generate: {e:#}");
-        return ExitCode::from(2);
-    }
-    match run(args, key).await {
+    match run(args, key, edit).await {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("generate: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => exit::report("generate", &e),
     }
 }
 
-/// Check what can be checked before the first paid call: the model directory and
-/// where the image and the report will be written.
-fn preflight(args: &Args) -> Result<()> {
+/// Check what can be checked before the first paid call: the prompt, the image to edit
+/// (returned, read), the model directory and where the image and the report will be
+/// written.
+fn preflight(args: &Args) -> Result<Option<Vec<u8>>> {
+    anyhow::ensure!(
+        !args.prompt.trim().is_empty(),
+        "the prompt is empty: say what to draw"
+    );
+    let edit = match &args.edit {
+        None => None,
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("--edit {}: cannot read it", path.display()))?;
+            anyhow::ensure!(
+                iat2i::generator::sniff_mime(&bytes).is_some(),
+                "--edit {}: not a PNG, JPEG, WebP or GIF image",
+                path.display()
+            );
+            Some(bytes)
+        }
+    };
     if let Some(dir) = &args.model_dir {
         for file in ["vision/model.onnx", "text/model.onnx"] {
             let path = dir.join(file);
@@ -233,7 +272,7 @@ fn preflight(args: &Args) -> Result<()> {
     }
     writable(&args.out, "--out")?;
     writable(&args.report, "--report")?;
-    Ok(())
+    Ok(edit)
 }
 
 /// `path` can be written: its folder exists and takes a new file, and it is not a folder.
@@ -368,6 +407,7 @@ fn builder(args: &Args, key: &Option<Secret>, progress: &Progress) -> Result<Pip
         .max_rounds(args.max_rounds)
         .query_languages(args.languages.clone())
         .require_reference(args.require_reference)
+        .require_review(args.require_review)
         .on_event(progress_callback(progress.clone()));
     if let Some(m) = &args.gate_model {
         b = b.gate_lmm(chat(args, key, m)?);
@@ -427,12 +467,14 @@ fn progress_callback(pb: Progress) -> impl Fn(&PipelineEvent) + Send + Sync + 's
     }
 }
 
-async fn run(args: Args, key: Option<Secret>) -> Result<ExitCode> {
+async fn run(args: Args, key: Option<Secret>, edit: Option<Vec<u8>>) -> Result<ExitCode> {
     let progress = Progress::new(args.quiet);
-    let pipeline = builder(&args, &key, &progress)?.build()?;
+    // Every setting is checked here, before the first paid call: a problem is a usage error.
+    let pipeline = builder(&args, &key, &progress)
+        .and_then(|b| Ok(b.build()?))
+        .map_err(exit::usage)?;
     let mut request = Request::new(args.prompt.clone());
-    if let Some(path) = &args.edit {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if let Some(bytes) = edit {
         request = request.with_edit_image(bytes);
     }
     let result = pipeline.run(request).await;
@@ -465,17 +507,23 @@ async fn run(args: Args, key: Option<Secret>) -> Result<ExitCode> {
                 print_degraded(report);
             }
             eprintln!("generate: {e}");
-            if let PipelineError::ReferenceRequired { image, .. } = &e {
-                if let Some(image) = image {
-                    write_png(&args.out, image)?;
-                    eprintln!(
-                        "image made before the reference was lost: {}",
-                        args.out.display()
-                    );
+            match &e {
+                PipelineError::ReferenceRequired { image, .. }
+                | PipelineError::Required { image, .. } => {
+                    if let Some(image) = image {
+                        write_png(&args.out, image)?;
+                        eprintln!("image made before the loss: {}", args.out.display());
+                    }
+                    Ok(ExitCode::from(EXIT_REQUIRED_LOST))
                 }
-                return Ok(ExitCode::from(3));
+                // A required memory that could not be opened: checked before any paid call.
+                PipelineError::Stage { source, .. }
+                    if args.memory.require_memory && is_store_failure(source) =>
+                {
+                    Ok(ExitCode::from(EXIT_REQUIRED_LOST))
+                }
+                _ => Ok(ExitCode::from(exit::FAILED)),
             }
-            Ok(ExitCode::FAILURE)
         }
     }
 }

@@ -19,6 +19,8 @@ use iat2i::retrievers::HttpClient;
 use iat2i::selectors::memory::{MemoryStats, PruneRule, ReferenceMemory};
 use iat2i::selectors::{HierarchicalSelector, SelectorConfig, StoreChoice};
 
+#[path = "common/exit.rs"]
+mod exit;
 #[path = "common/process.rs"]
 mod process;
 
@@ -32,7 +34,13 @@ Examples:
 The memory lives in qdrant-edge under the cache directory (one process at a time), or on
 the Qdrant server named by QDRANT_URL (and QDRANT_API_KEY), shared by every worker.
 Captions come from sidecars: logo.png takes logo.txt and/or logo.json
-({\"caption\", \"entities\", \"creator\", \"license\"}).";
+({\"caption\", \"entities\", \"creator\", \"license\"}).
+
+Exit codes:
+  0  done
+  1  the memory could not be opened or used (locked by another process, a Qdrant server
+     that is unreachable, the CLIP model missing for index)
+  2  bad arguments (an unknown subcommand or flag, an index folder that is not a folder)";
 
 /// Index, inspect and prune the reference memory.
 #[derive(Parser, Debug)]
@@ -94,10 +102,7 @@ async fn run_main() -> ExitCode {
         .init();
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => exit::report("memory", &e),
     }
 }
 
@@ -127,6 +132,14 @@ fn selector(args: &Args) -> Result<HierarchicalSelector> {
 }
 
 async fn run(args: Args) -> Result<()> {
+    if let Command::Index { folder, .. } = &args.command
+        && !folder.is_dir()
+    {
+        return Err(exit::usage(anyhow::anyhow!(
+            "index {}: not a folder",
+            folder.display()
+        )));
+    }
     let selector = selector(&args)?;
     let Some(memory) = selector.memory().await? else {
         bail!("the reference memory is turned off");

@@ -16,6 +16,8 @@ use clap::Parser;
 
 #[path = "common/engines.rs"]
 mod engines;
+#[path = "common/exit.rs"]
+mod exit;
 #[path = "common/logging.rs"]
 mod logging;
 use engines::EngineArgs;
@@ -59,7 +61,14 @@ const EXAMPLES: &str = "Examples:
   search \"red panda\" --engine searxng --searxng-url http://localhost:8888
   BRAVE_API_KEY=... search \"red panda\" --engine brave --json
   search \"logo\" --engine local --folder ./brand-assets
-  search \"red fox\" --engine openverse --licence commercial-and-derivatives";
+  search \"red fox\" --engine openverse --licence commercial-and-derivatives
+
+Exit codes:
+  0  the search ran (the table may be empty when the engines found nothing)
+  1  an error outside the engines (the HTTP client, printing the results)
+  2  bad arguments or settings (--engine searxng without --searxng-url, --engine brave
+     without a key, --folder that is not a folder, ...)
+  3  every engine failed (see the engine status lines)";
 
 fn shorten(s: &str, max: usize) -> String {
     let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -117,7 +126,7 @@ fn print_table(result: &MultiSearchResult) {
 
 async fn run(args: Args) -> Result<bool> {
     let http = args.engines.http_builder().build()?;
-    let engines = args.engines.build_all(&http)?;
+    let engines = args.engines.build_all(&http).map_err(exit::usage)?;
     let multi = MultiSearch::new(engines).with_deadline(Duration::from_secs(args.deadline.max(1)));
     let opts = SearchQuery::default()
         .with_limit(args.limit)
@@ -140,6 +149,9 @@ async fn run(args: Args) -> Result<bool> {
     Ok(!result.all_failed())
 }
 
+/// The exit code when every engine failed.
+const EXIT_ALL_FAILED: u8 = 3;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     logging::init("error");
@@ -147,11 +159,8 @@ async fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
             eprintln!("every engine failed; see the status lines above");
-            ExitCode::from(2)
+            ExitCode::from(EXIT_ALL_FAILED)
         }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => exit::report("search", &e),
     }
 }

@@ -18,6 +18,8 @@ use clap::Parser;
 
 #[path = "common/engines.rs"]
 mod engines;
+#[path = "common/exit.rs"]
+mod exit;
 #[path = "common/logging.rs"]
 mod logging;
 #[path = "common/memory.rs"]
@@ -43,7 +45,14 @@ Examples:
 
 ONNX Runtime: set ORT_DYLIB_PATH to libonnxruntime.so (`bash scripts/setup-ort.sh` installs
 onnxruntime==1.31.1 and prints the path). Without --model-dir the CLIP ViT-B/32 model is
-downloaded on first use, which needs the `download` feature of iat2i-selectors.";
+downloaded on first use, which needs the `download` feature of iat2i-selectors.
+
+Exit codes:
+  0  a reference was selected and written to --out
+  1  the selection failed (no candidates, every candidate dropped, the model missing, the
+     memory unavailable with --require-memory)
+  2  bad arguments or settings (an empty prompt, an unreadable --urls file or a line in it
+     that is not a URL, --engine searxng without --searxng-url, ...)";
 
 /// Pick the reference image that best shows what a prompt needs.
 ///
@@ -140,10 +149,7 @@ async fn run_main() -> ExitCode {
     logging::init("error");
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => exit::report("select", &e),
     }
 }
 
@@ -152,7 +158,26 @@ async fn run(args: Args) -> Result<()> {
     for host in &args.allow_hosts {
         builder = builder.allow_host(host);
     }
-    let http = builder.build().context("building the HTTP client")?;
+    let http = builder
+        .build()
+        .context("building the HTTP client")
+        .map_err(exit::usage)?;
+    if args.prompt.trim().is_empty() {
+        return Err(exit::usage(anyhow::anyhow!(
+            "the prompt is empty: say what the reference should show"
+        )));
+    }
+    // The candidates' sources are checked before anything is downloaded.
+    let (listed, engines) = match &args.urls {
+        Some(file) => (
+            Some(
+                read_urls(file, args.queries.first().unwrap_or(&args.prompt))
+                    .map_err(exit::usage)?,
+            ),
+            Vec::new(),
+        ),
+        None => (None, args.engines.build_all(&http).map_err(exit::usage)?),
+    };
     let queries = if args.queries.is_empty() {
         vec![args.prompt.clone()]
     } else {
@@ -167,8 +192,8 @@ async fn run(args: Args) -> Result<()> {
     };
     // The CLIP model loads while the candidates are gathered (a search takes seconds).
     let gather = async {
-        Ok::<_, anyhow::Error>(match &args.urls {
-            Some(file) => read_urls(file, &queries[0])?,
+        Ok::<_, anyhow::Error>(match listed {
+            Some(candidates) => candidates,
             // The memory may answer alone (--search-policy memory-only or fewer-than:K).
             None if !selector.needs_web_search(&request).await => {
                 eprintln!(
@@ -178,7 +203,7 @@ async fn run(args: Args) -> Result<()> {
                 Vec::new()
             }
             None => {
-                let found = search(&args.engines.build_all(&http)?, &queries, args.limit).await?;
+                let found = search(&engines, &queries, args.limit).await?;
                 if found.is_empty() {
                     bail!(
                         "no candidates: the search found nothing (try other --query terms or --urls)"

@@ -194,7 +194,7 @@ async fn every_engine_failing_exits_non_zero_and_says_so() {
     let (ov, wm) = (failing(broken()).await, failing(broken()).await);
     let out = search(&ov, &wm, &[]);
     let text = shown(&out);
-    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert_eq!(out.status.code(), Some(3), "{text}");
     assert!(text.contains("every engine failed"), "{text}");
     for engine in ["openverse", "wikimedia"] {
         assert!(status_line(&text, engine).contains("FAILED"), "{text}");
@@ -208,7 +208,7 @@ fn brave_without_a_key_says_what_to_set() {
         .output()
         .unwrap();
     let text = shown(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(out.status.code(), Some(2), "a usage error: {text}");
     assert!(text.contains("--brave-key"), "{text}");
     assert!(text.contains("BRAVE_API_KEY"), "{text}");
     assert!(!text.contains("panicked"), "{text}");

@@ -13,7 +13,9 @@ use super::{encode, ort_available, scene};
 use std::sync::OnceLock;
 
 /// The examples the CLI tests run; one cargo invocation builds them all.
-const EXAMPLES: [&str; 5] = ["generate", "search", "select", "batch", "evaluate"];
+const EXAMPLES: [&str; 6] = [
+    "generate", "search", "select", "batch", "evaluate", "memory",
+];
 
 /// The executable of example `name` (one of [`EXAMPLES`]), built (or found up to date) by
 /// cargo: `cargo test --all-targets` compiles examples as test harnesses, so the plain
