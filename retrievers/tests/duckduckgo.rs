@@ -184,3 +184,18 @@ async fn a_next_link_to_another_origin_is_fetched_as_untrusted() {
         "the next link was fetched as trusted: {reached:?}"
     );
 }
+
+#[tokio::test]
+async fn the_no_js_page_gives_its_token_in_the_hidden_form_field() {
+    const FORM_VQD: &str = "4-20361418380427916519446457098858011536";
+    let server = MockServer::start().await;
+    token_page(&server, "duckduckgo/search_page_nojs.html").await;
+    Mock::given(path("/i.js"))
+        .and(query_param("vqd", FORM_VQD))
+        .respond_with(serve("duckduckgo/i_page2.json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let found = found(&ddg(&server), "xenopus laevis").await;
+    assert!(!found.is_empty(), "the results asked with the form's token");
+}

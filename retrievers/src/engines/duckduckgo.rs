@@ -136,8 +136,36 @@ fn next_url(base: &Url, next: &str, vqd: &str) -> Option<Url> {
     Some(url)
 }
 
-/// The `vqd` token in the search page: `vqd="4-…"`, `vqd='4-…'`, `vqd=4-…&` or `"vqd":"4-…"`.
+/// The `vqd` token in the search page: in the script of the JavaScript page (`vqd="4-…"`,
+/// `vqd='4-…'`, `vqd=4-…&` or `"vqd":"4-…"`), or in the hidden form field of the no-JS
+/// page (`<input type="hidden" name="vqd" value="4-…">`, html.duckduckgo.com).
 pub(crate) fn parse_vqd(html: &str) -> Option<String> {
+    parse_vqd_in_script(html).or_else(|| parse_vqd_field(html))
+}
+
+/// A token is short and made of letters, digits, `-` and `_`.
+fn clean_token(value: &str) -> Option<String> {
+    let value = value.trim();
+    let ok = !value.is_empty()
+        && value.len() <= 200
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    ok.then(|| value.to_string())
+}
+
+/// The no-JS page's hidden form field, in whatever attribute order and quoting.
+fn parse_vqd_field(html: &str) -> Option<String> {
+    if !html.contains("vqd") {
+        return None;
+    }
+    let page = scraper::Html::parse_document(html);
+    let selector = scraper::Selector::parse(r#"input[name="vqd"]"#).ok()?;
+    page.select(&selector)
+        .find_map(|input| input.value().attr("value").and_then(clean_token))
+}
+
+fn parse_vqd_in_script(html: &str) -> Option<String> {
     for (open, close) in [
         ("vqd=\"", "\""),
         ("vqd='", "'"),
@@ -149,13 +177,8 @@ pub(crate) fn parse_vqd(html: &str) -> Option<String> {
         };
         let rest = html.get(start..)?;
         let end = rest.find(close).unwrap_or(rest.len()).min(200);
-        let value = rest.get(..end)?.trim();
-        if !value.is_empty()
-            && value
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Some(value.to_string());
+        if let Some(token) = rest.get(..end).and_then(clean_token) {
+            return Some(token);
         }
     }
     None
@@ -208,4 +231,33 @@ pub(crate) fn parse_results(
         out.push(c);
     }
     Ok((ranked(out), answer.next))
+}
+
+#[cfg(test)]
+mod vqd_tests {
+    use super::parse_vqd;
+
+    #[test]
+    fn the_form_field_is_read_in_any_attribute_order_and_quoting() {
+        let cases = [
+            r#"<form><input type="hidden" name="vqd" value="4-123_abc" /></form>"#,
+            r#"<input value='4-123_abc' type=hidden name='vqd'>"#,
+            r#"<INPUT NAME="vqd" VALUE="4-123_abc">"#,
+        ];
+        for html in cases {
+            assert_eq!(parse_vqd(html).as_deref(), Some("4-123_abc"), "{html}");
+        }
+    }
+
+    #[test]
+    fn a_field_without_a_clean_token_is_no_token() {
+        for html in [
+            r#"<input name="vqd" value="">"#,
+            r#"<input name="vqd" value="4-1&quot;><script>">"#,
+            r#"<input name="vqd">"#,
+            r#"<input name="q" value="4-123">"#,
+        ] {
+            assert_eq!(parse_vqd(html), None, "{html}");
+        }
+    }
 }
