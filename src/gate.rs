@@ -35,7 +35,46 @@ pub struct Assessment {
     pub entities: Vec<String>,
     /// Why, in a sentence.
     pub rationale: String,
+    /// One entry per entity that needs a reference of its own, the most unfamiliar first
+    /// (empty in a reply of the older flat shape: then `queries` serve the whole prompt).
+    /// With two or more entries the pipeline selects one reference per entity.
+    #[serde(default)]
+    pub plan: Vec<EntityPlan>,
 }
+
+/// What one entity's reference must show, and how to find it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EntityPlan {
+    /// The entity's name as the prompt means it ("Graphorn").
+    pub name: String,
+    /// 1 to 3 image-search queries for it alone, in the requested languages.
+    pub queries: Vec<String>,
+    /// What the reference is for: the entity's look (`subject`), a `style` or a `layout`.
+    #[serde(default)]
+    pub role: crate::generator::ReferenceRole,
+    /// One line saying what the entity looks like or is ("a large grey horned creature
+    /// from Fantastic Beasts"): the text candidates are ranked against.
+    #[serde(default)]
+    pub description: String,
+    /// Why the image model may not know it.
+    #[serde(default = "rare")]
+    pub gap: KnowledgeGap,
+}
+
+fn rare() -> KnowledgeGap {
+    KnowledgeGap::KnownButRare
+}
+
+impl Assessment {
+    /// Whether the prompt names several entities that each need their own reference.
+    pub fn per_entity(&self) -> bool {
+        self.needs_reference && self.plan.len() > 1
+    }
+}
+
+/// The most entities the gate plans references for (every backend takes at least this
+/// many images, or says which it dropped).
+pub const MAX_ENTITIES: usize = 6;
 
 /// When the pipeline consults the gate.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,7 +134,11 @@ Answer needs_reference=true only when a specific entity's appearance matters and
 is unlikely to know it (gap known_but_rare or unknown) or the name is ambiguous (gap \
 ambiguous). Then write short image-search queries that would find a clear picture of each \
 entity (the entity's name plus a disambiguating word, no style words), and list the \
-entities. Otherwise answer needs_reference=false, gap none, queries empty.";
+entities. Also fill plan with one entry per entity that needs its own reference, the most \
+unfamiliar first: its name, 1 to 3 queries for it alone, role (subject for its look, style \
+or layout), a one-line description of what it looks like, and its gap. Leave out of plan \
+the things any image model draws well (a horse, a misty hillside). Otherwise answer \
+needs_reference=false, gap none, queries, entities and plan empty.";
 
 impl LmmGate {
     /// A gate asking `lmm`, writing English queries, at most 4.
@@ -130,8 +173,8 @@ impl LmmGate {
             ""
         };
         format!(
-            "Prompt: {prompt:?}\n\nWrite at most {} queries in total, covering these \
-             languages: {langs}.{edit_note}",
+            "Prompt: {prompt:?}\n\nWrite at most {} queries in total, and 1 to 3 per plan \
+             entry, covering these languages: {langs}.{edit_note}",
             self.max_queries
         )
     }
@@ -164,6 +207,24 @@ fn tidy(prompt: &str, mut a: Assessment, max_queries: usize) -> Assessment {
         .take(max_queries)
         .collect();
     a.entities.retain(|e| !e.trim().is_empty());
+    a.plan = tidy_plan(std::mem::take(&mut a.plan), max_queries);
+    if !a.needs_reference {
+        a.plan.clear();
+    }
+    if a.queries.is_empty() {
+        // A reply that only filled the plan: its queries serve the whole prompt too.
+        let mut seen = std::collections::HashSet::new();
+        a.queries = a
+            .plan
+            .iter()
+            .flat_map(|e| e.queries.iter().cloned())
+            .filter(|q| seen.insert(q.to_lowercase()))
+            .take(max_queries)
+            .collect();
+    }
+    if a.entities.is_empty() {
+        a.entities = a.plan.iter().map(|e| e.name.clone()).collect();
+    }
     if a.needs_reference && a.queries.is_empty() {
         a.queries = if a.entities.is_empty() {
             vec![prompt.chars().take(120).collect()]
@@ -175,6 +236,35 @@ fn tidy(prompt: &str, mut a: Assessment, max_queries: usize) -> Assessment {
         a.gap = KnowledgeGap::KnownButRare;
     }
     a
+}
+
+/// The plan cleaned: named entries only, one per name, that the model may not know, each
+/// with 1 to 3 distinct queries (its name when it gave none) and at most [`MAX_ENTITIES`].
+fn tidy_plan(plan: Vec<EntityPlan>, max_queries: usize) -> Vec<EntityPlan> {
+    let mut names = std::collections::HashSet::new();
+    plan.into_iter()
+        .filter_map(|mut e| {
+            e.name = e.name.trim().to_string();
+            e.description = e.description.trim().to_string();
+            if e.name.is_empty() || e.gap == KnowledgeGap::None {
+                return None;
+            }
+            names.insert(e.name.to_lowercase()).then_some(())?;
+            let mut seen = std::collections::HashSet::new();
+            e.queries = e
+                .queries
+                .into_iter()
+                .map(|q| q.trim().to_string())
+                .filter(|q| !q.is_empty() && seen.insert(q.to_lowercase()))
+                .take(max_queries.min(3))
+                .collect();
+            if e.queries.is_empty() {
+                e.queries = vec![e.name.clone()];
+            }
+            Some(e)
+        })
+        .take(MAX_ENTITIES)
+        .collect()
 }
 
 #[async_trait]
@@ -189,5 +279,90 @@ impl Gate for LmmGate {
             value: self.tidy(prompt, reply.value),
             ..reply
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TWO: &str = r#"{"needs_reference": true, "gap": "known_but_rare",
+        "queries": ["Hogwarts Legacy protagonist", "Graphorn Fantastic Beasts"],
+        "entities": ["Hogwarts Legacy protagonist", "Graphorn", "horse"],
+        "rationale": "two rare entities",
+        "plan": [
+          {"name": "Graphorn", "queries": ["Graphorn Fantastic Beasts", " graphorn fantastic beasts ", "Graphorn creature", "Graphorn 4"],
+           "role": "subject", "description": "a large grey humped creature with two long horns", "gap": "known_but_rare"},
+          {"name": "Hogwarts Legacy protagonist", "queries": [], "role": "subject",
+           "description": "the player character of the 2023 game, in school robes", "gap": "unknown"},
+          {"name": "horse", "queries": ["horse"], "role": "subject", "description": "", "gap": "none"},
+          {"name": " graphorn ", "queries": ["again"], "role": "subject", "description": "", "gap": "unknown"}
+        ]}"#;
+
+    #[test]
+    fn a_plan_keeps_each_unfamiliar_entity_with_its_own_queries() {
+        let a = parse_assessment_reply(TWO, "p", 4).unwrap();
+        assert!(a.per_entity());
+        let names: Vec<&str> = a.plan.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["Graphorn", "Hogwarts Legacy protagonist"],
+            "known and repeated names dropped"
+        );
+        assert_eq!(
+            a.plan[0].queries,
+            [
+                "Graphorn Fantastic Beasts",
+                "Graphorn creature",
+                "Graphorn 4"
+            ]
+        );
+        assert_eq!(
+            a.plan[1].queries,
+            ["Hogwarts Legacy protagonist"],
+            "its name when it gave none"
+        );
+        assert_eq!(a.plan[1].gap, KnowledgeGap::Unknown);
+        assert!(a.plan[0].description.contains("horns"));
+    }
+
+    #[test]
+    fn an_old_flat_reply_still_works_and_is_not_per_entity() {
+        let old = r#"{"needs_reference": true, "gap": "known_but_rare",
+            "queries": ["Graphorn creature"], "entities": ["Graphorn"], "rationale": "rare"}"#;
+        let a = parse_assessment_reply(old, "p", 4).unwrap();
+        assert!(a.plan.is_empty() && !a.per_entity());
+        assert_eq!(a.queries, ["Graphorn creature"]);
+    }
+
+    #[test]
+    fn a_plan_only_reply_fills_the_flat_fields_and_no_reference_means_no_plan() {
+        let only = r#"{"needs_reference": true, "gap": "unknown", "queries": [], "entities": [],
+            "rationale": "", "plan": [{"name": "Zorbly", "queries": ["Zorbly toy 2026"],
+            "role": "subject", "description": "", "gap": "unknown"}]}"#;
+        let a = parse_assessment_reply(only, "p", 4).unwrap();
+        assert_eq!(a.queries, ["Zorbly toy 2026"]);
+        assert_eq!(a.entities, ["Zorbly"]);
+        assert!(!a.per_entity(), "one entity behaves as before");
+        let none = r#"{"needs_reference": false, "gap": "none", "queries": [], "entities": [],
+            "rationale": "", "plan": [{"name": "cat", "queries": ["cat"], "role": "subject",
+            "description": "", "gap": "unknown"}]}"#;
+        assert!(
+            parse_assessment_reply(none, "p", 4)
+                .unwrap()
+                .plan
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_schema_asks_for_the_plan_strictly() {
+        let schema = crate::lmm::strict_schema::<Assessment>();
+        let required = schema["required"].to_string();
+        assert!(required.contains("plan"), "{required}");
+        assert!(
+            schema.to_string().contains("\"style\""),
+            "the roles are offered"
+        );
     }
 }

@@ -105,7 +105,7 @@ pub use degraded::{Cause, Degradation, Lost};
 pub use error::{PipelineError, StageError};
 pub use events::{EventCallback, PipelineEvent};
 pub use failure::ErrorClass;
-pub use gate::{Assessment, Gate, GateMode, KnowledgeGap, LmmGate};
+pub use gate::{Assessment, EntityPlan, Gate, GateMode, KnowledgeGap, LmmGate};
 pub use generator::{
     ChatImages, ComfyUi, GeminiImages, GeneratedImage, Generation, GenerationRequest,
     GenerationSettings, Generator, ImageError, ImageSize, ImageUsage, InputImage, OpenAiImages,

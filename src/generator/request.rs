@@ -8,7 +8,9 @@ use serde_json::{Map, Value};
 use super::{GeneratedImage, ImageUsage, InputImage};
 
 /// What a reference image is for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ReferenceRole {
     /// The look of an entity (shape, colours, markings, clothing): the pipeline's default.
