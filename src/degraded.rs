@@ -22,6 +22,9 @@ pub enum Lost {
     Reference,
     /// A new reference the judge asked for; the previous one (if any) stays in use.
     NewReference,
+    /// One entity's reference, when the gate planned one per entity: the others are
+    /// still sent (the backend takes fewer images than there are entities).
+    EntityReference,
     /// The results of one engine for one query.
     EngineResults,
     /// The gate's decision: the run generates first and lets the judge decide.
@@ -45,6 +48,7 @@ impl std::fmt::Display for Lost {
         f.write_str(match self {
             Lost::Reference => "reference image",
             Lost::NewReference => "new reference",
+            Lost::EntityReference => "reference of one entity",
             Lost::EngineResults => "engine results",
             Lost::GateDecision => "gate decision",
             Lost::Review => "judge's review",

@@ -83,6 +83,29 @@ pub enum Action {
     },
 }
 
+/// Whether the image shows an entity as its reference does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Shown {
+    /// As the reference shows it.
+    Yes,
+    /// Recognisably, with something wrong.
+    Partly,
+    /// Not, or wrongly.
+    No,
+}
+
+/// The judge's word on one entity that had a reference of its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EntityVerdict {
+    /// The entity, as its reference was labelled.
+    pub name: String,
+    /// Whether the image shows it as its reference does.
+    pub shown: Shown,
+    /// Why, in a sentence.
+    pub reason: String,
+}
+
 /// The judge's review of one image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
@@ -97,6 +120,13 @@ pub struct Verdict {
     pub knowledge_gap: bool,
     /// What to do next.
     pub action: Action,
+    /// The entity the action is about (`next_reference`, `drop_reference` and `research`
+    /// act on that entity's reference only); `None`: every reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<String>,
+    /// One word per entity with a reference of its own (empty with a single reference).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entities: Vec<EntityVerdict>,
     /// When the judge said `aligned` but its own scores break the rule it was given
     /// (every applicable score at least [`ALIGNED_MIN_SCORE`]): which score, in words.
     /// Such a verdict is not trusted as aligned when rounds are ranked or the loop stops.
@@ -157,6 +187,12 @@ struct WireVerdict {
     new_prompt: Option<String>,
     /// New search queries, for research.
     new_queries: Vec<String>,
+    /// Per named reference: is its entity shown as the reference shows it.
+    #[serde(default)]
+    entities: Vec<EntityVerdict>,
+    /// The entity next_reference, drop_reference or research is about (null: all).
+    #[serde(default)]
+    target_entity: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -197,6 +233,15 @@ impl WireVerdict {
             feedback: self.feedback,
             knowledge_gap: self.knowledge_gap,
             action,
+            entity: self
+                .target_entity
+                .map(|e| e.trim().to_string())
+                .filter(|e| !e.is_empty()),
+            entities: self
+                .entities
+                .into_iter()
+                .filter(|e| !e.name.trim().is_empty())
+                .collect(),
             contradiction: None,
         }
     }
@@ -245,7 +290,11 @@ refine_prompt (the prompt wording misled the model: give new_prompt); next_refer
 reference shows the wrong thing or is poor and another is available); drop_reference (the \
 reference hurts: the model copied it or it is wrong and none other helps); research (no \
 reference shows the entity correctly, or one is needed and none was given: give new_queries). \
-Use null for new_prompt and [] for new_queries when not needed.";
+Use null for new_prompt and [] for new_queries when not needed. When several reference \
+images each show a named entity, fill entities with one entry per entity (shown: yes, partly \
+or no, and why) and name in target_entity the one entity next_reference, drop_reference or \
+research is about (null to act on all); with one reference or none, entities is [] and \
+target_entity null.";
 
 /// A [`Judge`] that asks a vision LMM.
 #[derive(Debug, Clone)]
@@ -343,6 +392,8 @@ mod tests {
             feedback: String::new(),
             knowledge_gap: false,
             action: Action::Accept,
+            entity: None,
+            entities: Vec::new(),
             contradiction: None,
         }
     }

@@ -112,7 +112,7 @@ pub use generator::{
     ReferenceImage, ReferenceRole, RefusalKind,
 };
 pub use guard::{Halt, HaltKind, PaidCall, PlannedCall, RunGuard, StopReason};
-pub use judge::{Action, Judge, LmmJudge, ReviewInput, Scores, Verdict};
+pub use judge::{Action, EntityVerdict, Judge, LmmJudge, ReviewInput, Scores, Shown, Verdict};
 pub use lmm::{Lmm, LmmError, OpenAiChat, Usage};
 pub use pipeline::{Outcome, Pipeline, PipelineBuilder, Request, RunOptions};
 pub use report::Report;

@@ -131,6 +131,12 @@ pub struct RetrievalRecord {
     /// (a successful selection keeps them in `selection.dropped`).
     #[serde(default)]
     pub dropped: Vec<Dropped>,
+    /// The entity this search was for, when the gate planned one reference per entity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<String>,
+    /// What was decided across entities (an image already another entity's reference).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// A reference sent to the generator.
@@ -159,11 +165,19 @@ pub struct ReferenceRecord {
     /// the original was downscaled), when that is so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_note: Option<String>,
+    /// The entity it is the reference of, when the gate planned one per entity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<String>,
+    /// What the generator was told to take from it.
+    #[serde(default)]
+    pub role: crate::generator::ReferenceRole,
 }
 
 impl ReferenceRecord {
     pub(crate) fn new(label: &str, r: &Reference) -> Self {
         ReferenceRecord {
+            entity: None,
+            role: crate::generator::ReferenceRole::Subject,
             label: label.to_string(),
             image_url: r.candidate.image_url.clone(),
             source_page: r.candidate.source_page.clone(),
@@ -245,6 +259,10 @@ pub struct RoundRecord {
     pub judge_ms: u64,
     /// The failure that ended the round, when one did.
     pub error: Option<String>,
+    /// Entities whose reference this round could not send (the backend takes fewer
+    /// images), each with why; the most unfamiliar entities' references were sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references_dropped: Vec<String>,
 }
 
 /// A stage failure.

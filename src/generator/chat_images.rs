@@ -380,6 +380,10 @@ impl Generator for ChatImages {
         .await
     }
 
+    fn max_input_images(&self) -> Option<usize> {
+        Some(self.limits.max_images)
+    }
+
     fn describe(&self) -> String {
         format!("{} at {}", self.model, redact(&self.base))
     }

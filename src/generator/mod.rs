@@ -395,6 +395,13 @@ pub trait Generator: Send + Sync + std::fmt::Debug {
     fn identity(&self) -> String {
         self.describe()
     }
+
+    /// The most images one call takes, the image to edit included, when the backend has
+    /// a limit. The pipeline sends one reference per entity, most unfamiliar first, and
+    /// records which entities' references did not fit. Default: no limit.
+    fn max_input_images(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Send a paid request (one that costs money or GPU time when the server processes it)

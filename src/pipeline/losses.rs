@@ -5,6 +5,7 @@ use iat2i_retrievers::EngineRun;
 use iat2i_selectors::SelectError;
 
 use super::Pipeline;
+use super::retrieval::Target;
 use super::state::RunState;
 use crate::degraded::{Cause, Degradation, Lost};
 use crate::error::StageError;
@@ -27,9 +28,8 @@ impl Pipeline {
                 self,
                 Degradation::new(Lost::GateDecision, cause, StageName::Gate, detail),
             );
-            let queries = self.queries_for(st, Vec::new()).await;
-            self.retrieve(st, queries, "gate mode always (the gate failed)".into())
-                .await;
+            let reason = "gate mode always (the gate failed)".to_string();
+            self.research(st, Vec::new(), Target::Auto, reason).await;
         } else {
             let detail =
                 format!("generating first and letting the judge decide on a reference: {msg}");
@@ -46,11 +46,13 @@ impl Pipeline {
     pub(super) fn lost_reference(
         &self,
         st: &mut RunState,
+        slot: usize,
         stage: StageName,
         cause: Cause,
         why: &str,
     ) {
-        let (lost, detail) = if st.selection.is_none() {
+        let none_yet = st.slots.get(slot).is_none_or(|s| s.selection.is_none());
+        let (lost, detail) = if none_yet {
             (
                 Lost::Reference,
                 format!("generating without a reference: {why}"),

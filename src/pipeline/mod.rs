@@ -3,6 +3,7 @@
 mod builder;
 mod losses;
 mod retrieval;
+mod slots;
 mod round;
 mod state;
 
@@ -23,6 +24,7 @@ use crate::generator::{GeneratedImage, Generator, InputImage, sniff_mime};
 use crate::guard::{PaidCall, RunGuard};
 use crate::judge::{Judge, Verdict};
 use crate::report::{ModelsRecord, Report};
+use retrieval::Target;
 use state::RunState;
 
 /// What to generate.
@@ -80,8 +82,11 @@ pub struct Outcome {
     pub round: u32,
     /// Its verdict, when the judge reviewed it.
     pub verdict: Option<Verdict>,
-    /// The reference image that round was generated with, when it had one.
+    /// The (first) reference image that round was generated with, when it had one.
     pub reference: Option<iat2i_selectors::Reference>,
+    /// Every reference that round was generated with: one per entity the gate planned,
+    /// most unfamiliar first.
+    pub references: Vec<iat2i_selectors::Reference>,
     /// Everything the run decided and spent.
     pub report: Report,
 }
@@ -214,8 +219,9 @@ impl Pipeline {
             match self.assess(&mut st).await {
                 Ok(assessment) => {
                     if st.gate_mode == GateMode::Always || assessment.needs_reference {
-                        let queries = self.queries_for(&mut st, assessment.queries).await;
-                        self.retrieve(&mut st, queries, "gate".into()).await;
+                        // One search per planned entity, or one with the gate's queries.
+                        self.research(&mut st, Vec::new(), Target::Auto, "gate".into())
+                            .await;
                     }
                 }
                 Err(e) if self.require_gate => return Err(st.fail(self, StageName::Gate, e)),

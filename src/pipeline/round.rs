@@ -9,39 +9,24 @@ use crate::error::StageName;
 use crate::events::PipelineEvent;
 use crate::gate::GateMode;
 use crate::generator::{
-    GeneratedImage, Generation, GenerationRequest, ProgressSink, ReferenceImage, ReferenceRole,
+    GeneratedImage, Generation, GenerationRequest, ProgressSink, ReferenceImage,
 };
 use crate::guard::{PaidCall, StopReason};
-use crate::judge::{Action, ReviewInput, Verdict};
+use crate::judge::{Action, ReviewInput, Shown, Verdict};
+use super::retrieval::Target;
 use crate::report::{ImageRecord, ReferenceRecord, RoundRecord};
 
 impl Pipeline {
     /// Run round `n`; `Some(reason)` ends the loop.
     pub(super) async fn round(&self, st: &mut RunState, n: u32) -> Option<String> {
-        let (references, records) = match st.current_reference() {
-            Some(r) => {
-                let label = st.label_for(r);
-                let image = crate::generator::InputImage {
-                    bytes: r.bytes.clone(),
-                    mime: r.mime.clone(),
-                };
-                let record = ReferenceRecord::new(&label, r);
-                let reference = ReferenceImage {
-                    image,
-                    label,
-                    role: ReferenceRole::Subject,
-                };
-                (vec![reference], vec![record])
-            }
-            None => (Vec::new(), Vec::new()),
-        };
-        st.round_reference = st.current_reference().cloned();
+        let (references, records, dropped) = self.round_references(st);
         // The generator words the references its own way; the report gets what it sent.
         let mut rec = RoundRecord {
             round: n,
             prompt: st.prompt.clone(),
             prompt_sent: st.prompt.clone(),
             references: records,
+            references_dropped: dropped,
             ..RoundRecord::default()
         };
         self.events.emit(PipelineEvent::RoundStarted {
@@ -63,6 +48,64 @@ impl Pipeline {
             .await;
         st.report.rounds.push(rec);
         stop
+    }
+
+    /// The references the round sends, one per slot in use (most unfamiliar entity
+    /// first), as many as the generator takes; the entities left out are recorded.
+    fn round_references(
+        &self,
+        st: &mut RunState,
+    ) -> (Vec<ReferenceImage>, Vec<ReferenceRecord>, Vec<String>) {
+        let current: Vec<(usize, iat2i_selectors::Reference)> = st
+            .current_references()
+            .into_iter()
+            .map(|(i, r)| (i, r.clone()))
+            .collect();
+        let room = self
+            .generator
+            .max_input_images()
+            .map(|m| m.saturating_sub(usize::from(st.edit_image.is_some())));
+        let mut references = Vec::new();
+        let mut records = Vec::new();
+        let mut dropped = Vec::new();
+        let mut sent = Vec::new();
+        for (slot, r) in current {
+            let label = st.label_for(slot, &r);
+            let entity = st.slots[slot].name().map(str::to_string);
+            if room.is_some_and(|room| references.len() >= room) {
+                let why = format!(
+                    "{}: not sent, the generator takes at most {} image(s) a call and the \
+                     more unfamiliar entities' references came first",
+                    entity.as_deref().unwrap_or(&label),
+                    self.generator.max_input_images().unwrap_or_default()
+                );
+                let d = Degradation::new(
+                    Lost::EntityReference,
+                    crate::degraded::Cause::Config,
+                    StageName::Generate,
+                    why.clone(),
+                );
+                st.degrade(self, d);
+                dropped.push(why);
+                continue;
+            }
+            let role = st.slots[slot].role();
+            let mut record = ReferenceRecord::new(&label, &r);
+            record.entity = entity;
+            record.role = role;
+            references.push(ReferenceImage {
+                image: crate::generator::InputImage {
+                    bytes: r.bytes.clone(),
+                    mime: r.mime.clone(),
+                },
+                label,
+                role,
+            });
+            records.push(record);
+            sent.push(r);
+        }
+        st.round_references = sent;
+        (references, records, dropped)
     }
 
     async fn generate_and_judge(
@@ -203,7 +246,7 @@ impl Pipeline {
             image: &judged,
             references: &request.references,
             edit_image: st.edit_image.as_ref(),
-            has_alternates: st.use_reference && st.has_alternates(),
+            has_alternates: st.has_alternates(),
         };
         let t = Instant::now();
         let reviewed = self
@@ -255,14 +298,43 @@ impl Pipeline {
 
     /// Tell the selector (its reference memory) what the judge made of the reference used:
     /// accepted (aligned, or accepted as is) or rejected (another reference, or none).
+    /// With one reference per entity, each reference is told the judge's word on its own
+    /// entity (`yes` accepted, `no` rejected).
     async fn report_verdict(&self, st: &RunState, v: &Verdict) {
-        let Some(reference) = st.current_reference() else {
-            return;
-        };
-        let accepted = v.aligned || v.action == Action::Accept;
-        let rejected = matches!(v.action, Action::NextReference | Action::DropReference);
-        if accepted || rejected {
-            self.selector.record_verdict(reference, accepted).await;
+        for (slot, reference) in st.current_references() {
+            let word = st.slots[slot]
+                .name()
+                .and_then(|name| v.entities.iter().find(|e| e.name.eq_ignore_ascii_case(name)));
+            let (accepted, rejected) = match word {
+                Some(e) => (e.shown == Shown::Yes, e.shown == Shown::No),
+                None => (
+                    v.aligned || v.action == Action::Accept,
+                    matches!(v.action, Action::NextReference | Action::DropReference),
+                ),
+            };
+            if accepted || rejected {
+                self.selector.record_verdict(reference, accepted).await;
+            }
+        }
+    }
+
+    /// The slots the verdict's action is about: the entity it names; else, with one
+    /// reference per entity, those the judge did not find shown as their reference
+    /// shows them; else every slot.
+    fn targets(st: &RunState, v: &Verdict) -> Vec<usize> {
+        if let Some(slot) = v.entity.as_deref().and_then(|e| st.slot_of(e)) {
+            return vec![slot];
+        }
+        let unmet: Vec<usize> = v
+            .entities
+            .iter()
+            .filter(|e| e.shown != Shown::Yes)
+            .filter_map(|e| st.slot_of(&e.name))
+            .collect();
+        if unmet.is_empty() {
+            (0..st.slots.len()).collect()
+        } else {
+            unmet
         }
     }
 
@@ -290,15 +362,14 @@ impl Pipeline {
             rec.next_step = Some("stop: no rounds left".into());
             return None;
         }
-        let first_retrieval = st.gate_mode == GateMode::GenerateFirst && st.selection.is_none();
+        let first_retrieval = st.gate_mode == GateMode::GenerateFirst && !st.has_selection();
         if first_retrieval && (v.knowledge_gap || matches!(v.action, Action::Research { .. })) {
             let given = match &v.action {
                 Action::Research { queries } => queries.clone(),
                 _ => Vec::new(),
             };
-            let queries = self.queries_for(st, given).await;
             let reason = format!("the judge found a knowledge gap in round {n}");
-            self.retrieve(st, queries, reason).await;
+            self.research(st, given, Target::Auto, reason).await;
             if st.missing_required_reference(self) {
                 rec.next_step = Some("stop: the required reference could not be found".into());
                 return Some(format!(
@@ -312,31 +383,60 @@ impl Pipeline {
                 Some("retrieve a reference (generate-first found a knowledge gap)".into());
             return None;
         }
-        rec.next_step = Some(self.apply(st, n, &v.action).await);
+        rec.next_step = Some(self.apply(st, n, v).await);
         None
     }
 
-    async fn apply(&self, st: &mut RunState, n: u32, action: &Action) -> String {
-        match action {
+    async fn apply(&self, st: &mut RunState, n: u32, v: &Verdict) -> String {
+        let targets = Self::targets(st, v);
+        let whose = |st: &RunState, slot: usize| {
+            st.slots[slot]
+                .name()
+                .map(|e| format!(" of {e}"))
+                .unwrap_or_default()
+        };
+        match &v.action {
             Action::Accept => "stop".into(),
             Action::RefinePrompt { prompt } => {
                 st.prompt = prompt.clone();
                 "refine the prompt".into()
             }
-            Action::NextReference if st.has_alternates() => {
-                st.ref_index += 1;
-                st.use_reference = true;
-                format!("try alternate reference {}", st.ref_index)
+            Action::NextReference => {
+                let mut moved = Vec::new();
+                for &slot in &targets {
+                    if st.slots[slot].has_alternates() {
+                        let s = &mut st.slots[slot];
+                        s.index += 1;
+                        s.active = true;
+                        let index = s.index;
+                        moved.push(format!("alternate reference {index}{}", whose(st, slot)));
+                    }
+                }
+                if moved.is_empty() {
+                    "no other reference is available; keep the current one".into()
+                } else {
+                    format!("try {}", moved.join(", "))
+                }
             }
-            Action::NextReference => "no other reference is available; keep the current one".into(),
             Action::DropReference => {
-                st.use_reference = false;
-                "generate without the reference".into()
+                for &slot in &targets {
+                    st.slots[slot].active = false;
+                }
+                if st.slots.len() > 1 && targets.len() < st.slots.len() {
+                    let names: Vec<String> = targets.iter().map(|&t| whose(st, t)).collect();
+                    format!("generate without the reference{}", names.join(", and"))
+                } else {
+                    "generate without the reference".into()
+                }
             }
             Action::Research { queries } => {
-                let queries = self.queries_for(st, queries.clone()).await;
                 let reason = format!("the judge asked to research after round {n}");
-                self.retrieve(st, queries.clone(), reason).await;
+                let target = if st.slots.len() == 1 && st.slots[0].entity.is_none() {
+                    Target::Auto
+                } else {
+                    Target::Slots(targets)
+                };
+                let queries = self.research(st, queries.clone(), target, reason).await;
                 format!("search again with {queries:?}")
             }
         }

@@ -2,8 +2,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use iat2i_selectors::{Reference, Selection};
+use iat2i_selectors::Reference;
 
+use super::slots::Slot;
 use super::{Outcome, Pipeline, RunOptions};
 use crate::degraded::{Degradation, Lost};
 use crate::error::{PipelineError, StageError, StageName};
@@ -33,7 +34,8 @@ pub(super) struct Kept {
     pub round: u32,
     pub image: GeneratedImage,
     pub verdict: Option<Verdict>,
-    pub reference: Option<Reference>,
+    /// The references its round sent, first first.
+    pub references: Vec<Reference>,
 }
 
 /// Ordering key: judged beats unjudged, aligned (when the scores agree) beats
@@ -53,9 +55,8 @@ pub(super) struct RunState {
     pub prompt: String,
     pub edit_image: Option<InputImage>,
     pub assessment: Option<Assessment>,
-    pub selection: Option<Selection>,
-    pub ref_index: usize,
-    pub use_reference: bool,
+    /// The references: one slot per planned entity, or one for the whole prompt.
+    pub slots: Vec<Slot>,
     pub best: Option<Kept>,
     pub stop: Option<String>,
     /// Why the run stopped, typed (set where `stop` is decided).
@@ -73,8 +74,8 @@ pub(super) struct RunState {
     pub halted: Option<(Halt, PaidCall)>,
     /// This run's round budget.
     pub max_rounds: u32,
-    /// The reference the current round was generated with.
-    pub round_reference: Option<Reference>,
+    /// The references the current round was generated with.
+    pub round_references: Vec<Reference>,
     /// Something the caller required was lost (the reference memory): the run makes no
     /// further paid call and ends with [`PipelineError::Required`].
     pub required_loss: Option<Lost>,
@@ -114,9 +115,7 @@ impl RunState {
             prompt,
             edit_image,
             assessment: None,
-            selection: None,
-            ref_index: 0,
-            use_reference: true,
+            slots: vec![Slot::whole()],
             best: None,
             stop: None,
             stop_kind: None,
@@ -126,7 +125,7 @@ impl RunState {
             halted: None,
             gate_mode,
             max_rounds,
-            round_reference: None,
+            round_references: Vec::new(),
             required_loss: None,
         }
     }
@@ -186,31 +185,51 @@ impl RunState {
         }
     }
 
-    /// The reference the next round sends, if any.
-    pub fn current_reference(&self) -> Option<&Reference> {
-        if !self.use_reference {
-            return None;
-        }
-        let sel = self.selection.as_ref()?;
-        match self.ref_index {
-            0 => Some(&sel.best),
-            i => sel.alternates.get(i - 1),
-        }
+    /// The references the next round sends, slot by slot (most unfamiliar entity first).
+    pub fn current_references(&self) -> Vec<(usize, &Reference)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.current().map(|r| (i, r)))
+            .collect()
     }
 
-    /// Whether another reference can be tried.
+    /// Whether any slot has selected a reference.
+    pub fn has_selection(&self) -> bool {
+        self.slots.iter().any(|s| s.selection.is_some())
+    }
+
+    /// Whether another reference can be tried for a slot in use.
     pub fn has_alternates(&self) -> bool {
-        self.selection
-            .as_ref()
-            .is_some_and(|s| self.ref_index < s.alternates.len())
+        self.slots.iter().any(|s| s.active && s.has_alternates())
     }
 
-    /// What the generator is told the reference shows.
-    pub fn label_for(&self, r: &Reference) -> String {
+    /// What the generator is told slot `slot`'s reference `r` shows: the entity's name,
+    /// or for the whole prompt the gate's entities (else the query that found it).
+    pub fn label_for(&self, slot: usize, r: &Reference) -> String {
+        if let Some(name) = self.slots.get(slot).and_then(Slot::name) {
+            return name.to_string();
+        }
         match &self.assessment {
             Some(a) if !a.entities.is_empty() => a.entities.join(" and "),
             _ => r.candidate.query.clone(),
         }
+    }
+
+    /// Slot `slot`'s own queries: its entity's, else the gate's, else the prompt.
+    pub fn entity_queries(&self, slot: usize) -> Vec<String> {
+        match self.slots.get(slot).and_then(|s| s.entity.as_ref()) {
+            Some(e) => e.queries.clone(),
+            None => match &self.assessment {
+                Some(a) if !a.queries.is_empty() => a.queries.clone(),
+                _ => vec![self.prompt.chars().take(120).collect()],
+            },
+        }
+    }
+
+    /// The slot of the entity named `name`, when there is one.
+    pub fn slot_of(&self, name: &str) -> Option<usize> {
+        self.slots.iter().position(|s| s.is(name))
     }
 
     pub fn record_error(
@@ -245,7 +264,9 @@ impl RunState {
 
     /// Whether the run wanted a reference, has none, and the caller required one.
     pub fn missing_required_reference(&self, p: &Pipeline) -> bool {
-        p.require_reference && self.selection.is_none() && self.report.lost_reference()
+        p.require_reference
+            && self.slots.iter().any(|s| s.selection.is_none())
+            && self.report.lost_reference()
     }
 
     /// End the run because the required reference is missing; the best image so far
@@ -316,7 +337,7 @@ impl RunState {
                 round,
                 image,
                 verdict,
-                reference: self.round_reference.clone(),
+                references: self.round_references.clone(),
             });
         }
     }
@@ -421,7 +442,8 @@ impl RunState {
             image: best.image,
             round: best.round,
             verdict: best.verdict,
-            reference: best.reference,
+            reference: best.references.first().cloned(),
+            references: best.references,
             report: self.report,
         })
     }

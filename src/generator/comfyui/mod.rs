@@ -307,6 +307,10 @@ impl Generator for ComfyUi {
         })
     }
 
+    fn max_input_images(&self) -> Option<usize> {
+        Some(self.limits.max_images.min(self.workflow.image_slots()))
+    }
+
     fn describe(&self) -> String {
         format!("ComfyUI at {}", redact(&self.base))
     }
