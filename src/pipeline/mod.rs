@@ -3,8 +3,8 @@
 mod builder;
 mod losses;
 mod retrieval;
-mod slots;
 mod round;
+mod slots;
 mod state;
 
 pub use builder::PipelineBuilder;

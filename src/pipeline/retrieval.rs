@@ -98,10 +98,16 @@ impl Pipeline {
                     .map(|a| a.plan.clone());
                 match plan {
                     Some(plan) => {
-                        if st.slots.iter().all(|s| s.entity.is_none() && s.selection.is_none()) {
+                        if st
+                            .slots
+                            .iter()
+                            .all(|s| s.entity.is_none() && s.selection.is_none())
+                        {
                             st.slots = plan.into_iter().map(Slot::of).collect();
                         }
-                        (0..st.slots.len()).map(|i| (i, st.entity_queries(i))).collect()
+                        (0..st.slots.len())
+                            .map(|i| (i, st.entity_queries(i)))
+                            .collect()
                     }
                     None => vec![(0, queries)],
                 }
@@ -111,7 +117,16 @@ impl Pipeline {
                 slots
                     .into_iter()
                     .filter(|&i| i < st.slots.len())
-                    .map(|i| (i, if one { given.clone() } else { st.entity_queries(i) }))
+                    .map(|i| {
+                        (
+                            i,
+                            if one {
+                                given.clone()
+                            } else {
+                                st.entity_queries(i)
+                            },
+                        )
+                    })
                     .collect()
             }
         };
@@ -142,13 +157,11 @@ impl Pipeline {
             let request = self.selection_request(st, slot, &queries);
             jobs.push((slot, record, request));
         }
-        let found = futures::future::join_all(
-            jobs.into_iter()
-                .map(|(slot, record, request)| async move {
-                    (slot, self.find(record, request).await)
-                }),
-        )
-        .await;
+        let found =
+            futures::future::join_all(jobs.into_iter().map(|(slot, record, request)| async move {
+                (slot, self.find(record, request).await)
+            }))
+            .await;
         for (slot, f) in found {
             self.record_found(st, slot, f).await;
         }
@@ -345,10 +358,18 @@ impl Pipeline {
 
     /// What slot `slot` is ranked against: the entity's name and description (the text
     /// side of CLIP and the candidate judge) with its queries, or the whole prompt.
-    fn selection_request(&self, st: &RunState, slot: usize, queries: &[String]) -> SelectionRequest {
+    fn selection_request(
+        &self,
+        st: &RunState,
+        slot: usize,
+        queries: &[String],
+    ) -> SelectionRequest {
         let (prompt, entities) = match st.slots.get(slot).and_then(|s| s.entity.as_ref()) {
             Some(e) if e.description.is_empty() => (e.name.clone(), vec![e.name.clone()]),
-            Some(e) => (format!("{}: {}", e.name, e.description), vec![e.name.clone()]),
+            Some(e) => (
+                format!("{}: {}", e.name, e.description),
+                vec![e.name.clone()],
+            ),
             None => (
                 st.report.request.prompt.clone(),
                 st.assessment

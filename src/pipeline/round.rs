@@ -3,6 +3,7 @@ use std::time::Instant;
 use tracing::Instrument;
 
 use super::Pipeline;
+use super::retrieval::Target;
 use super::state::RunState;
 use crate::degraded::{Degradation, Lost};
 use crate::error::StageName;
@@ -13,7 +14,6 @@ use crate::generator::{
 };
 use crate::guard::{PaidCall, StopReason};
 use crate::judge::{Action, ReviewInput, Shown, Verdict};
-use super::retrieval::Target;
 use crate::report::{ImageRecord, ReferenceRecord, RoundRecord};
 
 impl Pipeline {
@@ -302,9 +302,11 @@ impl Pipeline {
     /// entity (`yes` accepted, `no` rejected).
     async fn report_verdict(&self, st: &RunState, v: &Verdict) {
         for (slot, reference) in st.current_references() {
-            let word = st.slots[slot]
-                .name()
-                .and_then(|name| v.entities.iter().find(|e| e.name.eq_ignore_ascii_case(name)));
+            let word = st.slots[slot].name().and_then(|name| {
+                v.entities
+                    .iter()
+                    .find(|e| e.name.eq_ignore_ascii_case(name))
+            });
             let (accepted, rejected) = match word {
                 Some(e) => (e.shown == Shown::Yes, e.shown == Shown::No),
                 None => (

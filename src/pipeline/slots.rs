@@ -85,10 +85,7 @@ impl Slot {
 pub(super) fn spread(slots: &mut [Slot]) -> Vec<String> {
     let mut notes = Vec::new();
     for j in 1..slots.len() {
-        loop {
-            let Some(url) = slots[j].current().map(|r| r.candidate.image_url.clone()) else {
-                break;
-            };
+        while let Some(url) = slots[j].current().map(|r| r.candidate.image_url.clone()) {
             let taken = slots[..j]
                 .iter()
                 .position(|s| s.current().is_some_and(|r| r.candidate.image_url == url));
