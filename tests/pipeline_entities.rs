@@ -324,3 +324,80 @@ async fn one_image_found_for_two_entities_is_not_both_their_reference() {
         "{notes:?}"
     );
 }
+
+#[tokio::test]
+async fn a_batch_job_keeps_every_entitys_reference_and_the_contact_sheet_shows_them() {
+    use iat2i::batch::{
+        Budget, Format, Journal, Limits, Manifest, PriceTable, Runner, RunnerConfig, fingerprint,
+        write_summary,
+    };
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    let h = Harness::start(
+        &["gate_two_entities.json"],
+        &["verdict_entities_aligned.json"],
+    )
+    .await;
+    h.images("edits", &["images_red.json"]).await;
+    let pipeline = Arc::new(pipeline_with(&h, ByQuery::default(), None).await);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let m = Manifest::parse(
+        &format!("{{\"id\":\"demo\",\"prompt\":\"{PROMPT}\"}}\n"),
+        Format::Jsonl,
+    );
+    let fps: Vec<String> = m.jobs.iter().map(|j| fingerprint(j, &pipeline)).collect();
+    let journal = Arc::new(Journal::open(&out.join("journal.sqlite")).unwrap());
+    let plan = journal.plan(&m.jobs, &fps, false, |_, _| None).unwrap();
+    let budget = Arc::new(
+        Budget::new(
+            Limits::default(),
+            PriceTable::default(),
+            "gpt-4o-mini",
+            "gpt-image-1",
+        )
+        .unwrap(),
+    );
+    let config = RunnerConfig {
+        out: out.to_path_buf(),
+        concurrency: 1,
+        job_timeout: None,
+        job_grace: Duration::ZERO,
+        max_attempts: 1,
+        backoff: Duration::from_millis(10),
+        breaker_threshold: 3,
+    };
+    let runner = Runner::new(
+        pipeline,
+        journal,
+        budget,
+        config,
+        Arc::new(AtomicBool::new(false)),
+    );
+    let done = runner.run(plan.to_run).await.unwrap();
+    assert_eq!(done.done, 1);
+
+    let job = out.join("demo");
+    assert!(job.join("reference.png").is_file());
+    assert!(job.join("reference-2.png").is_file());
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(job.join("reference.json")).unwrap()).unwrap();
+    assert_eq!(
+        info["entity"], "Graphorn",
+        "the first reference's fields stay at the top"
+    );
+    assert_eq!(info["all"][1]["entity"], "Hogwarts Legacy protagonist");
+    assert_eq!(info["all"][1]["file"], "reference-2.png");
+
+    write_summary(&[out.join("journal.sqlite")], out).unwrap();
+    let html = std::fs::read_to_string(out.join("index.html"))
+        .unwrap()
+        .replace("&#x2f;", "/");
+    assert!(html.contains(r#"src="demo/reference.png""#), "{html}");
+    assert!(html.contains(r#"src="demo/reference-2.png""#), "{html}");
+    assert!(
+        html.contains("<strong>Hogwarts Legacy protagonist</strong>"),
+        "{html}"
+    );
+}

@@ -53,10 +53,21 @@ struct JobReport<'a> {
     report: &'a Report,
 }
 
-/// What `reference.json` holds.
+/// What `reference.json` holds: the first reference's fields at the top (as before one
+/// reference per entity), and every reference in `all`.
+#[derive(Serialize)]
+struct ReferenceFile<'a> {
+    #[serde(flatten)]
+    first: &'a ReferenceInfo<'a>,
+    all: &'a [ReferenceInfo<'a>],
+}
+
+/// One reference written beside the image.
 #[derive(Serialize)]
 struct ReferenceInfo<'a> {
     file: String,
+    /// The entity it is the reference of, when the gate planned one per entity.
+    entity: Option<&'a str>,
     image_url: String,
     source_page: Option<String>,
     title: Option<&'a str>,
@@ -67,6 +78,15 @@ struct ReferenceInfo<'a> {
     source: iat2i_selectors::ReferenceSource,
     /// Why the file is not the original as downloaded, when it is not.
     source_note: Option<&'a str>,
+}
+
+/// The file name of reference `i` (from 0) of type `mime`: `reference.png`, then
+/// `reference-2.png`, ...
+fn reference_file(i: usize, mime: &str) -> String {
+    match i {
+        0 => format!("reference.{}", reference_ext(mime)),
+        i => format!("reference-{}.{}", i + 1, reference_ext(mime)),
+    }
 }
 
 /// The file extension for a reference of type `mime` (`png` when unknown).
@@ -83,18 +103,17 @@ pub(crate) fn reference_ext(mime: &str) -> &'static str {
 /// (`.<name>.tmp-<pid>` of another pid), and an earlier run's reference files that this
 /// run will not replace (another format, or no reference at all now), so the folder never
 /// shows a reference the report does not name.
-fn sweep_stale(dir: &Path, reference_mime: Option<&str>) {
+fn sweep_stale(dir: &Path, keep: &[String]) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     let ours = format!(".tmp-{}", std::process::id());
-    let keep = reference_mime.map(|m| format!("reference.{}", reference_ext(m)));
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let stale_tmp = name.starts_with('.') && name.contains(".tmp-") && !name.ends_with(&ours);
-        let stale_ref = name.starts_with("reference.")
-            && keep.as_deref() != Some(name.as_str())
-            && (keep.is_none() || name != "reference.json");
+        let stale_ref = (name.starts_with("reference.") || name.starts_with("reference-"))
+            && !keep.contains(&name)
+            && (keep.is_empty() || name != "reference.json");
         if (stale_tmp || stale_ref)
             && let Err(e) = std::fs::remove_file(entry.path())
         {
@@ -123,16 +142,35 @@ impl JobOutputs {
         outcome: &Outcome,
     ) -> Result<JobOutputs, BatchError> {
         let dir = job_dir(out, job)?;
-        sweep_stale(&dir, outcome.reference.as_ref().map(|r| r.mime.as_str()));
+        let references: Vec<&iat2i_selectors::Reference> = if outcome.references.is_empty() {
+            outcome.reference.iter().collect()
+        } else {
+            outcome.references.iter().collect()
+        };
+        let files: Vec<String> = references
+            .iter()
+            .enumerate()
+            .map(|(i, r)| reference_file(i, &r.mime))
+            .collect();
+        sweep_stale(&dir, &files);
         write_atomic(
             &dir.join("image.png"),
             &png_bytes(&outcome.image.bytes, &outcome.image.mime),
         )?;
-        if let Some(r) = &outcome.reference {
-            let file = format!("reference.{}", reference_ext(&r.mime));
+        // The entity of each reference sent, from the best round's record.
+        let entities: Vec<Option<&str>> = outcome
+            .report
+            .rounds
+            .iter()
+            .find(|r| r.round == outcome.round)
+            .map(|r| r.references.iter().map(|x| x.entity.as_deref()).collect())
+            .unwrap_or_default();
+        let mut infos = Vec::new();
+        for (i, (r, file)) in references.iter().zip(files).enumerate() {
             write_atomic(&dir.join(&file), &r.bytes)?;
-            let info = ReferenceInfo {
+            infos.push(ReferenceInfo {
                 file,
+                entity: entities.get(i).copied().flatten(),
                 image_url: r.candidate.image_url.to_string(),
                 source_page: r.candidate.source_page.as_ref().map(|u| u.to_string()),
                 title: r.candidate.title.as_deref(),
@@ -141,8 +179,11 @@ impl JobOutputs {
                 engine: &r.candidate.engine,
                 source: r.source,
                 source_note: r.source_note.as_deref(),
-            };
-            write_json(&dir.join("reference.json"), &info)?;
+            });
+        }
+        if let Some(first) = infos.first() {
+            let body = ReferenceFile { first, all: &infos };
+            write_json(&dir.join("reference.json"), &body)?;
         }
         Self::write_report(&dir, job, fingerprint, &outcome.report)?;
         Ok(JobOutputs { dir })
@@ -237,13 +278,22 @@ mod tests {
             ".image.png.tmp-999999999",
             ours.as_str(),
             "reference.jpg",
+            "reference-2.png",
+            "reference-3.webp",
             "reference.json",
             "report.json",
         ] {
             std::fs::write(d.join(name), b"x").unwrap();
         }
-        // The new run's reference is a PNG: the old JPEG goes, the sidecar is rewritten.
-        sweep_stale(d, Some("image/png"));
+        // The new run has two references, PNGs: the old JPEG and the old third entity's
+        // reference go, the second stays to be rewritten, and so does the sidecar.
+        sweep_stale(
+            d,
+            &[
+                reference_file(0, "image/png"),
+                reference_file(1, "image/png"),
+            ],
+        );
         let mut left: Vec<String> = std::fs::read_dir(d)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -251,10 +301,16 @@ mod tests {
         left.sort();
         assert_eq!(
             left,
-            vec![ours.clone(), "reference.json".into(), "report.json".into()]
+            vec![
+                ours.clone(),
+                "reference-2.png".into(),
+                "reference.json".into(),
+                "report.json".into()
+            ]
         );
         // No reference this time: no reference file may stay behind.
-        sweep_stale(d, None);
+        sweep_stale(d, &[]);
+        assert!(!d.join("reference-2.png").exists());
         assert!(!d.join("reference.json").exists());
         assert!(d.join("report.json").exists());
     }

@@ -125,6 +125,15 @@ fn percentile(sorted: &[i64], p: usize) -> Option<i64> {
     sorted.get(rank.min(sorted.len() - 1)).copied()
 }
 
+/// A second or later reference on a card (one per entity).
+#[derive(Debug, Clone, Default, Serialize)]
+struct MoreReference {
+    file: Option<String>,
+    entity: Option<String>,
+    source_page: Option<String>,
+    license: Option<String>,
+}
+
 /// One card of the contact sheet.
 #[derive(Debug, Clone, Default, Serialize)]
 struct Card {
@@ -134,6 +143,10 @@ struct Card {
     error: Option<String>,
     image: Option<String>,
     reference: Option<String>,
+    /// The entity the first reference is of, when the gate planned one per entity.
+    reference_entity: Option<String>,
+    /// Every reference after the first: (file, entity, source page, licence).
+    more_references: Vec<MoreReference>,
     source_page: Option<String>,
     title: Option<String>,
     license: Option<String>,
@@ -173,9 +186,14 @@ image(s), about {{ possibly }} USD).</strong>{% endif %}</p>
 {% if c.image %}<a href="{{ c.image }}"><img class="main" src="{{ c.image }}" alt="generated image for {{ c.id }}"></a>{% endif %}
 {% if c.reference or c.source_page %}<div class="ref">
 {% if c.reference %}<img src="{{ c.reference }}" alt="reference">{% endif %}
-<div>{% if c.source_page %}<a href="{{ c.source_page }}" rel="noopener noreferrer">{{ c.title or c.source_page }}</a>{% elif c.title %}{{ c.title }}{% endif %}
+<div>{% if c.reference_entity %}<strong>{{ c.reference_entity }}</strong><br>{% endif %}{% if c.source_page %}<a href="{{ c.source_page }}" rel="noopener noreferrer">{{ c.title or c.source_page }}</a>{% elif c.title %}{{ c.title }}{% endif %}
 {% if c.license %}<br>licence: {{ c.license }}{% endif %}
 {% if c.creator %}<br>by {{ c.creator }}{% endif %}</div></div>{% endif %}
+{% for m in c.more_references %}<div class="ref">
+{% if m.file %}<img src="{{ m.file }}" alt="reference of {{ m.entity or 'another entity' }}">{% endif %}
+<div>{% if m.entity %}<strong>{{ m.entity }}</strong><br>{% endif %}{% if m.source_page %}<a href="{{ m.source_page }}" rel="noopener noreferrer">{{ m.source_page }}</a>{% endif %}
+{% if m.license %}<br>licence: {{ m.license }}{% endif %}</div></div>
+{% endfor %}
 <p>rounds: {{ c.rounds }}{% if c.scores %}; scores: {{ c.scores|join(", ") }}{% endif %}</p>
 {% if c.stop_reason %}<p>{{ c.stop_reason }}</p>{% endif %}
 {% if c.interrupted_calls %}<p class="failed">{{ c.interrupted_calls }} paid call(s) in flight when an earlier process died (may have been billed)</p>{% endif %}
@@ -266,6 +284,22 @@ fn card(dir: &Path, row: &JobRow, out: &Path) -> Card {
         {
             c.reference = Some(relative(&job_dir.join(file), out));
         }
+        c.more_references = r["all"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .skip(1)
+            .map(|m| MoreReference {
+                file: m["file"]
+                    .as_str()
+                    .filter(|f| !f.contains('/') && job_dir.join(f).exists())
+                    .map(|f| relative(&job_dir.join(f), out)),
+                entity: m["entity"].as_str().map(str::to_string),
+                source_page: http_only(m["source_page"].as_str()),
+                license: m["license"]["code"].as_str().map(str::to_string),
+            })
+            .collect();
+        c.reference_entity = r["entity"].as_str().map(str::to_string);
         c.source_page = http_only(r["source_page"].as_str());
         c.title = r["title"].as_str().map(str::to_string);
         c.creator = r["creator"].as_str().map(str::to_string);
