@@ -5,6 +5,11 @@
 //! wall time to (decoding the same images in full, serially, and embedding them + the slowest single
 //! download). Target: ratio <= 1.3.
 //!
+//! Then one reference per entity: the wall time of 1, 2 and 4 selections of 50 candidates
+//! each run at once on the same selector (as the pipeline runs one per planned entity),
+//! against 1 entity: downloads and embedding overlap, so 4 entities should cost well under
+//! 4x one.
+//!
 //! ```text
 //! /tmp/clipvenv/bin/python fixtures/models/make_clip_onnx.py full   # once
 //! make bench        # = ORT_DYLIB_PATH=... cargo bench -p iat2i-selectors
@@ -199,5 +204,76 @@ async fn run(model: PathBuf, tokenizer: PathBuf) -> Res<()> {
     println!("| peak RSS (VmHWM) after the 50-candidate run | {mem_50:.0} MiB |");
     println!("| peak RSS (VmHWM) after the {N}-candidate run | {mem_100:.0} MiB |");
     println!("| dropped | {} |", sel.dropped.len());
+    entities(&selector, &server).await
+}
+
+/// Candidates `/e/{k}.jpg` for `k` in `from..from + n`: every entity of every run gets
+/// images no selection has seen (nothing is reused from the memory).
+fn entity_candidates(base: &str, from: u32, n: u32, entity: &str) -> Res<Vec<Candidate>> {
+    (from..from + n)
+        .map(|k| {
+            let url = format!("{base}/e/{k}.jpg").parse()?;
+            Ok(Candidate::new(url, "bench", entity))
+        })
+        .collect()
+}
+
+/// 1, 2 and 4 entities of 50 candidates each, selected concurrently.
+async fn entities(selector: &HierarchicalSelector, server: &MockServer) -> Res<()> {
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path_regex(r"^/e/\d+\.jpg$"))
+        .respond_with(|req: &wiremock::Request| {
+            let k: u32 = req
+                .url
+                .path()
+                .trim_start_matches("/e/")
+                .trim_end_matches(".jpg")
+                .parse()
+                .unwrap_or(0);
+            ResponseTemplate::new(200)
+                .set_body_raw(picture(10_000 + k), "image/jpeg")
+                .set_delay(latency(k))
+        })
+        .mount(server)
+        .await;
+    const PER: u32 = 50;
+    let names = ["Graphorn", "Hogwarts Legacy protagonist", "Niffler", "Moon-calf"];
+    let mut next = 0;
+    let mut rows = Vec::new();
+    for count in [1usize, 2, 4] {
+        let mut jobs = Vec::new();
+        for (i, name) in names.iter().take(count).enumerate() {
+            let request = SelectionRequest {
+                prompt: format!("{name}: a creature"),
+                queries: vec![format!("{name} picture")],
+                entities: vec![(*name).to_string()],
+                run_id: format!("bench-entities-{count}-{i}"),
+            };
+            let candidates = entity_candidates(&server.uri(), next, PER, name)?;
+            next += PER;
+            jobs.push((request, candidates));
+        }
+        let started = Instant::now();
+        let results = futures::future::join_all(
+            jobs.iter()
+                .map(|(request, candidates)| selector.select(request, candidates.clone())),
+        )
+        .await;
+        let wall = started.elapsed();
+        for r in results {
+            r?;
+        }
+        rows.push((count, wall));
+    }
+    let one = rows[0].1.as_secs_f64();
+    println!("\none reference per entity: {PER} candidates per entity, selected at once");
+    println!("| entities | wall time | vs 1 entity |\n|---|---|---|");
+    for (count, wall) in rows {
+        println!(
+            "| {count} | {:.0} ms | {:.2}x |",
+            wall.as_secs_f64() * 1e3,
+            wall.as_secs_f64() / one
+        );
+    }
     Ok(())
 }
