@@ -354,3 +354,127 @@ async fn the_loop_runs_with_comfyui_and_reports_its_progress() {
         "the websocket's progress reached the pipeline's events"
     );
 }
+
+/// Openverse answers each entity's queries with that entity's own three pictures; returns
+/// every id's served bytes.
+async fn mount_two_entities(web: &MockServer) -> Vec<(String, Vec<u8>)> {
+    let base = web.uri();
+    let mut served = Vec::new();
+    let sets = [
+        (
+            "graphorn",
+            &["Graphorn Fantastic Beasts", "Graphorn creature"][..],
+            1,
+        ),
+        (
+            "hero",
+            &[
+                "Hogwarts Legacy protagonist",
+                "Hogwarts Legacy player character",
+            ][..],
+            20,
+        ),
+    ];
+    for (entity, queries, seed) in sets {
+        let ids: Vec<String> = (0..3).map(|i| format!("{entity}-{i}")).collect();
+        let results: Vec<_> = ids
+            .iter()
+            .map(|id| result(&base, id, &format!("{entity} photo"), 800, 600))
+            .collect();
+        let body = json!({
+            "result_count": results.len(), "page_count": 1, "page_size": 20, "page": 1,
+            "results": results, "warnings": []
+        });
+        for q in queries {
+            Mock::given(method("GET"))
+                .and(path("/v1/images/"))
+                .and(query_param("q", *q))
+                .respond_with(ResponseTemplate::new(200).set_body_json(body.clone()))
+                .mount(web)
+                .await;
+        }
+        for (i, id) in ids.iter().enumerate() {
+            let bytes = picture(seed + i as u32, 320, 240);
+            for dir in ["thumb", "full"] {
+                Mock::given(method("GET"))
+                    .and(path(format!("/{dir}/{id}.png")))
+                    .respond_with(
+                        ResponseTemplate::new(200).set_body_raw(bytes.clone(), "image/png"),
+                    )
+                    .mount(web)
+                    .await;
+            }
+            served.push((id.clone(), bytes));
+        }
+    }
+    served
+}
+
+#[tokio::test]
+async fn two_entities_are_each_selected_with_clip_from_their_own_search_and_both_sent() {
+    if !ort_available() {
+        return;
+    }
+    let (api, web) = (MockServer::start().await, MockServer::start().await);
+    let served = mount_two_entities(&web).await;
+    mount_chat(&api, "assessment", &["gate_two_entities.json"]).await;
+    mount_chat(&api, "pick", &["chat_pick.json"]).await;
+    mount_chat(&api, "verdict", &["verdict_entities_aligned.json"]).await;
+    mount_images(&api, "edits", &["images_red.json"]).await;
+    let cache = tempfile::tempdir().unwrap();
+    let pipeline = whole_stack(&api, &web, cache.path());
+    let out = pipeline
+        .run(Request::new(
+            "The Hogwarts Legacy protagonist riding a Graphorn",
+        ))
+        .await
+        .unwrap();
+
+    let report = &out.report;
+    let chosen = |entity: &str| -> &Candidate {
+        let r = report
+            .retrievals
+            .iter()
+            .find(|r| r.entity.as_deref() == Some(entity))
+            .unwrap_or_else(|| panic!("no retrieval for {entity}"));
+        let s = r.selection.as_ref().expect("a selection");
+        assert_eq!(s.ranked.len(), 3, "ranked with CLIP among its own 3");
+        assert!(s.ranked.iter().all(|x| x.scores.clip_prompt.is_some()));
+        &s.best.candidate
+    };
+    let graphorn = chosen("Graphorn");
+    let hero = chosen("Hogwarts Legacy protagonist");
+    let id_of = |c: &Candidate| {
+        let file = c.image_url.path().rsplit('/').next().unwrap().to_string();
+        file.trim_end_matches(".png").to_string()
+    };
+    assert!(
+        id_of(graphorn).starts_with("graphorn-"),
+        "{}",
+        graphorn.image_url
+    );
+    assert!(id_of(hero).starts_with("hero-"), "{}", hero.image_url);
+
+    let edits = requests_to(&api, "/v1/images/edits").await;
+    assert_eq!(edits.len(), 1);
+    let bytes_of = |id: String| served.iter().find(|(i, _)| *i == id).unwrap().1.clone();
+    let form = Form::parse(&edits[0]);
+    assert!(
+        form.image_bytes()
+            == [
+                bytes_of(id_of(graphorn)).as_slice(),
+                bytes_of(id_of(hero)).as_slice()
+            ],
+        "image[] carries Graphorn's reference, then the protagonist's"
+    );
+    let prompt = form.text("prompt");
+    assert!(
+        prompt.contains("Reference image 1 shows Graphorn"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("Reference image 2 shows Hogwarts Legacy protagonist"),
+        "{prompt}"
+    );
+    assert_eq!(out.references.len(), 2);
+}

@@ -237,7 +237,12 @@ async fn entities(selector: &HierarchicalSelector, server: &MockServer) -> Res<(
         .mount(server)
         .await;
     const PER: u32 = 50;
-    let names = ["Graphorn", "Hogwarts Legacy protagonist", "Niffler", "Moon-calf"];
+    let names = [
+        "Graphorn",
+        "Hogwarts Legacy protagonist",
+        "Niffler",
+        "Moon-calf",
+    ];
     let mut next = 0;
     let mut rows = Vec::new();
     for count in [1usize, 2, 4] {
