@@ -80,12 +80,19 @@ pub enum PromptSetError {
         detail: String,
     },
     /// An entry of a JSON array is unusable.
-    #[error("{}: entry {index} (0-based index in the JSON array): {reason}", .path.display())]
+    #[error(
+        "{}: entry {index} (0-based index in the JSON array{}): {reason}",
+        .path.display(),
+        .record.as_deref().map(|r| format!(", {r}")).unwrap_or_default()
+    )]
     Entry {
         /// The file.
         path: PathBuf,
         /// The entry's 0-based index in the array.
         index: usize,
+        /// How the entry names itself, when it does and that could be read
+        /// (`prompt_id 950` in a WISE file, `id "fjord-1"` elsewhere).
+        record: Option<String>,
         /// What is wrong with it.
         reason: String,
     },
@@ -308,6 +315,7 @@ fn parse_sample(text: &str) -> Result<PromptSet, PromptSetError> {
         let entry = |reason: String| PromptSetError::Entry {
             path: path.to_path_buf(),
             index,
+            record: Some(format!("id {:?}", p.id)),
             reason,
         };
         check_id(&p.id).map_err(entry)?;

@@ -71,25 +71,65 @@ fn wise(text: &str, name: &str) -> Result<(PromptSet, WiseEdition), PromptSetErr
 }
 
 #[test]
+fn wise_records_without_explanation_or_subcategory_are_refused() {
+    // Files in the real shape (WISE's five fields), one record short of a field each.
+    let err = PromptSet::load(&fixture("wise_no_explanation.json")).unwrap_err();
+    assert!(
+        matches!(&err, PromptSetError::Entry { index: 1, record: Some(r), .. } if r == "prompt_id 820"),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("wise_no_explanation.json: entry 1 (0-based index in the JSON array, prompt_id 820): no \"Explanation\""),
+        "{msg}"
+    );
+    let err = PromptSet::load(&fixture("wise_null_subcategory.json")).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("wise_null_subcategory.json: entry 2 (0-based index in the JSON array, prompt_id 950): \"Subcategory\" is null"),
+        "{msg}"
+    );
+    // The same through load_wise, which the edition-aware callers use.
+    assert!(PromptSet::load_wise(&fixture("wise_null_subcategory.json"), None).is_err());
+}
+
+#[test]
 fn wise_edition_follows_the_category_fields_then_the_file_name() {
     // Id 530 is time in the original ranges and space in WISE_Verified's.
-    let labelled_space = r#"[{"prompt_id": 530, "Prompt": "p", "Category": "Space"}]"#;
+    let labelled_space = r#"[{"prompt_id": 530, "Prompt": "p", "Explanation": "e", "Category": "Space", "Subcategory": "s"}]"#;
     let (set, edition) = wise(labelled_space, "spatio.json").unwrap();
     assert_eq!(edition, WiseEdition::Verified);
     assert_eq!(set.prompts[0].category.as_deref(), Some("space"));
 
-    let labelled_time = r#"[{"prompt_id": 530, "Prompt": "p", "Category": "time"}]"#;
+    let labelled_time = r#"[{"prompt_id": 530, "Prompt": "p", "Explanation": "e", "Category": "time", "Subcategory": "s"}]"#;
     let (set, edition) = wise(labelled_time, "x_verified.json").unwrap();
     assert_eq!(edition, WiseEdition::Original);
     assert_eq!(set.prompts[0].category.as_deref(), Some("time"));
 
-    let unlabelled = r#"[{"prompt_id": 530, "Prompt": "p"}]"#;
+    let unlabelled = r#"[{"prompt_id": 530, "Prompt": "p", "Explanation": "e", "Subcategory": "s"}]"#;
     assert_eq!(
         wise(unlabelled, "natural_science_verified.json").unwrap().1,
         WiseEdition::Verified
     );
     assert_eq!(
         wise(unlabelled, "natural_science.json").unwrap().1,
+        WiseEdition::Original
+    );
+    // WISE_Verified's merged file and its folder.
+    assert_eq!(
+        wise(unlabelled, "merge.json").unwrap().1,
+        WiseEdition::Verified
+    );
+    assert_eq!(
+        wise(unlabelled, "WISE/data_verified/natural_science.json")
+            .unwrap()
+            .1,
+        WiseEdition::Verified
+    );
+    assert_eq!(
+        wise(unlabelled, "WISE/WISE_legacy/data/merge_x.json")
+            .unwrap()
+            .1,
         WiseEdition::Original
     );
 
@@ -108,7 +148,7 @@ fn wise_refuses_bad_entries_with_their_index() {
     let cases = [
         (r#"{"prompt_id": 1}"#, None, "expected one JSON array"),
         (
-            r#"[{"prompt_id": 1, "Prompt": "a"}, 7]"#,
+            r#"[{"prompt_id": 1, "Prompt": "a", "Explanation": "e", "Subcategory": "s"}, 7]"#,
             Some(1),
             "expected a JSON object",
         ),
@@ -127,6 +167,11 @@ fn wise_refuses_bad_entries_with_their_index() {
         (
             r#"[{"prompt_id": 3, "Prompt": "  "}]"#,
             Some(0),
+            "prompt_id 3): \"Prompt\" is blank",
+        ),
+        (
+            r#"[{"prompt_id": 3, "Explanation": "e"}]"#,
+            Some(0),
             "no \"Prompt\"",
         ),
         (
@@ -140,9 +185,30 @@ fn wise_refuses_bad_entries_with_their_index() {
             "\"Explanation\" must be a string",
         ),
         (
-            r#"[{"prompt_id": 3, "Prompt": "a"}, {"prompt_id": 3, "Prompt": "b"}]"#,
+            r#"[{"prompt_id": 3, "Prompt": "a", "Explanation": "e", "Subcategory": "s"},
+                {"prompt_id": 3, "Prompt": "b", "Explanation": "e", "Subcategory": "s"}]"#,
             Some(1),
             "also entry 0",
+        ),
+        (
+            r#"[{"prompt_id": 3, "Prompt": "a", "Subcategory": "s"}]"#,
+            Some(0),
+            "prompt_id 3): no \"Explanation\"",
+        ),
+        (
+            r#"[{"prompt_id": 3, "Prompt": "a", "Explanation": " ", "Subcategory": "s"}]"#,
+            Some(0),
+            "\"Explanation\" is blank",
+        ),
+        (
+            r#"[{"prompt_id": 3, "Prompt": "a", "Explanation": "e"}]"#,
+            Some(0),
+            "prompt_id 3): no \"Subcategory\"",
+        ),
+        (
+            r#"[{"prompt_id": 3, "Prompt": "a", "Explanation": "e", "Subcategory": null}]"#,
+            Some(0),
+            "prompt_id 3): \"Subcategory\" is null",
         ),
         ("[{\"prompt_id\": 3,\n \"Prompt\": }]", None, "line 2"),
     ];
@@ -206,7 +272,7 @@ fn worldgenbench_tolerates_likely_variants() {
     let jsonl = concat!(
         r#"{"prompt": "A comet", "knowledge_checklist": [{"text": "A tail pointing away from the Sun"}, {"item": "Stars"}], "area": "nature", "id": 7}"#,
         "\n\n",
-        r#"{"Prompt": "A fjord", "check_list": "1. Steep cliffs\n2) Deep water\n- A ferry\n\n", "domain": "humanities", "country": "Norway", "id": "fjord-1"}"#,
+        r#"{"Prompt": "A fjord", "check_list": ["Steep cliffs", " Deep water ", "A ferry"], "domain": "Humanities", "country": "Norway", "id": "fjord-1"}"#,
         "\n",
     );
     let prompts = wgb(jsonl, "anything.jsonl").unwrap();
@@ -228,6 +294,87 @@ fn worldgenbench_tolerates_likely_variants() {
     let prompts = wgb(array, "My Set.json").unwrap();
     assert_eq!(prompts[0].id, "wgb-my-set-0");
     assert_eq!(prompts[0].category, None);
+}
+
+#[test]
+fn worldgenbench_checklists_given_as_one_string_or_with_blank_items_are_refused() {
+    let err = PromptSet::load(&fixture("worldgenbench/checklist_as_string.json")).unwrap_err();
+    assert!(
+        matches!(err, PromptSetError::Entry { index: 1, .. }),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("checklist_as_string.json: entry 1 (0-based")
+            && msg.contains("\"checklist\" is one string")
+            && msg.contains("not a list of items"),
+        "{msg}"
+    );
+    let msg = PromptSet::load(&fixture("worldgenbench/checklist_blank_item.json"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("checklist_blank_item.json: entry 1 (0-based")
+            && msg.contains("\"checklist\" item 2 (0-based) is blank"),
+        "{msg}"
+    );
+    // "a; b; c" is neither three items nor one, in JSONL too; an entry's own id is named.
+    let jsonl = r#"{"prompt_en": "p", "checklist": "a; b; c", "id": "x-1"}"#;
+    let msg = wgb(jsonl, "h.jsonl").unwrap_err().to_string();
+    assert!(
+        msg.contains("line 1") && msg.contains("is one string"),
+        "{msg}"
+    );
+    let array = r#"[{"prompt_en": "p", "checklist": [{"text": " "}], "id": 4}]"#;
+    let msg = wgb(array, "h.json").unwrap_err().to_string();
+    assert!(
+        msg.contains("entry 0 (0-based index in the JSON array, id 4)")
+            && msg.contains("item 0 (0-based) is blank"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn worldgenbench_domain_comes_from_the_record_before_the_file_name() {
+    // Both domains in one file with no telling name: each record's class decides.
+    let set = PromptSet::load(&fixture("worldgenbench/worldgenbench_merged.json")).unwrap();
+    let domains: Vec<_> = set
+        .prompts
+        .iter()
+        .map(|p| (p.subcategory.as_deref(), p.category.as_deref()))
+        .collect();
+    assert_eq!(
+        domains,
+        [
+            (Some("Germany"), Some("humanities")),
+            (Some("Astronomy"), Some("nature")),
+            (Some("Tuvalu"), Some("humanities")),
+            (Some("Chemistry"), Some("nature")),
+        ]
+    );
+    assert_eq!(set.categories(), ["humanities", "nature"]);
+    assert_eq!(
+        ids(&set),
+        [
+            "wgb-humanities-0",
+            "wgb-nature-1",
+            "wgb-humanities-2",
+            "wgb-nature-3"
+        ]
+    );
+    // A record's domain field wins over the file's name, and over its class.
+    let text = r#"[{"prompt_en": "p", "checklist": ["a"], "class": "Earth Sciences"},
+                   {"prompt_en": "q", "checklist": ["b"], "class": "Peru", "domain": "NATURE"},
+                   {"prompt_en": "r", "checklist": ["c"], "discipline": "Biology & Medicine"}]"#;
+    let prompts = wgb(text, "humanities_en.json").unwrap();
+    let cats: Vec<_> = prompts.iter().map(|p| p.category.as_deref()).collect();
+    assert_eq!(cats, [Some("nature"), Some("nature"), Some("nature")]);
+    // A class that says nothing leaves the file name to decide.
+    let text = r#"[{"prompt_en": "p", "checklist": ["a"], "class": "Peru"}]"#;
+    assert_eq!(
+        wgb(text, "nature_en.json").unwrap()[0].category.as_deref(),
+        Some("nature")
+    );
 }
 
 #[test]
