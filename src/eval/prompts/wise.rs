@@ -116,9 +116,7 @@ fn check_entry(index: usize, item: &Value) -> Result<Entry, (Option<u64>, String
         match optional_string(obj, key).map_err(with_id)? {
             Some(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
             Some(_) => Err(with_id(format!("\"{key}\" is blank ({why})"))),
-            None if obj.contains_key(key) => {
-                Err(with_id(format!("\"{key}\" is null ({why})")))
-            }
+            None if obj.contains_key(key) => Err(with_id(format!("\"{key}\" is null ({why})"))),
             None => Err(with_id(format!("no \"{key}\" ({why})"))),
         }
     };

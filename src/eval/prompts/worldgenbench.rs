@@ -82,10 +82,6 @@ enum Loc {
 }
 
 impl Loc {
-    fn error(self, path: &Path, reason: String) -> PromptSetError {
-        self.error_in(path, None, reason)
-    }
-
     /// An error about the entry `value` found here, naming its own id when it has one.
     fn error_in(self, path: &Path, value: Option<&Value>, reason: String) -> PromptSetError {
         match self {
@@ -126,11 +122,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Vec<EvalPrompt>, PromptSe
             .map_err(|r| loc.error_in(path, Some(&value), r))?;
         if let Some(first) = prompts.iter().position(|q| q.id == p.id) {
             let first = locs.get(first).map_or_else(String::new, |l| l.describe());
-            return Err(loc.error_in(
-                path,
-                Some(&value),
-                format!("id {:?} is also {first}", p.id),
-            ));
+            return Err(loc.error_in(path, Some(&value), format!("id {:?} is also {first}", p.id)));
         }
         prompts.push(p);
         locs.push(loc);
@@ -278,7 +270,10 @@ fn own_id(value: &Value) -> Option<String> {
         return None;
     };
     match first(obj, &ID_KEYS)? {
-        (key, Value::String(s)) => Some(format!("{key} {:?}", s.chars().take(60).collect::<String>())),
+        (key, Value::String(s)) => Some(format!(
+            "{key} {:?}",
+            s.chars().take(60).collect::<String>()
+        )),
         (key, Value::Number(n)) => Some(format!("{key} {n}")),
         _ => None,
     }
