@@ -27,7 +27,7 @@ mod process;
 use engines::EngineArgs;
 use generators::GeneratorArgs;
 use iat2i::batch::{Limits, PriceTable};
-use iat2i::eval::{Arm, EvalConfig, Evaluation, Format, Metric, PromptSet};
+use iat2i::eval::{Arm, EvalConfig, EvalReport, Evaluation, Format, Metric, PromptSet};
 use iat2i::lmm::{OPENAI_DEFAULT_BASE, model_http_client};
 use iat2i::selectors::{ClipEmbedder, ClipModelSource, SelectorConfig};
 use iat2i::{GateMode, OpenAiChat, Pipeline, Secret};
@@ -288,13 +288,32 @@ async fn run(args: Args) -> Result<u8> {
         }
     });
     let report = eval.run().await.context("the evaluation failed")?;
+    summarise(&report);
+    println!(
+        "report: {} and {}",
+        args.out.join("eval.json").display(),
+        args.out.join("eval.html").display()
+    );
+    if let Some(h) = &report.halted {
+        eprintln!("evaluate: stopped early: {h}; run again with a larger budget to finish");
+        return Ok(3);
+    }
+    Ok(0)
+}
+
+/// The terminal summary: per arm, per pair, and what the WiScores are.
+fn summarise(report: &EvalReport) {
     for a in &report.arms {
         let show = |s: &iat2i::eval::Score| match (s.mean, s.ci_low, s.ci_high) {
             (Some(m), Some(l), Some(h)) => format!("{m:.3} [{l:.3}, {h:.3}] n={}", s.n),
             _ => "-".into(),
         };
+        let overall = match a.wiscore_overall {
+            Some(o) => format!("  WiScore overall {o:.3}"),
+            None => String::new(),
+        };
         println!(
-            "{:<20} images {:>3}/{:<3} checklist {}  WiScore {}  reference used {:.0} % (lost {:.0} %)",
+            "{:<20} images {:>3}/{:<3} checklist {}  WiScore {}{overall}  reference used {:.0} % (lost {:.0} %)",
             a.name,
             a.images,
             report.prompts_total,
@@ -316,14 +335,10 @@ async fn run(args: Args) -> Result<u8> {
             p.missing
         );
     }
-    println!(
-        "report: {} and {}",
-        args.out.join("eval.json").display(),
-        args.out.join("eval.html").display()
-    );
-    if let Some(h) = &report.halted {
-        eprintln!("evaluate: stopped early: {h}; run again with a larger budget to finish");
-        return Ok(3);
+    if let Some(w) = &report.wise {
+        println!("{}: {}", w.edition.name(), w.note);
     }
-    Ok(0)
+    if let Some(s) = &report.wiscore_source {
+        println!("WiScore: {}", s.note);
+    }
 }

@@ -15,7 +15,7 @@ use super::judge_prompts::{
 use super::judgments::{JudgmentKey, Judgments, Stored};
 use super::produced::{Produced, read_outputs};
 use super::prompts::{EvalPrompt, PromptSet};
-use super::report::{Cell, EvalReport, Metric, PairJudgment, build_report};
+use super::report::{Cell, EvalReport, Inputs, Metric, PairJudgment, build_report};
 use crate::GateMode;
 use crate::batch::{
     BatchError, BatchOutcome, Budget, Job, JobOutputs, JobRow, Journal, Limits, PriceTable, Runner,
@@ -239,18 +239,18 @@ impl Evaluation {
             .judge_all(&judgments, &budget, &produced, &checklists)
             .await?;
         let pairs = self.judge_pairs(&judgments, &budget, &produced).await?;
-        let report = build_report(
-            &self.prompts,
-            &self.arms.iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
-            &judge_name,
-            &self.config,
-            &produced,
-            &checklists,
-            &cells,
-            &pairs,
-            outcomes,
-            budget.halted().map(|h| h.to_string()),
-        );
+        let arm_names: Vec<String> = self.arms.iter().map(|a| a.name.clone()).collect();
+        let inputs = Inputs {
+            prompts: &self.prompts,
+            arms: &arm_names,
+            judge_model: &judge_name,
+            config: &self.config,
+            produced: &produced,
+            checklists: &checklists,
+            cells: &cells,
+            pairs: &pairs,
+        };
+        let report = build_report(&inputs, outcomes, budget.halted().map(|h| h.to_string()));
         let json = serde_json::to_vec_pretty(&report).map_err(|e| BatchError::Io {
             path: self.config.out.join("eval.json"),
             source: std::io::Error::other(e),

@@ -30,6 +30,10 @@ pub struct PromptSet {
     pub name: String,
     /// The prompts, in file order. Their ids are unique.
     pub prompts: Vec<EvalPrompt>,
+    /// The WISE edition the prompts come from, for a WISE file: its categories' id ranges
+    /// and the weights of its overall WiScore ([`WiseEdition`]). `None` for other sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wise_edition: Option<WiseEdition>,
 }
 
 /// One prompt of a set, with what a judge needs to score an image made from it.
@@ -299,10 +303,13 @@ impl PromptSet {
     /// Parse prompt file text read from `path` (which names the set and the errors).
     pub fn parse(text: &str, path: &Path, format: Format) -> Result<PromptSet, PromptSetError> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let prompts = match format {
-            Format::Wise => wise::parse(text, path, None)?.0,
-            Format::WorldGenBench => worldgenbench::parse(text, path)?,
-            Format::Manifest => manifest::parse(text, path)?,
+        let (prompts, wise_edition) = match format {
+            Format::Wise => {
+                let (prompts, edition) = wise::parse(text, path, None)?;
+                (prompts, Some(edition))
+            }
+            Format::WorldGenBench => (worldgenbench::parse(text, path)?, None),
+            Format::Manifest => (manifest::parse(text, path)?, None),
         };
         if prompts.is_empty() {
             return Err(PromptSetError::Empty {
@@ -312,6 +319,7 @@ impl PromptSet {
         Ok(PromptSet {
             name: set_name(path),
             prompts,
+            wise_edition,
         })
     }
 
@@ -333,6 +341,7 @@ impl PromptSet {
         let set = PromptSet {
             name: set_name(path),
             prompts,
+            wise_edition: Some(edition),
         };
         Ok((set, edition))
     }
@@ -351,6 +360,7 @@ impl PromptSet {
                 PromptSet {
                     name: "builtin-sample".into(),
                     prompts: Vec::new(),
+                    wise_edition: None,
                 }
             }
         }

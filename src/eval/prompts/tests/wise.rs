@@ -33,8 +33,26 @@ fn wise_fixture_loads_one_prompt_per_category() {
     assert_eq!(straw.subcategory.as_deref(), Some("Optics"));
     assert!(straw.explanation.as_deref().unwrap().contains("refraction"));
     assert!(straw.checklist.is_empty());
+    assert_eq!(set.wise_edition, Some(WiseEdition::Original));
     let (again, edition) = PromptSet::load_wise(&path, None).unwrap();
     assert_eq!((again, edition), (set, WiseEdition::Original));
+}
+
+#[test]
+fn a_wise_verified_file_loads_as_wise_verified() {
+    let set = PromptSet::load(&fixture("wise_verified/natural_science_verified.json")).unwrap();
+    assert_eq!(set.wise_edition, Some(WiseEdition::Verified));
+    assert_eq!(set.categories(), ["biology", "physics", "chemistry"]);
+    // Read with the original ranges, id 641 would be space.
+    let (original, _) = PromptSet::load_wise(
+        &fixture("wise_verified/natural_science_verified.json"),
+        Some(WiseEdition::Original),
+    )
+    .unwrap();
+    assert_eq!(original.wise_edition, Some(WiseEdition::Original));
+    assert_eq!(original.prompts[0].category.as_deref(), Some("space"));
+    // Other formats have no edition.
+    assert_eq!(PromptSet::builtin_sample().wise_edition, None);
 }
 
 #[test]
@@ -57,6 +75,7 @@ fn wise(text: &str, name: &str) -> Result<(PromptSet, WiseEdition), PromptSetErr
         PromptSet {
             name: name.into(),
             prompts,
+            wise_edition: Some(edition),
         },
         edition,
     ))
