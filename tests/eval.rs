@@ -447,3 +447,124 @@ async fn a_failed_regeneration_never_has_its_stale_image_judged() {
         "{why}"
     );
 }
+
+/// A chat completion whose content is the plain text `text`.
+fn completion_text(text: &str) -> ResponseTemplate {
+    let mut body = fixture_json("verdict_aligned.json");
+    body["choices"][0]["message"]["content"] = Value::String(text.to_string());
+    ResponseTemplate::new(200).set_body_json(body)
+}
+
+#[tokio::test]
+async fn a_judge_prompt_file_replaces_the_wiscore_judge_and_is_recorded() {
+    let (h, pipeline) = world().await;
+    let judges = mount_judges(&h.server, None).await;
+    // The file's text (not wiscore.v1's) reaches the judge, which answers in WISE's
+    // gpt_eval.py lines.
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/v1/chat/completions"))
+        .and(wiremock::matchers::body_string_contains(
+            "Aesthetic Quality (0-2)",
+        ))
+        .respond_with(completion_text(
+            "Consistency: 2\nRealism: 1\nAesthetic Quality: 0",
+        ))
+        .mount(&h.server)
+        .await;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/eval/judge_prompts/three_axis_lines.txt");
+    let file = iat2i::eval::JudgePromptFile::load(&path).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut prompts = PromptSet::builtin_sample();
+    prompts.prompts.truncate(3);
+    let eval = |wiscore_prompt: Option<iat2i::eval::JudgePromptFile>| {
+        Evaluation::new(
+            prompts.clone(),
+            Arc::new(chat_client(&h.server, test_http())),
+            EvalConfig {
+                out: out.path().to_path_buf(),
+                metrics: vec![Metric::WiScore],
+                resamples: 100,
+                wiscore_prompt,
+                ..EvalConfig::default()
+            },
+        )
+        .arm(Arm::baseline(pipeline.clone()))
+    };
+    let report = eval(Some(file.clone())).run().await.unwrap();
+    assert_eq!(
+        judges.wiscore.load(Ordering::SeqCst),
+        0,
+        "wiscore.v1 was not asked"
+    );
+    let base = arm(&report, "baseline");
+    assert_eq!(base.wiscore.n, 3);
+    // (0.7·2 + 0.2·1 + 0.1·0) / 2
+    assert!((base.wiscore.mean.unwrap() - 0.8).abs() < 1e-9);
+    let asked: Vec<Value> = h
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains("Aesthetic Quality (0-2)"))
+        .map(json_body)
+        .collect();
+    assert_eq!(asked.len(), 3);
+    let text = |r: &Value| {
+        r["messages"][0]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let first = &prompts.prompts[0];
+    // The prompt and explanation fill WISE's script fields (asked in any order).
+    let expected = format!(
+        "PROMPT: \"{}\"\nEXPLANATION: \"{}\"",
+        first.prompt,
+        first.explanation.as_deref().unwrap()
+    );
+    assert!(
+        asked.iter().any(|r| text(r).contains(&expected)),
+        "{expected} not in {asked:?}"
+    );
+    assert!(
+        asked.iter().all(|r| r.get("response_format").is_none()),
+        "no JSON schema forced"
+    );
+    // The report and eval.json name the file and its SHA-256.
+    assert_eq!(report.judge_prompts["wiscore"], file.id());
+    let source = report.wiscore_source.as_ref().unwrap();
+    let recorded = source.judge_prompt_file.as_ref().unwrap();
+    assert_eq!(recorded.sha256, file.sha256());
+    assert!(source.note.contains(file.sha256()) && source.note.starts_with("not the official"));
+    let json: Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("eval.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["wiscore_source"]["judge_prompt_file"]["sha256"],
+        file.sha256()
+    );
+    let html = std::fs::read_to_string(out.path().join("eval.html")).unwrap();
+    assert!(html.contains(file.sha256()));
+
+    // The built-in judge's judgments are stored apart: switching back asks it afresh.
+    let again = eval(None).run().await.unwrap();
+    assert_eq!(judges.wiscore.load(Ordering::SeqCst), 3);
+    assert!((arm(&again, "baseline").wiscore.mean.unwrap() - 0.85).abs() < 1e-9);
+    assert_eq!(again.judge_prompts["wiscore"], "wiscore.v1");
+
+    // A file for a judge that is not run is refused, not dropped.
+    let unused = Evaluation::new(
+        prompts.clone(),
+        Arc::new(chat_client(&h.server, test_http())),
+        EvalConfig {
+            out: out.path().to_path_buf(),
+            metrics: vec![Metric::Checklist],
+            wiscore_prompt: Some(file),
+            ..EvalConfig::default()
+        },
+    )
+    .arm(Arm::baseline(pipeline.clone()));
+    let err = unused.run().await.unwrap_err().to_string();
+    assert!(err.contains("WiScore is not among the metrics"), "{err}");
+}

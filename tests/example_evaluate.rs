@@ -90,9 +90,40 @@ fn evaluate_help_names_the_arms_metrics_and_exit_codes() {
         "wiscore",
         "pairwise",
         "Exit codes",
+        "--judge-prompt <FILE>",
+        "{prompt_data['Prompt']}",
+        "not WISE's official",
     ] {
         assert!(text.contains(word), "{word} missing from --help:\n{text}");
     }
+}
+
+#[test]
+fn evaluate_refuses_a_judge_prompt_for_a_judge_it_does_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompt = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/eval/judge_prompts/three_axis_lines.txt");
+    let out = example_in("evaluate", dir.path())
+        .arg("--judge-prompt")
+        .arg(&prompt)
+        .args(["--metrics", "checklist,pairwise"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", shown(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--metrics has no wiscore"), "{stderr}");
+    // A file the judge cannot fill is an error naming it.
+    std::fs::write(dir.path().join("bad.txt"), "Score the image.").unwrap();
+    let out = example_in("evaluate", dir.path())
+        .args(["--judge-prompt", "bad.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", shown(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("judge prompt file bad.txt: it has no {{prompt}}"),
+        "{stderr}"
+    );
 }
 
 /// A WISE file's first two prompts (one category): per-category scores, and the summary

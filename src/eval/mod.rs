@@ -54,9 +54,10 @@ pub mod stats;
 pub mod wise;
 
 pub use judge_prompts::{
-    ChecklistReply, ItemVerdict, JudgePrompt, PairOutcome, PairwiseReply, ReplyError, WiScoreReply,
-    Winner, checklist_score, numbered_checklist, overall_wiscore, parse_checklist_reply,
-    parse_checklist_writer_reply, parse_pairwise_reply, parse_wiscore_reply, resolve_pair, wiscore,
+    ChecklistReply, ItemVerdict, JudgePrompt, JudgePromptFile, JudgePromptFileError, PairOutcome,
+    PairwiseReply, ReplyError, WiScoreJudgment, WiScoreReply, Winner, checklist_score,
+    numbered_checklist, overall_wiscore, parse_checklist_reply, parse_checklist_writer_reply,
+    parse_pairwise_reply, parse_wiscore_judgment, parse_wiscore_reply, resolve_pair, wiscore,
 };
 pub use prompts::{EvalPrompt, Format, PromptSet, PromptSetError, derived_id};
 pub use report::{

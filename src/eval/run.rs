@@ -10,7 +10,7 @@ use iat2i_selectors::Embedder;
 
 use super::judge::{JudgeModel, Shown};
 use super::judge_prompts::{
-    CHECKLIST_V1, CHECKLIST_WRITER_V1, JudgePrompt, PAIRWISE_V1, WISCORE_V1,
+    CHECKLIST_V1, CHECKLIST_WRITER_V1, JudgePrompt, JudgePromptFile, PAIRWISE_V1, WiScoreJudgment,
 };
 use super::judgments::{JudgmentKey, Judgments, Stored};
 use super::produced::{Produced, read_outputs};
@@ -99,6 +99,12 @@ pub struct EvalConfig {
     pub resamples: usize,
     /// Seed of the bootstrap.
     pub seed: u64,
+    /// The WiScore judge's prompt from a file (WISE's own text, say) instead of the
+    /// built-in `wiscore.v1`; the `evaluate` example's `--judge-prompt`. Its replies may
+    /// be JSON, WISE's `Consistency: N` lines or WISE_Verified's `Score: 0|1` (see
+    /// [`super::parse_wiscore_judgment`]); the report records its SHA-256, and its
+    /// judgments are stored apart from `wiscore.v1`'s.
+    pub wiscore_prompt: Option<JudgePromptFile>,
 }
 
 impl Default for EvalConfig {
@@ -113,6 +119,7 @@ impl Default for EvalConfig {
             prices: PriceTable::default(),
             resamples: 2000,
             seed: 7,
+            wiscore_prompt: None,
         }
     }
 }
@@ -156,7 +163,10 @@ impl Evaluation {
         Evaluation {
             prompts,
             arms: Vec::new(),
-            judge: JudgeModel { lmm: judge },
+            judge: JudgeModel {
+                lmm: judge,
+                wiscore_file: config.wiscore_prompt.clone(),
+            },
             embedder: None,
             config,
             stopping: Arc::new(AtomicBool::new(false)),
@@ -183,6 +193,15 @@ impl Evaluation {
     fn check(&self) -> Result<(), EvalError> {
         if self.arms.is_empty() {
             return Err(EvalError::Config("no arm to evaluate".into()));
+        }
+        if let Some(file) = &self.config.wiscore_prompt
+            && !self.config.metrics.contains(&Metric::WiScore)
+        {
+            return Err(EvalError::Config(format!(
+                "the judge prompt file {} replaces the WiScore judge, but WiScore is not \
+                 among the metrics: add it, or leave the file out",
+                file.path().display()
+            )));
         }
         if self.prompts.prompts.is_empty() {
             return Err(EvalError::Config(format!(
@@ -339,14 +358,32 @@ impl Evaluation {
         other: &str,
         ord: u8,
     ) -> JudgmentKey {
+        self.key_for(prompt.name, prompt.id(), prompt_id, arm, other, ord)
+    }
+
+    /// The key of a WiScore judgment, under the judge prompt in use (built-in or a file).
+    fn wiscore_key(&self, prompt_id: &str, arm: &str) -> JudgmentKey {
+        let judge_prompt = self.judge.wiscore_prompt_id();
+        self.key_for("wiscore", judge_prompt, prompt_id, arm, "", 0)
+    }
+
+    fn key_for(
+        &self,
+        metric: &'static str,
+        judge_prompt: String,
+        prompt_id: &str,
+        arm: &str,
+        other: &str,
+        ord: u8,
+    ) -> JudgmentKey {
         JudgmentKey {
-            metric: prompt.name,
+            metric,
             prompt_id: prompt_id.to_string(),
             arm: arm.to_string(),
             other_arm: other.to_string(),
             ord,
             judge: self.judge.name(),
-            judge_prompt: prompt.id(),
+            judge_prompt,
             images: String::new(),
             input: String::new(),
         }
@@ -484,7 +521,7 @@ impl Evaluation {
         }
         if self.config.metrics.contains(&Metric::WiScore) {
             let key = self
-                .key(&WISCORE_V1, &p.id, arm, "", 0)
+                .wiscore_key(&p.id, arm)
                 .about(&[&image.bytes], &[&p.prompt, &explanation]);
             let s = self
                 .judged(
@@ -497,7 +534,7 @@ impl Evaluation {
             cell.wiscore = s
                 .result
                 .as_ref()
-                .and_then(|v| serde_json::from_value::<super::WiScoreReply>(v.clone()).ok())
+                .and_then(|v| serde_json::from_value::<WiScoreJudgment>(v.clone()).ok())
                 .map(|r| r.score());
             cell.judged(&s);
         }

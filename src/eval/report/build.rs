@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::{
     ArmCell, ArmSummary, CategoryScores, Cell, Costs, EvalReport, GenerationRun, PairJudgment,
-    PairSummary, PromptRow, Score, ScoreSource, SubcategoryScores, WiseSummary,
+    PairSummary, PromptFileRecord, PromptRow, Score, ScoreSource, SubcategoryScores, WiseSummary,
 };
 use crate::batch::output::reference_ext;
 use crate::batch::{BatchOutcome, JobState};
@@ -82,10 +82,14 @@ pub(crate) fn build_report(
         .iter()
         .map(|arm| arm_summary(inputs, arm, wise.as_ref()))
         .collect();
+    let wiscore_prompt = match &inputs.config.wiscore_prompt {
+        Some(file) => file.id(),
+        None => WISCORE_V1.id(),
+    };
     let judge_prompts = [
         ("checklist", CHECKLIST_V1.id()),
         ("checklist_writer", CHECKLIST_WRITER_V1.id()),
-        ("wiscore", WISCORE_V1.id()),
+        ("wiscore", wiscore_prompt),
         ("pairwise", PAIRWISE_V1.id()),
     ]
     .into_iter()
@@ -301,9 +305,9 @@ fn overall(
     }
 }
 
-/// What the WiScores are: this harness's judge, not WISE's evaluator.
+/// What the WiScores are: this harness's judge calls, not WISE's evaluator.
 fn wiscore_source(inputs: &Inputs<'_>, wise: Option<&WiseSummary>) -> ScoreSource {
-    let judge_prompt = WISCORE_V1.id();
+    let model = inputs.judge_model;
     let official = match wise.map(|w| w.edition) {
         Some(WiseEdition::Verified) => {
             "WISE_Verified's published numbers come from its own evaluator (vllm_eval.py: \
@@ -314,17 +318,40 @@ fn wiscore_source(inputs: &Inputs<'_>, wise: Option<&WiseSummary>) -> ScoreSourc
              scores, judged by GPT-4o-2024-05-13)"
         }
     };
+    let (judge_prompt, judge_prompt_file, how) = match &inputs.config.wiscore_prompt {
+        None => (
+            WISCORE_V1.id(),
+            None,
+            format!(
+                "judged by {model} with this harness's own prompt {} (WISE's three-axis \
+                 rubric in its own words, answered as JSON)",
+                WISCORE_V1.id()
+            ),
+        ),
+        Some(file) => (
+            file.id(),
+            Some(PromptFileRecord {
+                path: file.path().display().to_string(),
+                sha256: file.sha256().to_string(),
+            }),
+            format!(
+                "judged by {model} with the prompt file {} (SHA-256 {}), sent by this harness \
+                 as one user message with the image; a reply of three 0-2 scores counts as \
+                 (0.7 c + 0.2 r + 0.1 a) / 2, a binary score as 0 or 1. They match WISE's \
+                 only as far as the judge model, the prompt text and the call do",
+                file.path().display(),
+                file.sha256()
+            ),
+        ),
+    };
     ScoreSource {
-        judge_model: inputs.judge_model.to_string(),
-        judge_prompt: judge_prompt.clone(),
-        judge_prompt_file: None,
+        judge_model: model.to_string(),
+        judge_prompt,
+        judge_prompt_file,
         official: false,
         note: format!(
-            "not the official WISE number: these WiScores were judged by {} with this \
-             harness's own prompt {judge_prompt} (WISE's three-axis rubric in its own words, \
-             answered as JSON); {official}. Compare arms within this report, not with WISE's \
-             leaderboard",
-            inputs.judge_model
+            "not the official WISE number: these WiScores were {how}; {official}. Compare arms \
+             within this report, not with WISE's leaderboard"
         ),
     }
 }
