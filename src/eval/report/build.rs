@@ -176,7 +176,8 @@ fn arm_summary(inputs: &Inputs<'_>, arm: &str, wise: Option<&WiseSummary>) -> Ar
         reference_used: used as f64 / n,
         reference_lost: lost as f64 / n,
         costs: Costs {
-            generation_usd_per_prompt: rows().map(|r| r.cost_usd).sum::<f64>() / n,
+            // (A fold from +0.0: an empty f64 sum is -0.0, shown as "-0.0000".)
+            generation_usd_per_prompt: rows().fold(0.0, |s, r| s + r.cost_usd) / n,
             generation_s_per_prompt: generation_ms as f64 / 1000.0 / n,
             judge_tokens_per_prompt: judge_tokens as f64 / n,
             judge_s_per_prompt: judge_ms as f64 / 1000.0 / n,
@@ -237,27 +238,24 @@ fn wise_summary(prompts: &PromptSet, edition: WiseEdition) -> WiseSummary {
     let prompt_ids = prompts.prompts.len().min(PROMPT_IDS);
     let prompt_ids_missing = PROMPT_IDS - prompt_ids;
     let overall_defined = categories_missing.is_empty();
+    let name = edition.name();
     let note = if overall_defined && prompt_ids_missing == 0 {
         format!(
-            "all of {}'s {PROMPT_IDS} prompts: the overall WiScore weighs the six category \
-             means with {}'s weights",
-            edition.name(),
-            edition.name()
+            "the overall WiScore weighs the six category means with {name}'s weights (all \
+             {PROMPT_IDS} prompts)"
         )
     } else if overall_defined {
         format!(
-            "all six categories, but {prompt_ids_missing} of {}'s {PROMPT_IDS} prompt ids are \
-             missing: the overall weighs the category means of the prompts run, and WISE's \
-             own script reports none without all {PROMPT_IDS}",
-            edition.name()
+            "the overall WiScore weighs the six category means of the prompts run with \
+             {name}'s weights, but {prompt_ids_missing} of {name}'s {PROMPT_IDS} prompt ids are \
+             missing (WISE's own script reports no overall without all {PROMPT_IDS})"
         )
     } else {
         format!(
             "the overall WiScore is not defined for a partial run: WISE defines it over all \
              six categories, and this run has no prompt in {} ({prompt_ids_missing} of \
-             {}'s {PROMPT_IDS} prompt ids are missing); compare the per-category scores",
-            categories_missing.join(", "),
-            edition.name()
+             {name}'s {PROMPT_IDS} prompt ids are missing); compare the per-category scores",
+            categories_missing.join(", ")
         )
     };
     WiseSummary {

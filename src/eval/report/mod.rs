@@ -370,11 +370,26 @@ pub struct GenerationRun {
 
 const TEMPLATE: &str = include_str!("eval.html.j2");
 
-/// The report as an HTML page (images by relative path; every text escaped).
+/// The colours of the arms in the page's charts, in the arms' order (a colour-blind-safe
+/// palette, Tableau 10; repeated past ten arms).
+pub const ARM_COLOURS: [&str; 10] = [
+    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
+    "#9c755f", "#bab0ac",
+];
+
+/// The report as an HTML page (images by relative path; every text escaped), with its
+/// charts drawn as inline SVG: per-category means with their intervals for every arm, and
+/// the pairwise outcomes per pair of arms.
 pub fn render_html(report: &EvalReport) -> Result<String, minijinja::Error> {
     let mut env = minijinja::Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
     env.add_template("eval.html", TEMPLATE)?;
+    let colours: BTreeMap<&str, &str> = report
+        .arms
+        .iter()
+        .zip(ARM_COLOURS.iter().cycle())
+        .map(|(a, c)| (a.name.as_str(), *c))
+        .collect();
     env.get_template("eval.html")?
-        .render(minijinja::context! { r => report })
+        .render(minijinja::context! { r => report, colours => colours })
 }

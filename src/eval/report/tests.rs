@@ -164,7 +164,7 @@ fn the_page_says_when_the_overall_is_not_defined() {
         "{html}"
     );
     assert!(html.contains(
-        "<b>No overall WiScore:</b> the overall WiScore is not defined for a partial run"
+        "<b>No overall WiScore:</b> The overall WiScore is not defined for a partial run"
     ));
     assert!(html.contains(">not defined</span>"));
     assert!(html.contains("<th>WiScore overall (WISE_Verified weights)</th>"));
@@ -225,4 +225,92 @@ fn the_wiscore_is_labelled_as_the_harness_own() {
         html.contains("not the official WISE number"),
         "the page says so too"
     );
+}
+
+/// Two arms on all six WISE_Verified categories, and their pair.
+fn two_arm_report() -> EvalReport {
+    let set = verified_set();
+    let ids: Vec<String> = set.prompts.iter().map(|p| p.id.clone()).collect();
+    let score = |i: usize, base: f64| (ids[i].as_str(), base + 0.05 * i as f64);
+    let mut all = cells(
+        "baseline",
+        &(0..7).map(|i| score(i, 0.2)).collect::<Vec<_>>(),
+    );
+    all.extend(cells(
+        "augmented",
+        &(0..7).map(|i| score(i, 0.5)).collect::<Vec<_>>(),
+    ));
+    let mut r = report(&set, &["baseline", "augmented"], &all);
+    r.pairs = vec![PairSummary {
+        a: "baseline".into(),
+        b: "augmented".into(),
+        n: 7,
+        missing: 0,
+        a_wins: 1.0 / 7.0,
+        ties: 2.0 / 7.0,
+        b_wins: 4.0 / 7.0,
+        judge_tokens: 0,
+    }];
+    r
+}
+
+#[test]
+fn the_page_draws_category_means_with_intervals_and_the_pairs_as_svg() {
+    let r = two_arm_report();
+    let html = render_html(&r).unwrap();
+    // One WiScore chart (no checklist was judged), a bar per arm and category, each with
+    // its interval, in the arm's colour.
+    assert_eq!(
+        html.matches("<svg class=\"category-chart\"").count(),
+        1,
+        "{html}"
+    );
+    assert!(html.contains("data-metric=\"wiscore\""));
+    assert!(!html.contains("data-metric=\"checklist\""));
+    assert_eq!(html.matches("<rect class=\"bar\"").count(), 12);
+    assert_eq!(html.matches("<path class=\"interval\"").count(), 12);
+    for (arm, colour) in [("baseline", ARM_COLOURS[0]), ("augmented", ARM_COLOURS[1])] {
+        let bar = format!("<rect class=\"bar\" data-arm=\"{arm}\"");
+        assert_eq!(html.matches(&bar).count(), 6, "{arm}");
+        for at in html.match_indices(&bar).map(|(i, _)| i) {
+            let tag = &html[at..at + html[at..].find('>').unwrap()];
+            assert!(tag.contains(&format!("fill=\"{colour}\"")), "{tag}");
+        }
+    }
+    // The pair: the first arm's wins, the ties, the second arm's wins, widths in proportion.
+    assert_eq!(html.matches("<svg class=\"pair-chart\"").count(), 1);
+    assert!(
+        html.contains("<rect class=\"win\" data-arm=\"baseline\" x=\"200\" y=\"6\" width=\"60.0\""),
+        "{html}"
+    );
+    assert!(html.contains("<rect class=\"tie\" x=\"260.0\" y=\"6\" width=\"120.0\""));
+    assert!(html.contains(
+        "<rect class=\"win\" data-arm=\"augmented\" x=\"380.0\" y=\"6\" width=\"240.0\""
+    ));
+    assert!(html.contains(">57 %</text>"));
+    // Nothing is fetched to draw them.
+    assert!(!html.contains("src=\"http") && !html.contains("href=\"http"));
+    if let Ok(path) = std::env::var("IAT2I_WRITE_EVAL_HTML") {
+        std::fs::write(path, &html).unwrap();
+    }
+}
+
+#[test]
+fn chart_text_is_escaped_and_missing_means_are_marked() {
+    let mut r = two_arm_report();
+    // Category names come from prompt files.
+    let evil = "<script>alert(1)</script>";
+    for arm in &mut r.arms {
+        let scores = arm.categories.remove("space").unwrap();
+        arm.categories.insert(evil.into(), scores);
+    }
+    r.arms[1].categories.get_mut("time").unwrap().wiscore.mean = None;
+    let html = render_html(&r).unwrap();
+    assert!(
+        !html.contains(evil),
+        "category names are escaped in the charts too"
+    );
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;</text>"));
+    assert_eq!(html.matches("<rect class=\"bar\"").count(), 11);
+    assert!(html.contains("augmented, time: not judged"));
 }
