@@ -152,3 +152,46 @@ fn stored_judgments_of_either_judge_read_back() {
     let back: WiScoreJudgment = serde_json::from_value(binary).unwrap();
     assert_eq!(back, WiScoreJudgment::Binary { score: 1 });
 }
+
+#[test]
+fn no_reply_makes_the_parser_panic() {
+    let pieces = [
+        "Consistency",
+        "Realism",
+        "Aesthetic Quality",
+        "Score",
+        "score",
+        ":",
+        "：",
+        "*",
+        "**",
+        " ",
+        "\n",
+        "0",
+        "1",
+        "2",
+        "9",
+        "<think>",
+        "</think>",
+        "{",
+        "}",
+        "\"score\"",
+        "é",
+        "字",
+        "consistency\"",
+        "\u{0}",
+    ];
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..5000 {
+        let mut text = String::new();
+        for _ in 0..(state % 20) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            text.push_str(pieces[(state % pieces.len() as u64) as usize]);
+        }
+        if let Ok(j) = parse_wiscore_judgment(&text) {
+            assert!((0.0..=1.0).contains(&j.score()), "{text:?}");
+        }
+    }
+}
