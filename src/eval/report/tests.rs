@@ -221,6 +221,7 @@ fn the_wiscore_is_labelled_as_the_harness_own() {
         source.note
     );
     let html = render_html(&r).unwrap();
+    assert!(html.contains("(this harness's judge, not the official number)</a></th>"));
     assert!(
         html.contains("not the official WISE number"),
         "the page says so too"
