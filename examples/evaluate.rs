@@ -27,7 +27,9 @@ mod process;
 use engines::EngineArgs;
 use generators::GeneratorArgs;
 use iat2i::batch::{Limits, PriceTable};
-use iat2i::eval::{Arm, EvalConfig, Evaluation, Format, Metric, PromptSet};
+use iat2i::eval::{
+    Arm, EvalConfig, EvalReport, Evaluation, Format, JudgePromptFile, Metric, PromptSet,
+};
 use iat2i::lmm::{OPENAI_DEFAULT_BASE, model_http_client};
 use iat2i::selectors::{ClipEmbedder, ClipModelSource, SelectorConfig};
 use iat2i::{GateMode, OpenAiChat, Pipeline, Secret};
@@ -48,6 +50,18 @@ Metrics (--metrics, comma-separated; default all):
                        order swapped; a disagreement counts as a tie
   reference-agreement  CLIP similarity of the image to the reference it used (needs
                        --model-dir or the default CLIP download)
+
+Judge prompt (--judge-prompt FILE) replaces the WiScore judge's built-in prompt
+(wiscore.v1) with the file's text: WISE's own, say (the prompt of WISE_legacy/gpt_eval.py,
+answered with lines 'Consistency: N', 'Realism: N', 'Aesthetic Quality: N', or of
+WISE_Verified's vllm_eval.py, answered 'Score: 0' or 'Score: 1'; JSON with the three
+scores also works). {{prompt}} and {{explanation}}, or the scripts' own
+{prompt_data['Prompt']} and {prompt_data['Explanation']}, are filled in, and the text is
+sent as one user message with the image, without a JSON schema. The WiScore judge is the
+one WISE's prompts are written for; the checklist and pairwise judges keep their built-in
+prompts. eval.json records the file's path and SHA-256, and its judgments are stored apart
+from wiscore.v1's. Either way the WiScore is this harness's judgment, not WISE's official
+number: the report says so next to it.
 
 Outputs: <out>/arms/<arm>/<prompt>/ (images, reports, batch journal),
 <out>/judgments.sqlite, <out>/eval.json and <out>/eval.html. Run the same command again
@@ -83,6 +97,10 @@ struct Args {
     /// The output folder.
     #[arg(long, default_value = "eval-out")]
     out: PathBuf,
+    /// The WiScore judge's prompt from this file instead of the built-in wiscore.v1
+    /// (WISE's own prompt text, say; see below).
+    #[arg(long, value_name = "FILE")]
+    judge_prompt: Option<PathBuf>,
 
     /// Chat model for the gate and the pipeline's judges.
     #[arg(long, default_value = "gpt-4o-mini")]
@@ -218,6 +236,18 @@ fn arm(name: &str, pipeline: Arc<Pipeline>) -> Result<Arm> {
 
 async fn run(args: Args) -> Result<u8> {
     let prompts = load_prompts(&args)?;
+    let wiscore_prompt = args
+        .judge_prompt
+        .as_deref()
+        .map(JudgePromptFile::load)
+        .transpose()?;
+    if wiscore_prompt.is_some() && !args.metrics.contains(&Metric::WiScore) {
+        eprintln!(
+            "evaluate: --judge-prompt replaces the WiScore judge's prompt, but --metrics has no \
+             wiscore: add it, or leave --judge-prompt out"
+        );
+        return Ok(2);
+    }
     let key = Secret::from_env("OPENAI_API_KEY");
     let is_openai = |u: &str| u.trim().trim_end_matches('/') == OPENAI_DEFAULT_BASE;
     if key.is_none() && (is_openai(&args.base_url) || args.generator.uses_openai_at(&args.base_url))
@@ -258,6 +288,7 @@ async fn run(args: Args) -> Result<u8> {
             deadline: None,
         },
         prices,
+        wiscore_prompt,
         ..EvalConfig::default()
     };
     eprintln!(
@@ -288,13 +319,32 @@ async fn run(args: Args) -> Result<u8> {
         }
     });
     let report = eval.run().await.context("the evaluation failed")?;
+    summarise(&report);
+    println!(
+        "report: {} and {}",
+        args.out.join("eval.json").display(),
+        args.out.join("eval.html").display()
+    );
+    if let Some(h) = &report.halted {
+        eprintln!("evaluate: stopped early: {h}; run again with a larger budget to finish");
+        return Ok(3);
+    }
+    Ok(0)
+}
+
+/// The terminal summary: per arm, per pair, and what the WiScores are.
+fn summarise(report: &EvalReport) {
     for a in &report.arms {
         let show = |s: &iat2i::eval::Score| match (s.mean, s.ci_low, s.ci_high) {
             (Some(m), Some(l), Some(h)) => format!("{m:.3} [{l:.3}, {h:.3}] n={}", s.n),
             _ => "-".into(),
         };
+        let overall = match a.wiscore_overall {
+            Some(o) => format!("  WiScore overall {o:.3}"),
+            None => String::new(),
+        };
         println!(
-            "{:<20} images {:>3}/{:<3} checklist {}  WiScore {}  reference used {:.0} % (lost {:.0} %)",
+            "{:<20} images {:>3}/{:<3} checklist {}  WiScore {}{overall}  reference used {:.0} % (lost {:.0} %)",
             a.name,
             a.images,
             report.prompts_total,
@@ -316,14 +366,10 @@ async fn run(args: Args) -> Result<u8> {
             p.missing
         );
     }
-    println!(
-        "report: {} and {}",
-        args.out.join("eval.json").display(),
-        args.out.join("eval.html").display()
-    );
-    if let Some(h) = &report.halted {
-        eprintln!("evaluate: stopped early: {h}; run again with a larger budget to finish");
-        return Ok(3);
+    if let Some(w) = &report.wise {
+        println!("{}: {}", w.edition.name(), w.note);
     }
-    Ok(0)
+    if let Some(s) = &report.wiscore_source {
+        println!("WiScore: {}", s.note);
+    }
 }

@@ -1,8 +1,9 @@
 //! The evaluation layer end to end against the local OpenAI stand-in: two arms of the
 //! built-in sample through the batch runner, scripted judges, both reports, a resume
 //! after an interruption that judges nothing twice, judgments tied to the image judged
-//! (a new image is judged again, the same one never), and a failed re-generation whose
-//! stale image is never judged.
+//! (a new image is judged again, the same one never), a failed re-generation whose
+//! stale image is never judged, and a WiScore judge prompt from a file. The scripted
+//! judges are in `common/eval_judges.rs`.
 
 mod common;
 
@@ -13,123 +14,7 @@ use common::*;
 use iat2i::eval::{Arm, EvalConfig, EvalReport, Evaluation, Metric, PairOutcome, PromptSet};
 use iat2i::prelude::*;
 use serde_json::{Value, json};
-use wiremock::{MockServer, Request as WireRequest, Respond, ResponseTemplate};
-
-/// A chat completion whose content is `content` (the shape of the recorded fixtures).
-fn completion(content: &Value) -> ResponseTemplate {
-    let mut body = fixture_json("verdict_aligned.json");
-    body["choices"][0]["message"]["content"] = Value::String(content.to_string());
-    body["usage"] = json!({"prompt_tokens": 900, "completion_tokens": 40, "total_tokens": 940});
-    ResponseTemplate::new(200).set_body_json(body)
-}
-
-/// Answers `content`, counting the calls; after `stop_after` calls it sets `stop` (an
-/// interruption in the middle of the judging).
-struct Scripted {
-    content: Value,
-    calls: Arc<AtomicUsize>,
-    stop: Option<(usize, Arc<AtomicBool>)>,
-}
-
-impl Respond for Scripted {
-    fn respond(&self, _: &WireRequest) -> ResponseTemplate {
-        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        if let Some((after, flag)) = &self.stop
-            && n >= *after
-        {
-            flag.store(true, Ordering::SeqCst);
-        }
-        completion(&self.content)
-    }
-}
-
-/// The pairwise judge prefers the augmented arm's (green) image in whichever position it
-/// is shown, so the swap rule must give augmented the win every time.
-struct PrefersGreen {
-    green: String,
-    calls: Arc<AtomicUsize>,
-}
-
-impl Respond for PrefersGreen {
-    fn respond(&self, req: &WireRequest) -> ResponseTemplate {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
-        let parts = &body["messages"][0]["content"];
-        let urls: Vec<&str> = parts
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p["image_url"]["url"].as_str())
-            .collect();
-        let winner = match urls.first() {
-            Some(u) if u.ends_with(&self.green) => "A",
-            _ => "B",
-        };
-        completion(&json!({"winner": winner, "reason": "the right subject"}))
-    }
-}
-
-struct Judges {
-    checklist: Arc<AtomicUsize>,
-    wiscore: Arc<AtomicUsize>,
-    pairwise: Arc<AtomicUsize>,
-}
-
-async fn mount_judges(server: &MockServer, stop: Option<(usize, Arc<AtomicBool>)>) -> Judges {
-    let j = Judges {
-        checklist: Arc::default(),
-        wiscore: Arc::default(),
-        pairwise: Arc::default(),
-    };
-    // Items 1 and 2 satisfied, 3 not, the rest unjudged (so unsatisfied): 2/len per prompt.
-    let items = json!({"items": [
-        {"index": 1, "satisfied": true, "reason": "visible"},
-        {"index": 2, "satisfied": true, "reason": "visible"},
-        {"index": 3, "satisfied": false, "reason": "absent"},
-    ]});
-    mount_chat_replies(
-        server,
-        "checklist",
-        Scripted {
-            content: items,
-            calls: j.checklist.clone(),
-            stop,
-        },
-    )
-    .await;
-    mount_chat_replies(
-        server,
-        "wiscore",
-        Scripted {
-            content: json!({"consistency": 2, "realism": 1, "aesthetic_quality": 1, "reason": "ok"}),
-            calls: j.wiscore.clone(),
-            stop: None,
-        },
-    )
-    .await;
-    let green = fixture_json("images_green.json")["data"][0]["b64_json"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    mount_chat_replies(
-        server,
-        "pairwise",
-        PrefersGreen {
-            green,
-            calls: j.pairwise.clone(),
-        },
-    )
-    .await;
-    j
-}
-
-async fn world() -> (Harness, Arc<Pipeline>) {
-    let h = Harness::start(&["gate_needs_reference.json"], &["verdict_aligned.json"]).await;
-    h.images("generations", &["images_red.json"]).await;
-    h.images("edits", &["images_green.json"]).await;
-    let pipeline = Arc::new(h.builder(GateMode::FromPrompt, 1).build().unwrap());
-    (h, pipeline)
-}
+use wiremock::{MockServer, Request as WireRequest, ResponseTemplate};
 
 fn evaluation(h: &Harness, pipeline: &Arc<Pipeline>, out: &std::path::Path) -> Evaluation {
     let config = EvalConfig {
@@ -158,10 +43,6 @@ fn expected_checklist(set: &PromptSet) -> f64 {
     per.iter().sum::<f64>() / per.len() as f64
 }
 
-fn arm<'a>(r: &'a EvalReport, name: &str) -> &'a iat2i::eval::ArmSummary {
-    r.arms.iter().find(|a| a.name == name).unwrap()
-}
-
 #[tokio::test]
 async fn a_two_arm_evaluation_of_the_sample_writes_both_reports() {
     let (h, pipeline) = world().await;
@@ -171,8 +52,8 @@ async fn a_two_arm_evaluation_of_the_sample_writes_both_reports() {
     let n = PromptSet::builtin_sample().prompts.len();
     assert_eq!(report.prompts_total, n);
 
-    let base = arm(&report, "baseline");
-    let aug = arm(&report, "augmented");
+    let base = eval_arm(&report, "baseline");
+    let aug = eval_arm(&report, "augmented");
     assert_eq!((base.images, aug.images), (n, n));
     // Known judge answers give the exact scores.
     let expected = expected_checklist(&PromptSet::builtin_sample());
@@ -249,8 +130,8 @@ async fn an_interrupted_evaluation_resumes_without_judging_anything_twice() {
     let judges = mount_judges(&h.server, Some((7, stop.clone()))).await;
     let interrupted = first.run().await.unwrap();
     assert!(stop.load(Ordering::SeqCst));
-    let missing = arm(&interrupted, "augmented").checklist.missing
-        + arm(&interrupted, "baseline").checklist.missing;
+    let missing = eval_arm(&interrupted, "augmented").checklist.missing
+        + eval_arm(&interrupted, "baseline").checklist.missing;
     assert!(missing > 0, "the interruption left judgments missing");
     let images_before = h.server.received_requests().await.unwrap_or_default().len();
     drop(flag_holder);
@@ -261,8 +142,8 @@ async fn an_interrupted_evaluation_resumes_without_judging_anything_twice() {
     assert_eq!(judges.checklist.load(Ordering::SeqCst), 2 * n);
     assert_eq!(judges.wiscore.load(Ordering::SeqCst), 2 * n);
     assert_eq!(judges.pairwise.load(Ordering::SeqCst), 2 * n);
-    assert_eq!(arm(&report, "augmented").checklist.n, n);
-    assert_eq!(arm(&report, "baseline").wiscore.missing, 0);
+    assert_eq!(eval_arm(&report, "augmented").checklist.n, n);
+    assert_eq!(eval_arm(&report, "baseline").wiscore.missing, 0);
     // And no image was generated again.
     let generated = |reqs: &[WireRequest]| {
         reqs.iter()
@@ -391,7 +272,7 @@ async fn a_new_image_is_judged_again_and_the_same_image_never() {
     let p2 = pipeline_on(&h, &green, "gpt-image-1-mini");
     let second = small_eval(&h, &p2, out.path()).run().await.unwrap();
     assert_eq!(calls(), (6, 6), "every new image judged");
-    assert_eq!(arm(&second, "baseline").checklist.n, 3);
+    assert_eq!(eval_arm(&second, "baseline").checklist.n, 3);
 
     // Running again changes nothing; a third model drawing the very same images
     // regenerates them, but the judgments of those images are reused.
@@ -405,7 +286,7 @@ async fn a_new_image_is_judged_again_and_the_same_image_never() {
         "the third model generated every image again"
     );
     assert_eq!(calls(), (6, 6), "the same image is never judged twice");
-    assert_eq!(arm(&third, "baseline").wiscore.n, 3);
+    assert_eq!(eval_arm(&third, "baseline").wiscore.n, 3);
 }
 
 #[tokio::test]
@@ -418,7 +299,7 @@ async fn a_failed_regeneration_never_has_its_stale_image_judged() {
         .run()
         .await
         .unwrap();
-    assert_eq!(arm(&first, "baseline").images, 3);
+    assert_eq!(eval_arm(&first, "baseline").images, 3);
 
     // The new model's requests fail; the old image.png and report.json stay in place.
     let failing = image_server("images_error_400.json", 400).await;
@@ -430,7 +311,7 @@ async fn a_failed_regeneration_never_has_its_stale_image_judged() {
         "the stale image is still there"
     );
     assert!(!failing.received_requests().await.unwrap().is_empty());
-    let base = arm(&second, "baseline");
+    let base = eval_arm(&second, "baseline");
     assert_eq!((base.images, base.without_image), (0, 3));
     assert_eq!((base.checklist.n, base.checklist.missing), (0, 3));
     assert_eq!((base.wiscore.n, base.wiscore.missing), (0, 3));
@@ -446,4 +327,118 @@ async fn a_failed_regeneration_never_has_its_stale_image_judged() {
         why.contains("400") || why.contains("Invalid value"),
         "{why}"
     );
+}
+
+#[tokio::test]
+async fn a_judge_prompt_file_replaces_the_wiscore_judge_and_is_recorded() {
+    let (h, pipeline) = world().await;
+    let judges = mount_judges(&h.server, None).await;
+    // The file's text (not wiscore.v1's) reaches the judge, which answers in WISE's
+    // gpt_eval.py lines.
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/v1/chat/completions"))
+        .and(wiremock::matchers::body_string_contains(
+            "Aesthetic Quality (0-2)",
+        ))
+        .respond_with(completion_text(
+            "Consistency: 2\nRealism: 1\nAesthetic Quality: 0",
+        ))
+        .mount(&h.server)
+        .await;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/eval/judge_prompts/three_axis_lines.txt");
+    let file = iat2i::eval::JudgePromptFile::load(&path).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut prompts = PromptSet::builtin_sample();
+    prompts.prompts.truncate(3);
+    let eval = |wiscore_prompt: Option<iat2i::eval::JudgePromptFile>| {
+        Evaluation::new(
+            prompts.clone(),
+            Arc::new(chat_client(&h.server, test_http())),
+            EvalConfig {
+                out: out.path().to_path_buf(),
+                metrics: vec![Metric::WiScore],
+                resamples: 100,
+                wiscore_prompt,
+                ..EvalConfig::default()
+            },
+        )
+        .arm(Arm::baseline(pipeline.clone()))
+    };
+    let report = eval(Some(file.clone())).run().await.unwrap();
+    assert_eq!(
+        judges.wiscore.load(Ordering::SeqCst),
+        0,
+        "wiscore.v1 was not asked"
+    );
+    let base = eval_arm(&report, "baseline");
+    assert_eq!(base.wiscore.n, 3);
+    // (0.7·2 + 0.2·1 + 0.1·0) / 2
+    assert!((base.wiscore.mean.unwrap() - 0.8).abs() < 1e-9);
+    let asked: Vec<Value> = h
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains("Aesthetic Quality (0-2)"))
+        .map(json_body)
+        .collect();
+    assert_eq!(asked.len(), 3);
+    let text = |r: &Value| {
+        r["messages"][0]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let first = &prompts.prompts[0];
+    // The prompt and explanation fill WISE's script fields (asked in any order).
+    let expected = format!(
+        "PROMPT: \"{}\"\nEXPLANATION: \"{}\"",
+        first.prompt,
+        first.explanation.as_deref().unwrap()
+    );
+    assert!(
+        asked.iter().any(|r| text(r).contains(&expected)),
+        "{expected} not in {asked:?}"
+    );
+    assert!(
+        asked.iter().all(|r| r.get("response_format").is_none()),
+        "no JSON schema forced"
+    );
+    // The report and eval.json name the file and its SHA-256.
+    assert_eq!(report.judge_prompts["wiscore"], file.id());
+    let source = report.wiscore_source.as_ref().unwrap();
+    let recorded = source.judge_prompt_file.as_ref().unwrap();
+    assert_eq!(recorded.sha256, file.sha256());
+    assert!(source.note.contains(file.sha256()) && source.note.starts_with("not the official"));
+    let json: Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("eval.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["wiscore_source"]["judge_prompt_file"]["sha256"],
+        file.sha256()
+    );
+    let html = std::fs::read_to_string(out.path().join("eval.html")).unwrap();
+    assert!(html.contains(file.sha256()));
+
+    // The built-in judge's judgments are stored apart: switching back asks it afresh.
+    let again = eval(None).run().await.unwrap();
+    assert_eq!(judges.wiscore.load(Ordering::SeqCst), 3);
+    assert!((eval_arm(&again, "baseline").wiscore.mean.unwrap() - 0.85).abs() < 1e-9);
+    assert_eq!(again.judge_prompts["wiscore"], "wiscore.v1");
+
+    // A file for a judge that is not run is refused, not dropped.
+    let unused = Evaluation::new(
+        prompts.clone(),
+        Arc::new(chat_client(&h.server, test_http())),
+        EvalConfig {
+            out: out.path().to_path_buf(),
+            metrics: vec![Metric::Checklist],
+            wiscore_prompt: Some(file),
+            ..EvalConfig::default()
+        },
+    )
+    .arm(Arm::baseline(pipeline.clone()));
+    let err = unused.run().await.unwrap_err().to_string();
+    assert!(err.contains("WiScore is not among the metrics"), "{err}");
 }

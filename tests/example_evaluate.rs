@@ -90,7 +90,84 @@ fn evaluate_help_names_the_arms_metrics_and_exit_codes() {
         "wiscore",
         "pairwise",
         "Exit codes",
+        "--judge-prompt <FILE>",
+        "{prompt_data['Prompt']}",
+        "not WISE's official",
     ] {
         assert!(text.contains(word), "{word} missing from --help:\n{text}");
     }
+}
+
+#[test]
+fn evaluate_refuses_a_judge_prompt_for_a_judge_it_does_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompt = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/eval/judge_prompts/three_axis_lines.txt");
+    let out = example_in("evaluate", dir.path())
+        .arg("--judge-prompt")
+        .arg(&prompt)
+        .args(["--metrics", "checklist,pairwise"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", shown(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--metrics has no wiscore"), "{stderr}");
+    // A file the judge cannot fill is an error naming it.
+    std::fs::write(dir.path().join("bad.txt"), "Score the image.").unwrap();
+    let out = example_in("evaluate", dir.path())
+        .args(["--judge-prompt", "bad.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", shown(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("judge prompt file bad.txt: it has no {{prompt}}"),
+        "{stderr}"
+    );
+}
+
+/// A WISE file's first two prompts (one category): per-category scores, and the summary
+/// says there is no overall WiScore and why, and that the WiScore is the harness's own.
+#[tokio::test]
+async fn evaluate_on_part_of_wise_says_the_overall_is_not_defined() {
+    let server = wiremock::MockServer::start().await;
+    mount_chat(&server, "wiscore", &["eval_wiscore.json"]).await;
+    mount_images(&server, "generations", &["images_red.json"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("eval");
+    let wise =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/eval/wise_sample.json");
+    let run = example_in("evaluate", dir.path())
+        .env("OPENAI_BASE_URL", base(&server))
+        .env("OPENAI_API_KEY", KEY)
+        .arg("--prompts")
+        .arg(&wise)
+        .args(["--limit", "2", "--arms", "baseline", "--metrics", "wiscore"])
+        .args(["--cache-dir"])
+        .arg(dir.path().join("cache"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", shown(&run));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("WISE: the overall WiScore is not defined for a partial run")
+            && stdout.contains("998 of WISE's 1000 prompt ids are missing"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("WiScore: not the official WISE number") && stdout.contains("wiscore.v1"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("WiScore overall"), "{stdout}");
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(report["wise"]["edition"], "original");
+    assert_eq!(report["wise"]["prompt_ids_missing"], 998);
+    assert_eq!(report["arms"][0]["wiscore_overall"], Value::Null);
+    assert_eq!(report["arms"][0]["categories"]["time"]["wiscore"]["n"], 1);
+    assert_eq!(report["wiscore_source"]["judge_prompt"], "wiscore.v1");
+    let html = std::fs::read_to_string(out.join("eval.html")).unwrap();
+    assert!(html.contains("not the official WISE number"));
 }

@@ -10,8 +10,9 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::judge_prompts::{
-    CHECKLIST_V1, CHECKLIST_WRITER_V1, JudgePrompt, PAIRWISE_V1, WISCORE_V1, numbered_checklist,
-    parse_checklist_reply, parse_checklist_writer_reply, parse_pairwise_reply, parse_wiscore_reply,
+    CHECKLIST_V1, CHECKLIST_WRITER_V1, JudgePrompt, JudgePromptFile, PAIRWISE_V1, WISCORE_V1,
+    numbered_checklist, parse_checklist_reply, parse_checklist_writer_reply, parse_pairwise_reply,
+    parse_wiscore_judgment, parse_wiscore_reply,
 };
 use super::judgments::Stored;
 use crate::lmm::{ChatRequest, JsonSchemaFormat, Lmm, Message};
@@ -72,6 +73,8 @@ fn schema(prompt: &JudgePrompt) -> Value {
 #[derive(Debug, Clone)]
 pub(crate) struct JudgeModel {
     pub lmm: Arc<dyn Lmm>,
+    /// The WiScore judge's prompt from a file, replacing `wiscore.v1`.
+    pub wiscore_file: Option<JudgePromptFile>,
 }
 
 impl JudgeModel {
@@ -80,9 +83,19 @@ impl JudgeModel {
         self.lmm.model().to_string()
     }
 
+    /// The id of the WiScore judge's prompt: the file's, or `wiscore.v1`.
+    pub fn wiscore_prompt_id(&self) -> String {
+        match &self.wiscore_file {
+            Some(file) => file.id(),
+            None => WISCORE_V1.id(),
+        }
+    }
+
+    /// Ask with the JSON schema of `prompt`'s judge (`None`: free text, as a judge prompt
+    /// from a file asks for).
     async fn ask(
         &self,
-        prompt: &JudgePrompt,
+        prompt: Option<&JudgePrompt>,
         text: String,
         images: &[Shown],
         parse: impl Fn(&str) -> Result<Value, String>,
@@ -93,9 +106,9 @@ impl JudgeModel {
         }
         let request = ChatRequest {
             messages: vec![message],
-            json_schema: Some(JsonSchemaFormat {
-                name: prompt.name.to_string(),
-                schema: schema(prompt),
+            json_schema: prompt.map(|p| JsonSchemaFormat {
+                name: p.name.to_string(),
+                schema: schema(p),
             }),
             temperature: Some(0.0),
             max_tokens: None,
@@ -133,7 +146,7 @@ impl JudgeModel {
     /// Write a checklist for a prompt that has none.
     pub async fn write_checklist(&self, prompt: &str, explanation: &str) -> Stored {
         let text = CHECKLIST_WRITER_V1.render(&[("prompt", prompt), ("explanation", explanation)]);
-        self.ask(&CHECKLIST_WRITER_V1, text, &[], |t| {
+        self.ask(Some(&CHECKLIST_WRITER_V1), text, &[], |t| {
             parse_checklist_writer_reply(t)
                 .map(|items| json!(items))
                 .map_err(|e| e.to_string())
@@ -150,18 +163,35 @@ impl JudgeModel {
             ("count", &count),
         ]);
         let n = checklist.len();
-        self.ask(&CHECKLIST_V1, text, std::slice::from_ref(image), |t| {
-            parse_checklist_reply(t, n)
-                .map_err(|e| e.to_string())
-                .and_then(|r| serde_json::to_value(r).map_err(|e| e.to_string()))
-        })
+        self.ask(
+            Some(&CHECKLIST_V1),
+            text,
+            std::slice::from_ref(image),
+            |t| {
+                parse_checklist_reply(t, n)
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| serde_json::to_value(r).map_err(|e| e.to_string()))
+            },
+        )
         .await
     }
 
-    /// WISE's three 0–2 scores for `image`.
+    /// WISE's three 0–2 scores for `image` (`wiscore.v1`, strict JSON), or whatever
+    /// score the judge prompt file asks for (free text, see [`parse_wiscore_judgment`]).
     pub async fn wiscore(&self, prompt: &str, explanation: &str, image: &Shown) -> Stored {
+        let image = std::slice::from_ref(image);
+        if let Some(file) = &self.wiscore_file {
+            let text = file.render(prompt, explanation);
+            return self
+                .ask(None, text, image, |t| {
+                    parse_wiscore_judgment(t)
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| serde_json::to_value(r).map_err(|e| e.to_string()))
+                })
+                .await;
+        }
         let text = WISCORE_V1.render(&[("prompt", prompt), ("explanation", explanation)]);
-        self.ask(&WISCORE_V1, text, std::slice::from_ref(image), |t| {
+        self.ask(Some(&WISCORE_V1), text, image, |t| {
             parse_wiscore_reply(t)
                 .map_err(|e| e.to_string())
                 .and_then(|r| serde_json::to_value(r).map_err(|e| e.to_string()))
@@ -172,7 +202,7 @@ impl JudgeModel {
     /// Which of `a` (shown first) and `b` follows `prompt` better.
     pub async fn pairwise(&self, prompt: &str, a: &Shown, b: &Shown) -> Stored {
         let text = PAIRWISE_V1.render(&[("prompt", prompt)]);
-        self.ask(&PAIRWISE_V1, text, &[a.clone(), b.clone()], |t| {
+        self.ask(Some(&PAIRWISE_V1), text, &[a.clone(), b.clone()], |t| {
             parse_pairwise_reply(t)
                 .map_err(|e| e.to_string())
                 .and_then(|r| serde_json::to_value(r).map_err(|e| e.to_string()))

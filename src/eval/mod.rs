@@ -22,9 +22,14 @@
 //!   ([`judge_prompts::CHECKLIST_WRITER_V1`]) before any image is judged.
 //! * **WiScore** (WISE): a judge scores consistency, realism and aesthetic quality from
 //!   0 to 2; WiScore = (0.7·consistency + 0.2·realism + 0.1·aesthetic) / 2, in 0–1
-//!   ([`wiscore`]). The overall score weights the per-category means by WISE's category
-//!   sizes, 0.4 cultural, 0.167 time, 0.133 space and 0.1 each for biology, physics and
-//!   chemistry ([`overall_wiscore`]).
+//!   ([`wiscore`]). The overall score weights the per-category means as the prompt
+//!   file's edition does: 0.4 cultural, 0.167 time, 0.133 space and 0.1 each for biology,
+//!   physics and chemistry in the original release ([`overall_wiscore`]); 0.40 cultural
+//!   and 0.12 each other in WISE_Verified ([`WiseEdition::overall`]). It is defined over
+//!   all six categories only: a run on part of WISE reports per-category scores and says
+//!   why there is no overall. These WiScores come from this crate's own judge prompt and
+//!   the judge model you choose, not from WISE's evaluator: the report says so, and
+//!   [`EvalConfig::wiscore_prompt`] takes WISE's own prompt text.
 //! * **Pairwise preference with swap** (IA-T2I): a judge sees two arms' images for the
 //!   same prompt and picks the one that follows the prompt and its implied knowledge
 //!   better. Each pair is judged twice with the images in both orders; an arm wins only
@@ -49,14 +54,16 @@ pub mod stats;
 pub mod wise;
 
 pub use judge_prompts::{
-    ChecklistReply, ItemVerdict, JudgePrompt, PairOutcome, PairwiseReply, ReplyError, WiScoreReply,
-    Winner, checklist_score, numbered_checklist, overall_wiscore, parse_checklist_reply,
-    parse_checklist_writer_reply, parse_pairwise_reply, parse_wiscore_reply, resolve_pair, wiscore,
+    ChecklistReply, ItemVerdict, JudgePrompt, JudgePromptFile, JudgePromptFileError, PairOutcome,
+    PairwiseReply, ReplyError, WiScoreJudgment, WiScoreReply, Winner, checklist_score,
+    numbered_checklist, overall_wiscore, parse_checklist_reply, parse_checklist_writer_reply,
+    parse_pairwise_reply, parse_wiscore_judgment, parse_wiscore_reply, resolve_pair, wiscore,
 };
 pub use prompts::{EvalPrompt, Format, PromptSet, PromptSetError, derived_id};
 pub use report::{
-    ArmCell, ArmSummary, CategoryScores, Cell, Costs, EvalReport, GenerationRun, Metric,
-    PairJudgment, PairSummary, PromptRow, Score, render_html,
+    ARM_COLOURS, ArmCell, ArmSummary, CategoryScores, Cell, Costs, EvalReport, GenerationRun,
+    Metric, PairJudgment, PairSummary, PromptFileRecord, PromptRow, Score, ScoreSource,
+    SubcategoryScores, WiseSummary, render_html,
 };
 pub use run::{Arm, EvalConfig, EvalError, Evaluation};
 pub use stats::{Interval, bootstrap_ci, mean};

@@ -129,10 +129,10 @@ impl WiseEdition {
     /// The weighted overall score of per-category mean scores, keyed by category name
     /// (see [`WiseCategory::from_name`]; unknown keys and non-finite values are ignored).
     ///
-    /// WISE's own script refuses to compute an overall score unless all six categories are
-    /// present. Here the weights are renormalised over the categories present, so a run on
-    /// part of the benchmark still gets a comparable weighted mean; with all six present the
-    /// result is exactly WISE's. `None` when no known category has a finite score.
+    /// WISE's overall is defined over all six categories, and its scripts compute none
+    /// unless all six have scores: `None` unless every category has a finite score here
+    /// too. (A mean reweighted over the categories present would look like WISE's overall
+    /// and mean something else.) With all six, the result is exactly WISE's.
     pub fn overall(self, per_category: &HashMap<String, f64>) -> Option<f64> {
         let mut scores: HashMap<WiseCategory, f64> = HashMap::new();
         for (name, &score) in per_category {
@@ -142,16 +142,24 @@ impl WiseEdition {
                 scores.insert(category, score);
             }
         }
-        let (mut weighted, mut total) = (0.0, 0.0);
-        for (category, weight) in self.weights() {
-            if let Some(score) = scores.get(&category) {
-                weighted += weight * score;
-                total += weight;
-            }
+        self.weights()
+            .iter()
+            .map(|(category, weight)| scores.get(category).map(|s| weight * s))
+            .sum()
+    }
+
+    /// The edition's name as WISE writes it: `WISE` (the original release) or
+    /// `WISE_Verified`.
+    pub fn name(self) -> &'static str {
+        match self {
+            WiseEdition::Original => "WISE",
+            WiseEdition::Verified => "WISE_Verified",
         }
-        (total > 0.0).then(|| weighted / total)
     }
 }
+
+/// How many prompt ids WISE has (1 to 1000, in both editions).
+pub const PROMPT_IDS: usize = 1000;
 
 #[cfg(test)]
 mod tests {
@@ -196,7 +204,7 @@ mod tests {
     }
 
     #[test]
-    fn overall_renormalises_over_present_categories() {
+    fn overall_needs_all_six_categories() {
         let all: HashMap<String, f64> = WiseCategory::ALL
             .iter()
             .map(|c| (c.as_str().to_string(), 0.5))
@@ -204,16 +212,39 @@ mod tests {
         let overall = WiseEdition::Original.overall(&all).unwrap();
         assert!((overall - 0.5).abs() < 1e-12);
 
+        // Two categories are not WISE's overall (this was 0.4 / 0.567 = 0.705 before).
         let mut two = HashMap::new();
         two.insert("CULTURE".to_string(), 1.0);
         two.insert("time".to_string(), 0.0);
         two.insert("unknown".to_string(), 99.0);
-        let overall = WiseEdition::Original.overall(&two).unwrap();
-        assert!((overall - 0.4 / 0.567).abs() < 1e-12, "{overall}");
-
-        assert_eq!(WiseEdition::Original.overall(&HashMap::new()), None);
-        let mut nan = HashMap::new();
+        assert_eq!(WiseEdition::Original.overall(&two), None);
+        let mut five = all.clone();
+        five.remove("chemistry");
+        assert_eq!(WiseEdition::Verified.overall(&five), None);
+        let mut nan = all.clone();
         nan.insert("space".to_string(), f64::NAN);
         assert_eq!(WiseEdition::Original.overall(&nan), None);
+        assert_eq!(WiseEdition::Original.overall(&HashMap::new()), None);
+    }
+
+    #[test]
+    fn each_edition_weighs_with_its_own_weights() {
+        // Category means that give 0.57 under WISE_Verified's weights
+        // (calculate_verified.py) and 0.57835 under the original's.
+        let means: HashMap<String, f64> = [
+            ("CULTURE", 0.6),
+            ("TIME", 0.65),
+            ("SPACE", 0.6),
+            ("BIOLOGY", 0.5),
+            ("PHYSICS", 0.5),
+            ("CHEMISTRY", 0.5),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let verified = WiseEdition::Verified.overall(&means).unwrap();
+        let original = WiseEdition::Original.overall(&means).unwrap();
+        assert!((verified - 0.57).abs() < 1e-12, "{verified}");
+        assert!((original - 0.57835).abs() < 1e-12, "{original}");
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod comfy;
+mod eval_judges;
 mod examples;
 mod generators;
 mod harness;
@@ -12,13 +13,14 @@ mod multipart;
 mod stubs;
 
 pub use comfy::{Comfy, HistoryScript, WsScript, comfy_workflow};
+pub use eval_judges::*;
 pub use examples::{
     INHERITED, engine_and_images, example_binary, example_in, local_search, shown,
     skip_without_ort, tiny_model,
 };
 pub use generators::*;
 pub use harness::{Harness, event_kind};
-pub use media::{encode, ort_available, scene};
+pub use media::{encode, ort_available, scene, skip_or_fail};
 pub use multipart::{Form, Part, header, sent_images};
 pub use stubs::{StubSearch, StubSelector, reference};
 

@@ -6,9 +6,11 @@
 //! name exactly the text its scores came from ([`JudgePrompt::id`]). The texts have
 //! `{{placeholder}}`s that [`JudgePrompt::render`] fills in.
 
+mod file;
 mod replies;
 mod scoring;
 
+pub use file::{JudgePromptFile, JudgePromptFileError, WiScoreJudgment, parse_wiscore_judgment};
 pub use replies::{
     ChecklistReply, ItemVerdict, PairwiseReply, ReplyError, WiScoreReply, parse_checklist_reply,
     parse_checklist_writer_reply, parse_pairwise_reply, parse_wiscore_reply,
@@ -91,28 +93,34 @@ impl JudgePrompt {
     /// value containing `{{...}}`, say a prompt, is not expanded again). Placeholders
     /// without a value are left as they are.
     pub fn render(&self, values: &[(&str, &str)]) -> String {
-        let mut out = String::with_capacity(self.text.len() + 256);
-        let mut rest = self.text;
-        while let Some(start) = rest.find("{{") {
-            let (before, from) = rest.split_at(start);
-            out.push_str(before);
-            match next_placeholder(from) {
-                Some((Some(name), after)) => {
-                    match values.iter().find(|(k, _)| *k == name) {
-                        Some((_, v)) => out.push_str(v),
-                        None => out.push_str(&from[..from.len() - after.len()]),
-                    }
-                    rest = after;
+        render_text(self.text, values)
+    }
+}
+
+/// `text` with each `{{name}}` replaced by its value in `values`, in one pass (see
+/// [`JudgePrompt::render`]).
+fn render_text(text: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(text.len() + 256);
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let (before, from) = rest.split_at(start);
+        out.push_str(before);
+        match next_placeholder(from) {
+            Some((Some(name), after)) => {
+                match values.iter().find(|(k, _)| *k == name) {
+                    Some((_, v)) => out.push_str(v),
+                    None => out.push_str(&from[..from.len() - after.len()]),
                 }
-                _ => {
-                    out.push_str("{{");
-                    rest = &from[2..];
-                }
+                rest = after;
+            }
+            _ => {
+                out.push_str("{{");
+                rest = &from[2..];
             }
         }
-        out.push_str(rest);
-        out
     }
+    out.push_str(rest);
+    out
 }
 
 /// The next `{{name}}` in `text`: its name (`None` if what follows `{{` is not a name

@@ -35,10 +35,10 @@ pub fn wiscore(consistency: u8, realism: u8, aesthetic: u8) -> f64 {
 /// also work), with the original paper's weights 0.4, 0.167, 0.133, 0.1, 0.1, 0.1, the
 /// ones that go with this crate's three-axis `wiscore.v1` judge.
 ///
-/// The weights are renormalised over the categories present (WISE's script computes no
-/// overall unless all six are); with all six the result is WISE's. Unknown names and
-/// non-finite values are ignored; `None` when nothing is left. For the WISE_Verified
-/// weights use [`WiseEdition::overall`] with [`WiseEdition::Verified`].
+/// `None` unless all six categories have a finite score: WISE's overall is defined over
+/// all six, and its scripts compute none for part of the benchmark. Unknown names are
+/// ignored. For the WISE_Verified weights use [`WiseEdition::overall`] with
+/// [`WiseEdition::Verified`].
 pub fn overall_wiscore(per_category: &HashMap<String, f64>) -> Option<f64> {
     WiseEdition::Original.overall(per_category)
 }
@@ -120,6 +120,13 @@ mod tests {
         let overall = overall_wiscore(&map).unwrap();
         assert!((overall - (0.4 + 0.05)).abs() < 1e-12, "{overall}");
         assert_eq!(overall_wiscore(&HashMap::new()), None);
+        let mut five = map.clone();
+        five.remove("space");
+        assert_eq!(
+            overall_wiscore(&five),
+            None,
+            "five categories are not WISE's overall"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! bad entry: its 0-based index in a JSON array, or its 1-based line in a line-oriented
 //! file. No input makes a loader panic.
 
+mod detect;
 mod manifest;
 mod wise;
 mod worldgenbench;
@@ -29,6 +30,10 @@ pub struct PromptSet {
     pub name: String,
     /// The prompts, in file order. Their ids are unique.
     pub prompts: Vec<EvalPrompt>,
+    /// The WISE edition the prompts come from, for a WISE file: its categories' id ranges
+    /// and the weights of its overall WiScore ([`WiseEdition`]). `None` for other sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wise_edition: Option<WiseEdition>,
 }
 
 /// One prompt of a set, with what a judge needs to score an image made from it.
@@ -80,12 +85,19 @@ pub enum PromptSetError {
         detail: String,
     },
     /// An entry of a JSON array is unusable.
-    #[error("{}: entry {index} (0-based index in the JSON array): {reason}", .path.display())]
+    #[error(
+        "{}: entry {index} (0-based index in the JSON array{}): {reason}",
+        .path.display(),
+        .record.as_deref().map(|r| format!(", {r}")).unwrap_or_default()
+    )]
     Entry {
         /// The file.
         path: PathBuf,
         /// The entry's 0-based index in the array.
         index: usize,
+        /// How the entry names itself, when it does and that could be read
+        /// (`prompt_id 950` in a WISE file, `id "fjord-1"` elsewhere).
+        record: Option<String>,
         /// What is wrong with it.
         reason: String,
     },
@@ -105,6 +117,30 @@ pub enum PromptSetError {
         /// The file.
         path: PathBuf,
     },
+    /// The file was read in the format [`Format::detect_with_reason`] guessed (none was
+    /// given), and it does not fit that format.
+    #[error(
+        "{error}. It was read as {format} because {why}; if it is another format, name it \
+         (--format wise, worldgenbench or manifest; PromptSet::load_as in the library)"
+    )]
+    Detected {
+        /// The format guessed.
+        format: Format,
+        /// Why that format was guessed.
+        why: String,
+        /// Why the file does not fit it.
+        error: Box<PromptSetError>,
+    },
+}
+
+impl PromptSetError {
+    /// The error itself, without the note on a guessed format.
+    pub fn inner(&self) -> &PromptSetError {
+        match self {
+            PromptSetError::Detected { error, .. } => error.inner(),
+            other => other,
+        }
+    }
 }
 
 /// The prompt file formats [`PromptSet::load`] reads.
@@ -140,6 +176,12 @@ impl Format {
     /// manifest. Pass [`Format`] explicitly to [`PromptSet::load_as`] when the guess is
     /// wrong.
     pub fn detect(path: &Path, head: &[u8]) -> Format {
+        Format::detect_with_reason(path, head).0
+    }
+
+    /// [`Format::detect`], with why it chose that format, as the end of a sentence
+    /// ("it is a JSON array whose entries have WISE's \"prompt_id\"").
+    pub fn detect_with_reason(path: &Path, head: &[u8]) -> (Format, String) {
         let text = String::from_utf8_lossy(head);
         let text = text.trim_start_matches('\u{feff}').trim_start();
         let stem = path
@@ -156,28 +198,66 @@ impl Format {
         .iter()
         .any(|n| stem.starts_with(n));
         let wgb_name = stem.starts_with("humanities") || stem.starts_with("nature");
-        let wgb_keys = ["prompt_en", "knowledge_checklist", "check_list"]
-            .iter()
-            .any(|k| has(k));
-        if text.starts_with('[') {
-            if wgb_keys {
-                Format::WorldGenBench
-            } else if has("prompt_id") || has("Prompt") {
-                Format::Wise
-            } else if has("checklist") || wgb_name {
-                Format::WorldGenBench
+        let wgb_key = ["prompt_en", "knowledge_checklist", "check_list"]
+            .into_iter()
+            .find(|k| has(k));
+        let wise_key = ["prompt_id", "Prompt"].into_iter().find(|k| has(k));
+        let (format, why) = if text.starts_with('[') {
+            if let Some(key) = wgb_key {
+                (
+                    Format::WorldGenBench,
+                    format!("it is a JSON array whose entries have WorldGenBench's \"{key}\""),
+                )
+            } else if let Some(key) = wise_key {
+                (
+                    Format::Wise,
+                    format!("it is a JSON array whose entries have WISE's \"{key}\""),
+                )
+            } else if has("checklist") {
+                (
+                    Format::WorldGenBench,
+                    "it is a JSON array whose entries have a \"checklist\"".to_string(),
+                )
+            } else if wgb_name {
+                (
+                    Format::WorldGenBench,
+                    "it is a JSON array named like WorldGenBench's files".to_string(),
+                )
             } else if wise_name {
-                Format::Wise
+                (
+                    Format::Wise,
+                    "it is a JSON array named like WISE's files".to_string(),
+                )
             } else {
                 // A JSON array is no manifest; WorldGenBench's loader is the tolerant one,
                 // and its error names what it looked for.
-                Format::WorldGenBench
+                (
+                    Format::WorldGenBench,
+                    "it is a JSON array whose entries have none of WISE's fields (prompt_id, \
+                     Prompt) nor WorldGenBench's (prompt_en, checklist), and WorldGenBench's \
+                     reader is the one that takes other field names"
+                        .to_string(),
+                )
             }
-        } else if text.starts_with('{') && wgb_keys {
-            Format::WorldGenBench
+        } else if let (true, Some(key)) = (text.starts_with('{'), wgb_key) {
+            (
+                Format::WorldGenBench,
+                format!("it is JSON lines with WorldGenBench's \"{key}\""),
+            )
+        } else if text.starts_with('{') {
+            (
+                Format::Manifest,
+                "it starts with '{' and is not a JSON array (a manifest's JSONL has one JSON \
+                 object a line)"
+                    .to_string(),
+            )
         } else {
-            Format::Manifest
-        }
+            (
+                Format::Manifest,
+                "it is not JSON (a text manifest has one prompt a line)".to_string(),
+            )
+        };
+        (format, why)
     }
 }
 
@@ -203,12 +283,15 @@ impl std::str::FromStr for Format {
 }
 
 impl PromptSet {
-    /// Read the prompt file at `path`, in the format [`Format::detect`] guesses.
+    /// Read the prompt file at `path`, in the format [`Format::detect`] guesses. A file
+    /// that does not fit the guess is a [`PromptSetError::Detected`]: the format guessed,
+    /// why, and why the file does not fit it.
     pub fn load(path: &Path) -> Result<PromptSet, PromptSetError> {
         let text = read(path)?;
         let head = text.get(..DETECT_BYTES.min(text.len())).unwrap_or(&text);
-        let format = Format::detect(path, head.as_bytes());
+        let (format, why) = Format::detect_with_reason(path, head.as_bytes());
         PromptSet::parse(&text, path, format)
+            .map_err(|error| detect::explain(error, &text, path, format, why))
     }
 
     /// Read the prompt file at `path` as `format`.
@@ -220,10 +303,13 @@ impl PromptSet {
     /// Parse prompt file text read from `path` (which names the set and the errors).
     pub fn parse(text: &str, path: &Path, format: Format) -> Result<PromptSet, PromptSetError> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let prompts = match format {
-            Format::Wise => wise::parse(text, path, None)?.0,
-            Format::WorldGenBench => worldgenbench::parse(text, path)?,
-            Format::Manifest => manifest::parse(text, path)?,
+        let (prompts, wise_edition) = match format {
+            Format::Wise => {
+                let (prompts, edition) = wise::parse(text, path, None)?;
+                (prompts, Some(edition))
+            }
+            Format::WorldGenBench => (worldgenbench::parse(text, path)?, None),
+            Format::Manifest => (manifest::parse(text, path)?, None),
         };
         if prompts.is_empty() {
             return Err(PromptSetError::Empty {
@@ -233,6 +319,7 @@ impl PromptSet {
         Ok(PromptSet {
             name: set_name(path),
             prompts,
+            wise_edition,
         })
     }
 
@@ -254,6 +341,7 @@ impl PromptSet {
         let set = PromptSet {
             name: set_name(path),
             prompts,
+            wise_edition: Some(edition),
         };
         Ok((set, edition))
     }
@@ -272,6 +360,7 @@ impl PromptSet {
                 PromptSet {
                     name: "builtin-sample".into(),
                     prompts: Vec::new(),
+                    wise_edition: None,
                 }
             }
         }
@@ -308,6 +397,7 @@ fn parse_sample(text: &str) -> Result<PromptSet, PromptSetError> {
         let entry = |reason: String| PromptSetError::Entry {
             path: path.to_path_buf(),
             index,
+            record: Some(format!("id {:?}", p.id)),
             reason,
         };
         check_id(&p.id).map_err(entry)?;

@@ -20,18 +20,22 @@
 //! * the prompt: `prompt_en`, else `prompt`, else `Prompt`;
 //! * the checklist: `checklist`, `checklist_en`, `knowledge_checklist`, `check_list` or
 //!   `Checklist`; a list of strings, or of objects whose text is under `item`, `text`,
-//!   `content`, `description`, `requirement`, `check`, `criterion` or `question`, or one
-//!   string of lines (bullets, check marks and `1.` numbering stripped);
-//! * the category: `category`, `area`, `domain` or `Category`, else `humanities` or
-//!   `nature` from the file name;
+//!   `content`, `description`, `requirement`, `check`, `criterion` or `question`;
+//! * the domain (the category results are reported by): the entry's `category`, `area`,
+//!   `domain` or `Category` field; else its class when that tells (one of the nature
+//!   domain's disciplines means `nature`; a `country`, `region` or `continent` field means
+//!   `humanities`); else `humanities` or `nature` from the file name; else `humanities`
+//!   when the entry has a class at all (the humanities classes are countries and regions).
+//!   So a merged file of both domains is reported by domain;
 //! * the subcategory: `class`, `subcategory`, `discipline`, `field`, `country`, `region` or
 //!   `continent`;
 //! * the id: `id`, `prompt_id`, `idx` or `index` (a number becomes
 //!   `wgb-<category>-<n>`, a string is kept), else `wgb-<category>-<position>` with the
 //!   entry's 0-based position in the file.
 //!
-//! An entry without a prompt or with an empty checklist is an error: the benchmark's score
-//! is its checklist.
+//! An entry without a prompt is an error, and so is a checklist that is empty, has a blank
+//! item, or is one string rather than a list (`"a; b; c"` is not three items, nor one):
+//! the benchmark's score is the fraction of its checklist satisfied.
 
 use std::path::Path;
 
@@ -78,11 +82,13 @@ enum Loc {
 }
 
 impl Loc {
-    fn error(self, path: &Path, reason: String) -> PromptSetError {
+    /// An error about the entry `value` found here, naming its own id when it has one.
+    fn error_in(self, path: &Path, value: Option<&Value>, reason: String) -> PromptSetError {
         match self {
             Loc::Index(index) => PromptSetError::Entry {
                 path: path.to_path_buf(),
                 index,
+                record: value.and_then(own_id),
                 reason,
             },
             Loc::Line(line) => PromptSetError::Line {
@@ -112,10 +118,11 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Vec<EvalPrompt>, PromptSe
     let mut prompts: Vec<EvalPrompt> = Vec::with_capacity(rows.len());
     let mut locs: Vec<Loc> = Vec::with_capacity(rows.len());
     for (position, (loc, value)) in rows.into_iter().enumerate() {
-        let p = entry(&value, position, file_domain, &stem_slug).map_err(|r| loc.error(path, r))?;
+        let p = entry(&value, position, file_domain, &stem_slug)
+            .map_err(|r| loc.error_in(path, Some(&value), r))?;
         if let Some(first) = prompts.iter().position(|q| q.id == p.id) {
             let first = locs.get(first).map_or_else(String::new, |l| l.describe());
-            return Err(loc.error(path, format!("id {:?} is also {first}", p.id)));
+            return Err(loc.error_in(path, Some(&value), format!("id {:?} is also {first}", p.id)));
         }
         prompts.push(p);
         locs.push(loc);
@@ -192,13 +199,18 @@ fn entry(
             ));
         }
     };
-    let category = match first(obj, &CATEGORY_KEYS) {
-        Some((key, v)) => Some(label(key, v)?),
-        None => file_domain.map(str::to_string),
-    };
-    let subcategory = first(obj, &SUBCATEGORY_KEYS)
-        .map(|(key, v)| label(key, v))
+    let class = first(obj, &SUBCATEGORY_KEYS)
+        .map(|(key, v)| label(key, v).map(|l| (key, l)))
         .transpose()?;
+    let category = match first(obj, &CATEGORY_KEYS) {
+        Some((key, v)) => Some(normalise_domain(label(key, v)?)),
+        None => domain_from_record(class.as_ref())
+            .or(file_domain)
+            // WorldGenBench's other classes are its 244 countries and regions.
+            .or(class.as_ref().map(|_| "humanities"))
+            .map(str::to_string),
+    };
+    let subcategory = class.map(|(_, l)| l);
     let explanation = match first(obj, &EXPLANATION_KEYS) {
         Some((_, Value::String(s))) => Some(s.clone()),
         Some((key, other)) => {
@@ -251,6 +263,22 @@ fn entry_id(
     }
 }
 
+/// How an entry names itself, for an error message: its id field, when it is a string or
+/// a number.
+fn own_id(value: &Value) -> Option<String> {
+    let Value::Object(obj) = value else {
+        return None;
+    };
+    match first(obj, &ID_KEYS)? {
+        (key, Value::String(s)) => Some(format!(
+            "{key} {:?}",
+            s.chars().take(60).collect::<String>()
+        )),
+        (key, Value::Number(n)) => Some(format!("{key} {n}")),
+        _ => None,
+    }
+}
+
 /// The first of `keys` present with a non-null value.
 fn first<'a>(
     obj: &'a Map<String, Value>,
@@ -272,40 +300,49 @@ fn label(key: &str, v: &Value) -> Result<String, String> {
     }
 }
 
+/// The checklist: a list whose every item has text. One string is refused, whatever it
+/// holds: `"a; b; c"` or lines of bullets would otherwise be guessed apart, or judged as
+/// one item, and the score is the fraction of items satisfied.
 fn checklist(key: &str, v: &Value) -> Result<Vec<String>, String> {
-    let items: Vec<String> = match v {
-        Value::Array(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                out.push(item_text(item).ok_or_else(|| {
-                    format!(
-                        "\"{key}\" item {i} must be a string or an object with a text field ({}), not {}",
-                        ITEM_TEXT_KEYS.join(", "),
-                        snippet(item)
-                    )
-                })?);
-            }
-            out
+    let items = match v {
+        Value::Array(items) => items,
+        Value::String(s) => {
+            return Err(format!(
+                "\"{key}\" is one string ({}), not a list of items: WorldGenBench's checklist \
+                 is a JSON list with one criterion a string; split it into one",
+                snippet(&Value::String(s.clone()))
+            ));
         }
-        Value::String(s) => s.lines().map(strip_bullet).map(str::to_string).collect(),
         other => {
             return Err(format!(
-                "\"{key}\" must be a list of items or a string of lines, not {}",
+                "\"{key}\" must be a list of items, not {}",
                 snippet(other)
             ));
         }
     };
-    let items: Vec<String> = items
-        .into_iter()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
     if items.is_empty() {
         return Err(format!(
             "\"{key}\" is empty: WorldGenBench scores by its checklist"
         ));
     }
-    Ok(items)
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let text = item_text(item).ok_or_else(|| {
+            format!(
+                "\"{key}\" item {i} must be a string or an object with a text field ({}), not {}",
+                ITEM_TEXT_KEYS.join(", "),
+                snippet(item)
+            )
+        })?;
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(format!(
+                "\"{key}\" item {i} (0-based) is blank: every item is a criterion the judge checks"
+            ));
+        }
+        out.push(text.to_string());
+    }
+    Ok(out)
 }
 
 fn item_text(item: &Value) -> Option<String> {
@@ -318,23 +355,48 @@ fn item_text(item: &Value) -> Option<String> {
     }
 }
 
-/// A checklist line without its bullet, check mark or `1.` / `1)` numbering.
-fn strip_bullet(line: &str) -> &str {
-    let mut s = line.trim();
-    for mark in ["- ", "* ", "• ", "✓", "✗", "✔", "✘", "[ ]", "[x]"] {
-        if let Some(rest) = s.strip_prefix(mark) {
-            s = rest.trim_start();
-        }
+/// The nature domain's disciplines (the dataset card: Astronomy, Physics, Earth Sciences,
+/// Chemistry, Biology & Medicine, Cross-disciplinary), lower-case, `&` as `and`, `-` as a
+/// space.
+const NATURE_CLASSES: [&str; 10] = [
+    "astronomy",
+    "physics",
+    "earth sciences",
+    "earth science",
+    "chemistry",
+    "biology and medicine",
+    "biology",
+    "medicine",
+    "cross disciplinary",
+    "interdisciplinary",
+];
+
+/// The domain an entry's class implies: `nature` for one of the nature domain's
+/// disciplines, `humanities` when the class is given as a country, region or continent.
+fn domain_from_record(class: Option<&(&str, String)>) -> Option<&'static str> {
+    let (key, value) = class?;
+    let norm = value
+        .to_ascii_lowercase()
+        .replace('&', " and ")
+        .replace('-', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if NATURE_CLASSES.contains(&norm.as_str()) {
+        Some("nature")
+    } else if ["country", "region", "continent"].contains(key) {
+        Some("humanities")
+    } else {
+        None
     }
-    let digits = s.chars().take_while(char::is_ascii_digit).count();
-    if digits > 0
-        && let Some(rest) = s
-            .get(digits..)
-            .and_then(|r| r.strip_prefix('.').or_else(|| r.strip_prefix(')')))
-    {
-        s = rest.trim_start();
+}
+
+/// A domain field's value, `Humanities` and `NATURE` written as the file names do.
+fn normalise_domain(label: String) -> String {
+    match label.to_ascii_lowercase().as_str() {
+        d @ ("humanities" | "nature") => d.to_string(),
+        _ => label,
     }
-    s
 }
 
 /// `humanities` or `nature` from WorldGenBench's file names.
@@ -346,21 +408,5 @@ fn domain_from_name(path: &Path) -> Option<&'static str> {
         Some("nature")
     } else {
         None
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bullets_and_numbering_are_stripped() {
-        assert_eq!(
-            strip_bullet("  1. The dome is gilded"),
-            "The dome is gilded"
-        );
-        assert_eq!(strip_bullet("12) Snow on the roof"), "Snow on the roof");
-        assert_eq!(strip_bullet("- ✓ A red flag"), "A red flag");
-        assert_eq!(strip_bullet("2024 was a leap year"), "2024 was a leap year");
     }
 }

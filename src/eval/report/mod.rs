@@ -3,22 +3,19 @@
 //! how often the gate asked for a reference and how often one was used; as JSON
 //! (`eval.json`) and as an HTML page (`eval.html`) with the images side by side.
 
+mod build;
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::judge_prompts::{
-    CHECKLIST_V1, CHECKLIST_WRITER_V1, PAIRWISE_V1, PairOutcome, PairwiseReply, WISCORE_V1,
-    resolve_pair,
-};
+pub(crate) use build::{Inputs, build_report};
+
+use super::judge_prompts::{PairOutcome, PairwiseReply, resolve_pair};
 use super::judgments::Stored;
-use super::produced::Produced;
-use super::prompts::PromptSet;
-use super::run::EvalConfig;
-use super::stats::bootstrap_ci;
 use super::wise::WiseEdition;
-use crate::batch::output::reference_ext;
-use crate::batch::{BatchOutcome, JobState};
 
 /// A metric of the evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -152,18 +149,6 @@ pub struct Score {
     pub ci_high: Option<f64>,
 }
 
-fn score(values: &[Option<f64>], config: &EvalConfig) -> Score {
-    let present: Vec<f64> = values.iter().flatten().copied().collect();
-    let ci = bootstrap_ci(&present, 0.95, config.resamples, config.seed);
-    Score {
-        n: present.len(),
-        missing: values.len() - present.len(),
-        mean: ci.as_ref().map(|i| i.mean),
-        ci_low: ci.as_ref().map(|i| i.low),
-        ci_high: ci.as_ref().map(|i| i.high),
-    }
-}
-
 /// What one arm's generation and judging cost, per prompt.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Costs {
@@ -191,13 +176,22 @@ pub struct ArmSummary {
     pub checklist: Score,
     /// WiScore.
     pub wiscore: Score,
-    /// WISE's overall WiScore: the category means weighted as WISE weights them
-    /// (renormalised over the categories present), when the prompts are WISE's.
+    /// WISE's overall WiScore, when the prompts are WISE's and all six categories were
+    /// run: the category means weighted with the prompt file's edition's weights (see
+    /// [`EvalReport::wise`]). WISE defines no overall for part of its categories.
     pub wiscore_overall: Option<f64>,
+    /// Why there is no overall WiScore, for WISE prompts (a partial run; a category with
+    /// no WiScore judged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wiscore_overall_note: Option<String>,
     /// Reference agreement.
     pub reference_agreement: Score,
     /// Per category: checklist and WiScore.
     pub categories: BTreeMap<String, CategoryScores>,
+    /// Per subcategory (WISE's `Subcategory`, WorldGenBench's class), in order of first
+    /// appearance: checklist and WiScore.
+    #[serde(default)]
+    pub subcategories: Vec<SubcategoryScores>,
     /// Fraction of prompts whose gate asked for a reference.
     pub gate_asked_reference: f64,
     /// Fraction of prompts whose image was generated with a reference.
@@ -217,6 +211,69 @@ pub struct CategoryScores {
     pub checklist: Score,
     /// WiScore.
     pub wiscore: Score,
+}
+
+/// One subcategory's scores.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SubcategoryScores {
+    /// The category it belongs to.
+    pub category: Option<String>,
+    /// The subcategory.
+    pub subcategory: String,
+    /// Prompts in it.
+    pub prompts: usize,
+    /// Knowledge Checklist Score.
+    pub checklist: Score,
+    /// WiScore.
+    pub wiscore: Score,
+}
+
+/// WISE's overall for this run: the edition, its weights, and whether the run covers what
+/// the overall is defined over.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WiseSummary {
+    /// The edition the prompt file belongs to: its id ranges gave the categories, its
+    /// weights the overall.
+    pub edition: WiseEdition,
+    /// Each category's weight in the overall.
+    pub weights: BTreeMap<String, f64>,
+    /// WISE prompt ids in this run.
+    pub prompt_ids: usize,
+    /// WISE prompt ids not in this run, out of 1000.
+    pub prompt_ids_missing: usize,
+    /// WISE's categories with no prompt in this run.
+    pub categories_missing: Vec<String>,
+    /// Whether the overall WiScore is defined: every category is in the run.
+    pub overall_defined: bool,
+    /// What the overall is, or why there is none, as a sentence.
+    pub note: String,
+}
+
+/// Where a metric's scores come from: the judge model and the exact prompt it was given.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScoreSource {
+    /// The judge model.
+    pub judge_model: String,
+    /// The judge prompt's id: a built-in version (`wiscore.v1`) or a file given by the user
+    /// (`wiscore.file-<first 12 hex digits of its SHA-256>`).
+    pub judge_prompt: String,
+    /// The prompt file, when the user gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_prompt_file: Option<PromptFileRecord>,
+    /// Whether the numbers are the benchmark's official ones (never: the harness makes
+    /// its own judge calls).
+    pub official: bool,
+    /// What the numbers are, as a sentence to show next to them.
+    pub note: String,
+}
+
+/// A judge prompt file, as the report records it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PromptFileRecord {
+    /// The path it was read from.
+    pub path: String,
+    /// The SHA-256 of its bytes, in hex.
+    pub sha256: String,
 }
 
 /// Two arms compared.
@@ -281,6 +338,13 @@ pub struct EvalReport {
     pub judge_prompts: BTreeMap<String, String>,
     /// The metrics computed.
     pub metrics: Vec<Metric>,
+    /// For WISE prompts: the edition, its weights, and whether the overall is defined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wise: Option<WiseSummary>,
+    /// What the WiScores are (judge model, judge prompt, why they are not WISE's official
+    /// numbers), when WiScore was computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wiscore_source: Option<ScoreSource>,
     /// Per arm.
     pub arms: Vec<ArmSummary>,
     /// Per pair of arms.
@@ -304,215 +368,28 @@ pub struct GenerationRun {
     pub pending: usize,
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn build_report(
-    prompts: &PromptSet,
-    arms: &[String],
-    judge_model: &str,
-    config: &EvalConfig,
-    produced: &BTreeMap<String, BTreeMap<String, Produced>>,
-    checklists: &BTreeMap<String, Vec<String>>,
-    cells: &BTreeMap<(String, String), Cell>,
-    pairs: &[PairJudgment],
-    outcomes: BTreeMap<String, BatchOutcome>,
-    halted: Option<String>,
-) -> EvalReport {
-    let n = prompts.prompts.len().max(1) as f64;
-    let cell = |arm: &str, id: &str| cells.get(&(arm.to_string(), id.to_string()));
-    let mut summaries = Vec::new();
-    for arm in arms {
-        let get = |f: fn(&Cell) -> Option<f64>| -> Vec<Option<f64>> {
-            prompts
-                .prompts
-                .iter()
-                .map(|p| cell(arm, &p.id).and_then(f))
-                .collect()
-        };
-        let per = produced.get(arm);
-        let item = |id: &str| per.and_then(|m| m.get(id));
-        let images = prompts
-            .prompts
-            .iter()
-            .filter(|p| item(&p.id).is_some_and(|i| i.image.is_some()))
-            .count();
-        let mut categories: BTreeMap<String, CategoryScores> = BTreeMap::new();
-        for cat in prompts.categories() {
-            let of = |f: fn(&Cell) -> Option<f64>| -> Vec<Option<f64>> {
-                prompts
-                    .prompts
-                    .iter()
-                    .filter(|p| p.category.as_deref() == Some(cat))
-                    .map(|p| cell(arm, &p.id).and_then(f))
-                    .collect()
-            };
-            categories.insert(
-                cat.to_string(),
-                CategoryScores {
-                    checklist: score(&of(|c| c.checklist), config),
-                    wiscore: score(&of(|c| c.wiscore), config),
-                },
-            );
-        }
-        let wise: std::collections::HashMap<String, f64> = categories
-            .iter()
-            .filter_map(|(k, v)| Some((k.clone(), v.wiscore.mean?)))
-            .collect();
-        let wiscore_overall = WiseEdition::Original.overall(&wise);
-        let reports = || {
-            prompts
-                .prompts
-                .iter()
-                .filter_map(|p| item(&p.id)?.report.as_ref())
-        };
-        let asked = reports()
-            .filter(|r| r.assessment.as_ref().is_some_and(|a| a.needs_reference))
-            .count();
-        let used = reports()
-            .filter(|r| r.rounds.iter().any(|round| !round.references.is_empty()))
-            .count();
-        let lost = reports().filter(|r| r.lost_reference()).count();
-        let rows = || {
-            prompts
-                .prompts
-                .iter()
-                .filter_map(|p| item(&p.id)?.row.as_ref())
-        };
-        let done_rows = || rows().filter(|r| r.state == JobState::Done);
-        let judge_tokens: u64 = prompts
-            .prompts
-            .iter()
-            .filter_map(|p| cell(arm, &p.id))
-            .map(|c| c.judge_tokens)
-            .sum();
-        let judge_ms: u64 = prompts
-            .prompts
-            .iter()
-            .filter_map(|p| cell(arm, &p.id))
-            .map(|c| c.judge_ms)
-            .sum();
-        summaries.push(ArmSummary {
-            name: arm.clone(),
-            images,
-            without_image: prompts.prompts.len() - images,
-            checklist: score(&get(|c| c.checklist), config),
-            wiscore: score(&get(|c| c.wiscore), config),
-            wiscore_overall,
-            reference_agreement: score(
-                &get(|c| c.reference_agreement)
-                    .into_iter()
-                    .filter(Option::is_some)
-                    .collect::<Vec<_>>(),
-                config,
-            ),
-            categories,
-            gate_asked_reference: asked as f64 / n,
-            reference_used: used as f64 / n,
-            reference_lost: lost as f64 / n,
-            costs: Costs {
-                generation_usd_per_prompt: rows().map(|r| r.cost_usd).sum::<f64>() / n,
-                generation_s_per_prompt: done_rows().filter_map(|r| r.duration_ms).sum::<i64>()
-                    as f64
-                    / 1000.0
-                    / n,
-                judge_tokens_per_prompt: judge_tokens as f64 / n,
-                judge_s_per_prompt: judge_ms as f64 / 1000.0 / n,
-            },
-        });
-    }
-    let mut pair_summaries = Vec::new();
-    for (i, a) in arms.iter().enumerate() {
-        for b in &arms[i + 1..] {
-            let these: Vec<&PairJudgment> =
-                pairs.iter().filter(|p| &p.a == a && &p.b == b).collect();
-            let judged: Vec<PairOutcome> = these.iter().filter_map(|p| p.outcome).collect();
-            let k = judged.len().max(1) as f64;
-            let count = |o: PairOutcome| judged.iter().filter(|x| **x == o).count() as f64 / k;
-            pair_summaries.push(PairSummary {
-                a: a.clone(),
-                b: b.clone(),
-                n: judged.len(),
-                missing: these.len() - judged.len(),
-                a_wins: count(PairOutcome::First),
-                ties: count(PairOutcome::Tie),
-                b_wins: count(PairOutcome::Second),
-                judge_tokens: these.iter().map(|p| p.judge_tokens).sum(),
-            });
-        }
-    }
-    let rows = prompts
-        .prompts
-        .iter()
-        .map(|p| PromptRow {
-            id: p.id.clone(),
-            prompt: p.prompt.clone(),
-            category: p.category.clone(),
-            checklist: checklists.get(&p.id).cloned().unwrap_or_default(),
-            arms: arms
-                .iter()
-                .map(|arm| {
-                    let it = produced.get(arm).and_then(|m| m.get(&p.id));
-                    let rel = |file: &str| format!("arms/{arm}/{}/{file}", p.id);
-                    (
-                        arm.clone(),
-                        ArmCell {
-                            image: it.and_then(|i| i.image.as_ref()).map(|_| rel("image.png")),
-                            reference: it
-                                .and_then(|i| i.reference.as_ref())
-                                .map(|r| rel(&format!("reference.{}", reference_ext(&r.mime)))),
-                            scores: cell(arm, &p.id).cloned().unwrap_or_default(),
-                        },
-                    )
-                })
-                .collect(),
-            pairs: pairs
-                .iter()
-                .filter(|j| j.prompt_id == p.id)
-                .cloned()
-                .collect(),
-        })
-        .collect();
-    let judge_prompts = [
-        ("checklist", CHECKLIST_V1.id()),
-        ("checklist_writer", CHECKLIST_WRITER_V1.id()),
-        ("wiscore", WISCORE_V1.id()),
-        ("pairwise", PAIRWISE_V1.id()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    EvalReport {
-        prompt_set: prompts.name.clone(),
-        prompts_total: prompts.prompts.len(),
-        judge_model: judge_model.to_string(),
-        judge_prompts,
-        metrics: config.metrics.clone(),
-        arms: summaries,
-        pairs: pair_summaries,
-        prompts: rows,
-        generation: outcomes
-            .into_iter()
-            .map(|(k, o)| {
-                (
-                    k,
-                    GenerationRun {
-                        done: o.done,
-                        failed: o.failed,
-                        pending: o.pending,
-                    },
-                )
-            })
-            .collect(),
-        halted,
-    }
-}
+const TEMPLATE: &str = include_str!("eval.html.j2");
 
-const TEMPLATE: &str = include_str!("report.html.j2");
+/// The colours of the arms in the page's charts, in the arms' order (a colour-blind-safe
+/// palette, Tableau 10; repeated past ten arms).
+pub const ARM_COLOURS: [&str; 10] = [
+    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
+    "#9c755f", "#bab0ac",
+];
 
-/// The report as an HTML page (images by relative path; every text escaped).
+/// The report as an HTML page (images by relative path; every text escaped), with its
+/// charts drawn as inline SVG: per-category means with their intervals for every arm, and
+/// the pairwise outcomes per pair of arms.
 pub fn render_html(report: &EvalReport) -> Result<String, minijinja::Error> {
     let mut env = minijinja::Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
     env.add_template("eval.html", TEMPLATE)?;
+    let colours: BTreeMap<&str, &str> = report
+        .arms
+        .iter()
+        .zip(ARM_COLOURS.iter().cycle())
+        .map(|(a, c)| (a.name.as_str(), *c))
+        .collect();
     env.get_template("eval.html")?
-        .render(minijinja::context! { r => report })
+        .render(minijinja::context! { r => report, colours => colours })
 }

@@ -1,21 +1,21 @@
-//! Running an evaluation: every arm's images through the batch runner, then the judges.
+//! Running an evaluation: every arm's images through the batch runner, then the judges
+//! ([`judging`]).
+
+mod judging;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use futures::StreamExt;
 use iat2i_selectors::Embedder;
 
-use super::judge::{JudgeModel, Shown};
-use super::judge_prompts::{
-    CHECKLIST_V1, CHECKLIST_WRITER_V1, JudgePrompt, PAIRWISE_V1, WISCORE_V1,
-};
-use super::judgments::{JudgmentKey, Judgments, Stored};
+use super::judge::JudgeModel;
+use super::judge_prompts::JudgePromptFile;
+use super::judgments::Judgments;
 use super::produced::{Produced, read_outputs};
-use super::prompts::{EvalPrompt, PromptSet};
-use super::report::{Cell, EvalReport, Metric, PairJudgment, build_report};
+use super::prompts::PromptSet;
+use super::report::{EvalReport, Inputs, Metric, build_report};
 use crate::GateMode;
 use crate::batch::{
     BatchError, BatchOutcome, Budget, Job, JobOutputs, JobRow, Journal, Limits, PriceTable, Runner,
@@ -99,6 +99,12 @@ pub struct EvalConfig {
     pub resamples: usize,
     /// Seed of the bootstrap.
     pub seed: u64,
+    /// The WiScore judge's prompt from a file (WISE's own text, say) instead of the
+    /// built-in `wiscore.v1`; the `evaluate` example's `--judge-prompt`. Its replies may
+    /// be JSON, WISE's `Consistency: N` lines or WISE_Verified's `Score: 0|1` (see
+    /// [`super::parse_wiscore_judgment`]); the report records its SHA-256, and its
+    /// judgments are stored apart from `wiscore.v1`'s.
+    pub wiscore_prompt: Option<JudgePromptFile>,
 }
 
 impl Default for EvalConfig {
@@ -113,6 +119,7 @@ impl Default for EvalConfig {
             prices: PriceTable::default(),
             resamples: 2000,
             seed: 7,
+            wiscore_prompt: None,
         }
     }
 }
@@ -156,7 +163,10 @@ impl Evaluation {
         Evaluation {
             prompts,
             arms: Vec::new(),
-            judge: JudgeModel { lmm: judge },
+            judge: JudgeModel {
+                lmm: judge,
+                wiscore_file: config.wiscore_prompt.clone(),
+            },
             embedder: None,
             config,
             stopping: Arc::new(AtomicBool::new(false)),
@@ -183,6 +193,15 @@ impl Evaluation {
     fn check(&self) -> Result<(), EvalError> {
         if self.arms.is_empty() {
             return Err(EvalError::Config("no arm to evaluate".into()));
+        }
+        if let Some(file) = &self.config.wiscore_prompt
+            && !self.config.metrics.contains(&Metric::WiScore)
+        {
+            return Err(EvalError::Config(format!(
+                "the judge prompt file {} replaces the WiScore judge, but WiScore is not \
+                 among the metrics: add it, or leave the file out",
+                file.path().display()
+            )));
         }
         if self.prompts.prompts.is_empty() {
             return Err(EvalError::Config(format!(
@@ -239,18 +258,18 @@ impl Evaluation {
             .judge_all(&judgments, &budget, &produced, &checklists)
             .await?;
         let pairs = self.judge_pairs(&judgments, &budget, &produced).await?;
-        let report = build_report(
-            &self.prompts,
-            &self.arms.iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
-            &judge_name,
-            &self.config,
-            &produced,
-            &checklists,
-            &cells,
-            &pairs,
-            outcomes,
-            budget.halted().map(|h| h.to_string()),
-        );
+        let arm_names: Vec<String> = self.arms.iter().map(|a| a.name.clone()).collect();
+        let inputs = Inputs {
+            prompts: &self.prompts,
+            arms: &arm_names,
+            judge_model: &judge_name,
+            config: &self.config,
+            produced: &produced,
+            checklists: &checklists,
+            cells: &cells,
+            pairs: &pairs,
+        };
+        let report = build_report(&inputs, outcomes, budget.halted().map(|h| h.to_string()));
         let json = serde_json::to_vec_pretty(&report).map_err(|e| BatchError::Io {
             path: self.config.out.join("eval.json"),
             source: std::io::Error::other(e),
@@ -329,273 +348,5 @@ impl Evaluation {
             all.insert(arm.name.clone(), per);
         }
         Ok(all)
-    }
-
-    fn key(
-        &self,
-        prompt: &JudgePrompt,
-        prompt_id: &str,
-        arm: &str,
-        other: &str,
-        ord: u8,
-    ) -> JudgmentKey {
-        JudgmentKey {
-            metric: prompt.name,
-            prompt_id: prompt_id.to_string(),
-            arm: arm.to_string(),
-            other_arm: other.to_string(),
-            ord,
-            judge: self.judge.name(),
-            judge_prompt: prompt.id(),
-            images: String::new(),
-            input: String::new(),
-        }
-    }
-
-    /// A stored judgment, or a new one from `ask` (stored before it is returned).
-    async fn judged<F>(
-        &self,
-        store: &Judgments,
-        budget: &Budget,
-        key: JudgmentKey,
-        ask: F,
-    ) -> Result<Stored, EvalError>
-    where
-        F: std::future::Future<Output = Stored>,
-    {
-        if let Some(s) = store.get(&key)?
-            && (s.result.is_some() || !s.retryable)
-        {
-            return Ok(s);
-        }
-        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-            return Ok(missing("stopped before this judgment"));
-        }
-        if let Err(halt) = budget.may_start().await {
-            return Ok(missing(&format!("not judged: {halt}")));
-        }
-        let s = ask.await;
-        budget.record_chat(&s.usage);
-        store.put(&key, &s)?;
-        Ok(s)
-    }
-
-    /// Every prompt's checklist: its own, or one the judge writes (stored, so reused).
-    async fn checklists(
-        &self,
-        store: &Judgments,
-        budget: &Budget,
-    ) -> Result<BTreeMap<String, Vec<String>>, EvalError> {
-        let mut out = BTreeMap::new();
-        let wanted = self.config.metrics.contains(&Metric::Checklist);
-        for p in &self.prompts.prompts {
-            if !p.checklist.is_empty() || !wanted {
-                out.insert(p.id.clone(), p.checklist.clone());
-                continue;
-            }
-            let explanation = p.explanation.clone().unwrap_or_default();
-            let key = self
-                .key(&CHECKLIST_WRITER_V1, &p.id, "", "", 0)
-                .about(&[], &[&p.prompt, &explanation]);
-            let s = self
-                .judged(
-                    store,
-                    budget,
-                    key,
-                    self.judge.write_checklist(&p.prompt, &explanation),
-                )
-                .await?;
-            let items: Vec<String> = s
-                .result
-                .and_then(|v| serde_json::from_value(v).ok())
-                .unwrap_or_default();
-            out.insert(p.id.clone(), items);
-        }
-        Ok(out)
-    }
-
-    /// Checklist, WiScore and reference agreement of every arm's image of every prompt.
-    async fn judge_all(
-        &self,
-        store: &Judgments,
-        budget: &Budget,
-        produced: &BTreeMap<String, BTreeMap<String, Produced>>,
-        checklists: &BTreeMap<String, Vec<String>>,
-    ) -> Result<BTreeMap<(String, String), Cell>, EvalError> {
-        let mut work = Vec::new();
-        for arm in &self.arms {
-            for p in &self.prompts.prompts {
-                work.push((arm.name.clone(), p));
-            }
-        }
-        let results = futures::stream::iter(work)
-            .map(|(arm, p)| async move {
-                let item = produced.get(&arm).and_then(|m| m.get(&p.id));
-                let cell = self
-                    .judge_cell(store, budget, &arm, p, item, checklists.get(&p.id))
-                    .await;
-                cell.map(|c| ((arm, p.id.clone()), c))
-            })
-            .buffer_unordered(self.config.judge_concurrency.max(1))
-            .collect::<Vec<_>>()
-            .await;
-        results.into_iter().collect()
-    }
-
-    async fn judge_cell(
-        &self,
-        store: &Judgments,
-        budget: &Budget,
-        arm: &str,
-        p: &EvalPrompt,
-        item: Option<&Produced>,
-        checklist: Option<&Vec<String>>,
-    ) -> Result<Cell, EvalError> {
-        let mut cell = Cell::default();
-        let Some(image) = item.and_then(|i| i.image.clone()) else {
-            cell.error = Some(
-                item.and_then(|i| i.missing.clone())
-                    .unwrap_or_else(|| "no image".into()),
-            );
-            return Ok(cell);
-        };
-        let explanation = p.explanation.clone().unwrap_or_default();
-        if self.config.metrics.contains(&Metric::Checklist)
-            && let Some(list) = checklist.filter(|l| !l.is_empty())
-        {
-            let numbered = super::numbered_checklist(list);
-            let key = self
-                .key(&CHECKLIST_V1, &p.id, arm, "", 0)
-                .about(&[&image.bytes], &[&p.prompt, &numbered]);
-            let s = self
-                .judged(
-                    store,
-                    budget,
-                    key,
-                    self.judge.checklist(&p.prompt, list, &image),
-                )
-                .await?;
-            cell.checklist = s
-                .result
-                .as_ref()
-                .and_then(|v| serde_json::from_value::<super::ChecklistReply>(v.clone()).ok())
-                .and_then(|r| r.score());
-            cell.judged(&s);
-        }
-        if self.config.metrics.contains(&Metric::WiScore) {
-            let key = self
-                .key(&WISCORE_V1, &p.id, arm, "", 0)
-                .about(&[&image.bytes], &[&p.prompt, &explanation]);
-            let s = self
-                .judged(
-                    store,
-                    budget,
-                    key,
-                    self.judge.wiscore(&p.prompt, &explanation, &image),
-                )
-                .await?;
-            cell.wiscore = s
-                .result
-                .as_ref()
-                .and_then(|v| serde_json::from_value::<super::WiScoreReply>(v.clone()).ok())
-                .map(|r| r.score());
-            cell.judged(&s);
-        }
-        if self.config.metrics.contains(&Metric::ReferenceAgreement)
-            && let (Some(embedder), Some(reference)) =
-                (&self.embedder, item.and_then(|i| i.reference.clone()))
-        {
-            cell.reference_agreement = agreement(embedder.as_ref(), &image, &reference).await;
-        }
-        Ok(cell)
-    }
-
-    /// Every pair of arms on every prompt, judged in both orders.
-    async fn judge_pairs(
-        &self,
-        store: &Judgments,
-        budget: &Budget,
-        produced: &BTreeMap<String, BTreeMap<String, Produced>>,
-    ) -> Result<Vec<PairJudgment>, EvalError> {
-        if !self.config.metrics.contains(&Metric::Pairwise) {
-            return Ok(Vec::new());
-        }
-        let mut work = Vec::new();
-        for (i, a) in self.arms.iter().enumerate() {
-            for b in &self.arms[i + 1..] {
-                for p in &self.prompts.prompts {
-                    work.push((a.name.clone(), b.name.clone(), p));
-                }
-            }
-        }
-        let results = futures::stream::iter(work)
-            .map(|(a, b, p)| async move {
-                let image = |arm: &str| {
-                    produced
-                        .get(arm)
-                        .and_then(|m| m.get(&p.id))
-                        .and_then(|x| x.image.clone())
-                };
-                let mut j = PairJudgment {
-                    prompt_id: p.id.clone(),
-                    a: a.clone(),
-                    b: b.clone(),
-                    ..PairJudgment::default()
-                };
-                let (Some(ia), Some(ib)) = (image(&a), image(&b)) else {
-                    j.error = Some("an arm has no image for this prompt".into());
-                    return Ok(j);
-                };
-                let first = self
-                    .judged(
-                        store,
-                        budget,
-                        self.key(&PAIRWISE_V1, &p.id, &a, &b, 0)
-                            .about(&[&ia.bytes, &ib.bytes], &[&p.prompt]),
-                        self.judge.pairwise(&p.prompt, &ia, &ib),
-                    )
-                    .await?;
-                let swapped = self
-                    .judged(
-                        store,
-                        budget,
-                        self.key(&PAIRWISE_V1, &p.id, &a, &b, 1)
-                            .about(&[&ib.bytes, &ia.bytes], &[&p.prompt]),
-                        self.judge.pairwise(&p.prompt, &ib, &ia),
-                    )
-                    .await?;
-                j.set(first, swapped);
-                Ok::<_, EvalError>(j)
-            })
-            .buffer_unordered(self.config.judge_concurrency.max(1))
-            .collect::<Vec<_>>()
-            .await;
-        let mut out: Vec<PairJudgment> = results.into_iter().collect::<Result<_, _>>()?;
-        out.sort_by(|x, y| (&x.a, &x.b, &x.prompt_id).cmp(&(&y.a, &y.b, &y.prompt_id)));
-        Ok(out)
-    }
-}
-
-fn missing(why: &str) -> Stored {
-    Stored {
-        result: None,
-        error: Some(why.to_string()),
-        retryable: true,
-        usage: Default::default(),
-        elapsed_ms: 0,
-    }
-}
-
-/// CLIP image-image cosine similarity of the generated image and its reference.
-async fn agreement(embedder: &dyn Embedder, image: &Shown, reference: &Shown) -> Option<f64> {
-    let a = image::load_from_memory(&image.bytes).ok()?;
-    let b = image::load_from_memory(&reference.bytes).ok()?;
-    match embedder.embed_images(vec![a, b]).await {
-        Ok(v) if v.len() == 2 => Some(f64::from(iat2i_selectors::embed::cosine(&v[0], &v[1]))),
-        Ok(_) => None,
-        Err(e) => {
-            tracing::warn!(error = %e, "reference agreement: embedding failed");
-            None
-        }
     }
 }
