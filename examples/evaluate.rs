@@ -18,6 +18,8 @@ use clap::Parser;
 
 #[path = "common/engines.rs"]
 mod engines;
+#[path = "common/exit.rs"]
+mod exit;
 #[path = "common/generators.rs"]
 mod generators;
 #[path = "common/logging.rs"]
@@ -67,7 +69,12 @@ Outputs: <out>/arms/<arm>/<prompt>/ (images, reports, batch journal),
 <out>/judgments.sqlite, <out>/eval.json and <out>/eval.html. Run the same command again
 to resume: nothing already generated or judged is paid for twice.
 
-Exit codes: 0 done; 1 error; 2 usage; 3 stopped early by a budget (the report says which).";
+Exit codes:
+  0  done
+  1  an error while running (a model endpoint, the disk)
+  2  bad arguments or settings, found before any paid call (a prompt file that does not
+     load, an unknown arm, --judge-prompt without the wiscore metric, no model endpoint)
+  3  stopped early by a budget (the report says which)";
 
 /// Evaluate arms of the pipeline on a prompt set with LMM judges.
 #[derive(Parser, Debug)]
@@ -163,10 +170,7 @@ async fn run_main() -> ExitCode {
     logging::init("warn");
     match run(args).await {
         Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("evaluate: {e:#}");
-            ExitCode::from(1)
-        }
+        Err(e) => exit::report("evaluate", &e),
     }
 }
 
@@ -235,12 +239,14 @@ fn arm(name: &str, pipeline: Arc<Pipeline>) -> Result<Arm> {
 }
 
 async fn run(args: Args) -> Result<u8> {
-    let prompts = load_prompts(&args)?;
+    // Everything checked before the first paid call is a usage error (exit 2).
+    let prompts = load_prompts(&args).map_err(exit::usage)?;
     let wiscore_prompt = args
         .judge_prompt
         .as_deref()
         .map(JudgePromptFile::load)
-        .transpose()?;
+        .transpose()
+        .map_err(exit::usage)?;
     if wiscore_prompt.is_some() && !args.metrics.contains(&Metric::WiScore) {
         eprintln!(
             "evaluate: --judge-prompt replaces the WiScore judge's prompt, but --metrics has no \
@@ -257,12 +263,13 @@ async fn run(args: Args) -> Result<u8> {
         );
         return Ok(2);
     }
-    let shared = pipeline(&args, &key)?;
+    let shared = pipeline(&args, &key).map_err(exit::usage)?;
     let arms = args
         .arms
         .iter()
         .map(|name| arm(name.trim(), shared.clone()))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()
+        .map_err(exit::usage)?;
     let judge_http = model_http_client(Duration::from_secs(args.timeout))?;
     let judge_model = args
         .judge_model
@@ -273,7 +280,7 @@ async fn run(args: Args) -> Result<u8> {
         judge = judge.with_api_key(k.clone());
     }
     let prices = match &args.prices {
-        Some(p) => PriceTable::load_overrides(p)?,
+        Some(p) => PriceTable::load_overrides(p).map_err(exit::usage)?,
         None => PriceTable::default(),
     };
     let config = EvalConfig {

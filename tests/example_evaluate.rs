@@ -118,7 +118,7 @@ fn evaluate_refuses_a_judge_prompt_for_a_judge_it_does_not_run() {
         .args(["--judge-prompt", "bad.txt"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", shown(&out));
+    assert_eq!(out.status.code(), Some(2), "a usage error: {}", shown(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("judge prompt file bad.txt: it has no {{prompt}}"),

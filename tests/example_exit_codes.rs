@@ -280,3 +280,33 @@ fn select_and_memory_exit_2_on_usage_errors_and_1_on_failures() {
     assert_eq!(code(&out), 2, "{}", shown(&out));
     assert_eq!(documented("memory"), BTreeSet::from([0, 1, 2]));
 }
+
+#[test]
+fn evaluate_exits_2_on_what_it_checks_before_paying() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("wise.json"), r#"{"not": "an array"}"#).unwrap();
+    std::fs::write(dir.path().join("judge.txt"), "Rate {{prompt}}").unwrap();
+    let evaluate = |args: &[&str]| {
+        example_in("evaluate", dir.path())
+            .env("OPENAI_API_KEY", KEY)
+            .args(["--base-url", "http://127.0.0.1:9/v1", "--out", "eval"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for (args, wanted) in [
+        (&["--prompts", "wise.json"][..], "wise.json"),
+        (&["--prompts", "missing.json"], "missing.json"),
+        (&["--arms", "baseline,teleport"], "unknown arm"),
+        (
+            &["--judge-prompt", "judge.txt", "--metrics", "checklist"],
+            "--judge-prompt",
+        ),
+    ] {
+        let out = evaluate(args);
+        let text = shown(&out);
+        assert_eq!(code(&out), 2, "{args:?}: {text}");
+        assert!(text.contains(wanted), "{args:?}: {text}");
+    }
+    assert_eq!(documented("evaluate"), BTreeSet::from([0, 1, 2, 3]));
+}
