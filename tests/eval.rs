@@ -442,3 +442,46 @@ async fn a_judge_prompt_file_replaces_the_wiscore_judge_and_is_recorded() {
     let err = unused.run().await.unwrap_err().to_string();
     assert!(err.contains("WiScore is not among the metrics"), "{err}");
 }
+
+#[tokio::test]
+async fn eval_json_counts_how_often_each_planned_entity_was_shown() {
+    let h = Harness::start(
+        &["gate_two_entities.json"],
+        &["verdict_entity_two_wrong.json"],
+    )
+    .await;
+    mount_judges(&h.server, None).await;
+    h.images("edits", &["images_green.json"]).await;
+    let pipeline = Arc::new(h.builder(GateMode::FromPrompt, 1).build().unwrap());
+    let out = tempfile::tempdir().unwrap();
+    let mut prompts = PromptSet::builtin_sample();
+    prompts.prompts.truncate(3);
+    let config = EvalConfig {
+        out: out.path().to_path_buf(),
+        metrics: vec![Metric::Checklist],
+        judge_concurrency: 1,
+        resamples: 100,
+        ..EvalConfig::default()
+    };
+    let report = Evaluation::new(
+        prompts,
+        Arc::new(chat_client(&h.server, test_http())),
+        config,
+    )
+    .arm(Arm::new("augmented", pipeline.clone()).gate_mode(GateMode::FromPrompt))
+    .run()
+    .await
+    .unwrap();
+
+    let arm = eval_arm(&report, "augmented");
+    let graphorn = arm.entities_shown["Graphorn"];
+    let hero = arm.entities_shown["Hogwarts Legacy protagonist"];
+    assert_eq!((graphorn.yes, graphorn.partly, graphorn.no), (3, 0, 0));
+    assert_eq!((hero.yes, hero.partly, hero.no), (0, 0, 3));
+    let json: Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("eval.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["arms"][0]["entities_shown"]["Hogwarts Legacy protagonist"]["no"],
+        3
+    );
+}

@@ -61,9 +61,9 @@ pub use judge_prompts::{
 };
 pub use prompts::{EvalPrompt, Format, PromptSet, PromptSetError, derived_id};
 pub use report::{
-    ARM_COLOURS, ArmCell, ArmSummary, CategoryScores, Cell, Costs, EvalReport, GenerationRun,
-    Metric, PairJudgment, PairSummary, PromptFileRecord, PromptRow, Score, ScoreSource,
-    SubcategoryScores, WiseSummary, render_html,
+    ARM_COLOURS, ArmCell, ArmSummary, CategoryScores, Cell, Costs, EntityShown, EvalReport,
+    GenerationRun, Metric, PairJudgment, PairSummary, PromptFileRecord, PromptRow, Score,
+    ScoreSource, SubcategoryScores, WiseSummary, render_html,
 };
 pub use run::{Arm, EvalConfig, EvalError, Evaluation};
 pub use stats::{Interval, bootstrap_ci, mean};

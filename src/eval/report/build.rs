@@ -3,8 +3,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{
-    ArmCell, ArmSummary, CategoryScores, Cell, Costs, EvalReport, GenerationRun, PairJudgment,
-    PairSummary, PromptFileRecord, PromptRow, Score, ScoreSource, SubcategoryScores, WiseSummary,
+    ArmCell, ArmSummary, CategoryScores, Cell, Costs, EntityShown, EvalReport, GenerationRun,
+    PairJudgment, PairSummary, PromptFileRecord, PromptRow, Score, ScoreSource, SubcategoryScores,
+    WiseSummary,
 };
 use crate::batch::output::reference_ext;
 use crate::batch::{BatchOutcome, JobState};
@@ -147,6 +148,23 @@ fn arm_summary(inputs: &Inputs<'_>, arm: &str, wise: Option<&WiseSummary>) -> Ar
         .filter(|r| r.rounds.iter().any(|round| !round.references.is_empty()))
         .count();
     let lost = reports().filter(|r| r.lost_reference()).count();
+    let mut entities_shown: BTreeMap<String, EntityShown> = BTreeMap::new();
+    for r in reports() {
+        let kept = r
+            .best_round
+            .and_then(|b| r.rounds.iter().find(|round| round.round == b));
+        let Some(verdict) = kept.and_then(|round| round.verdict.as_ref()) else {
+            continue;
+        };
+        for e in &verdict.entities {
+            let tally = entities_shown.entry(e.name.clone()).or_default();
+            match e.shown {
+                crate::judge::Shown::Yes => tally.yes += 1,
+                crate::judge::Shown::Partly => tally.partly += 1,
+                crate::judge::Shown::No => tally.no += 1,
+            }
+        }
+    }
     let rows = || prompts.iter().filter_map(|p| item(&p.id)?.row.as_ref());
     let cells = || prompts.iter().filter_map(|p| inputs.cell(arm, &p.id));
     let judge_tokens: u64 = cells().map(|c| c.judge_tokens).sum();
@@ -175,6 +193,7 @@ fn arm_summary(inputs: &Inputs<'_>, arm: &str, wise: Option<&WiseSummary>) -> Ar
         gate_asked_reference: asked as f64 / n,
         reference_used: used as f64 / n,
         reference_lost: lost as f64 / n,
+        entities_shown,
         costs: Costs {
             // (A fold from +0.0: an empty f64 sum is -0.0, shown as "-0.0000".)
             generation_usd_per_prompt: rows().fold(0.0, |s, r| s + r.cost_usd) / n,

@@ -200,6 +200,11 @@ pub struct ArmSummary {
     /// search found nothing, every candidate was refused, the model was missing ...): the
     /// runs' reports say why, in their `degraded` lists.
     pub reference_lost: f64,
+    /// With one reference per entity: per entity named by the gate's plan, how often the
+    /// pipeline's judge found it shown as its reference shows it, in each prompt's kept
+    /// image (empty when no prompt planned several entities).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub entities_shown: BTreeMap<String, EntityShown>,
     /// Cost and time.
     pub costs: Costs,
 }
@@ -323,6 +328,17 @@ pub struct ArmCell {
     pub reference: Option<String>,
     /// The scores.
     pub scores: Cell,
+}
+
+/// How often one entity was shown as its reference shows it, by the pipeline's judge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityShown {
+    /// Kept images the judge said show it.
+    pub yes: usize,
+    /// Kept images that show it with something wrong.
+    pub partly: usize,
+    /// Kept images that do not show it.
+    pub no: usize,
 }
 
 /// The evaluation report (`eval.json`).
