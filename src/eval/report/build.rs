@@ -153,10 +153,18 @@ fn arm_summary(inputs: &Inputs<'_>, arm: &str, wise: Option<&WiseSummary>) -> Ar
         let kept = r
             .best_round
             .and_then(|b| r.rounds.iter().find(|round| round.round == b));
-        let Some(verdict) = kept.and_then(|round| round.verdict.as_ref()) else {
+        let Some((round, verdict)) = kept.and_then(|k| Some((k, k.verdict.as_ref()?))) else {
             continue;
         };
-        for e in &verdict.entities {
+        // Only the entities that had a reference of their own in that round.
+        let planned = |name: &str| {
+            round.references.iter().any(|r| {
+                r.entity
+                    .as_deref()
+                    .is_some_and(|e| e.eq_ignore_ascii_case(name))
+            })
+        };
+        for e in verdict.entities.iter().filter(|e| planned(&e.name)) {
             let tally = entities_shown.entry(e.name.clone()).or_default();
             match e.shown {
                 crate::judge::Shown::Yes => tally.yes += 1,
