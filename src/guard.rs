@@ -136,10 +136,11 @@ impl std::fmt::Display for Halt {
 }
 
 /// Decides, before each paid call, whether a run may go on, and hears what each call
-/// used. A run makes its paid calls one after another, and every `before_call` that
-/// returned `Ok` is followed by exactly one `after_call` for that call (also when the call
-/// failed), so a guard may keep the call it admitted (and what it reserved for it) until
-/// then. Async, so that a guard can record the call durably (a journal, a remote budget)
+/// used. Every `before_call` that returned `Ok` is followed by exactly one `after_call`
+/// for that call (also when the call failed). A run may admit several calls before the
+/// first ends (with one reference per entity, each entity's selection is admitted, then
+/// they run at once); calls of one kind end in the order they were admitted, so a guard
+/// that keeps what it reserved per call keeps a queue per kind. Async, so that a guard can record the call durably (a journal, a remote budget)
 /// without blocking the runtime; thread-safe, since one guard may watch several runs.
 #[async_trait]
 pub trait RunGuard: Send + Sync {

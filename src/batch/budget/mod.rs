@@ -465,7 +465,9 @@ pub struct BudgetGuard {
     ledger: Option<Arc<Ledger>>,
     job: String,
     deadline: Option<Instant>,
-    open: Mutex<Option<Admitted>>,
+    /// Calls admitted and not yet settled, oldest first: a run may admit several before
+    /// the first ends (one selection per entity runs at once).
+    open: Mutex<Vec<Admitted>>,
     /// What this job spent.
     pub spent: Spend,
 }
@@ -478,7 +480,7 @@ impl BudgetGuard {
             ledger: None,
             job: job.to_string(),
             deadline,
-            open: Mutex::new(None),
+            open: Mutex::new(Vec::new()),
             spent: Spend::default(),
         }
     }
@@ -500,13 +502,18 @@ impl RunGuard for BudgetGuard {
             .admit(self.ledger.clone(), &self.job, self.deadline, call)
             .await?;
         if let Ok(mut open) = self.open.lock() {
-            *open = Some(admitted);
+            open.push(admitted);
         }
         Ok(())
     }
 
     async fn after_call(&self, call: PaidCall, usage: &CallUsage) {
-        let open = self.open.lock().ok().and_then(|mut o| o.take());
+        // The oldest open call of this kind ends (calls of one kind settle in the order
+        // they were admitted).
+        let open = self.open.lock().ok().and_then(|mut o| {
+            let i = o.iter().position(|a| a.kind == call)?;
+            Some(o.remove(i))
+        });
         let admitted = open.unwrap_or(Admitted {
             kind: call,
             images: 0,

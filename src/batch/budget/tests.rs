@@ -160,3 +160,27 @@ fn price_overrides_replace_estimates() {
     std::fs::write(&f, "models = 3").unwrap();
     assert!(PriceTable::load_overrides(&f).is_err());
 }
+
+#[tokio::test]
+async fn calls_admitted_together_are_each_settled_in_the_ledger() {
+    // One selection per entity: two Select calls are admitted before either ends.
+    let dir = tempfile::tempdir().unwrap();
+    let journal =
+        Arc::new(crate::batch::Journal::open(&dir.path().join("journal.sqlite")).unwrap());
+    let ledger = Arc::new(Ledger::new(journal));
+    let budget = budget(Limits::default());
+    let g = BudgetGuard::new(budget, "job", None).with_ledger(ledger.clone());
+    g.before_call(PlannedCall::chat(PaidCall::Select))
+        .await
+        .unwrap();
+    g.before_call(PlannedCall::chat(PaidCall::Select))
+        .await
+        .unwrap();
+    assert_eq!(ledger.totals().unwrap().in_flight.calls, 2);
+    g.after_call(PaidCall::Select, &CallUsage::default()).await;
+    g.after_call(PaidCall::Select, &CallUsage::default()).await;
+    let totals = ledger.totals().unwrap();
+    assert_eq!(totals.in_flight.calls, 0, "both settled: {totals:?}");
+    assert_eq!(totals.billed.calls, 2);
+    assert_eq!(totals.interrupted.calls, 0);
+}
