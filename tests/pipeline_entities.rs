@@ -401,3 +401,103 @@ async fn a_batch_job_keeps_every_entitys_reference_and_the_contact_sheet_shows_t
         "{html}"
     );
 }
+
+/// The two-entity run with `generator`; returns the outcome.
+async fn two_entities_with(generator: Arc<dyn Generator>) -> (Harness, Outcome) {
+    let h = Harness::start(
+        &["gate_two_entities.json"],
+        &["verdict_entities_aligned.json"],
+    )
+    .await;
+    let pipeline = Pipeline::builder()
+        .lmm(Arc::new(chat_client(&h.server, test_http())))
+        .generator(generator)
+        .engines(vec![Arc::new(h.search.clone())])
+        .selector(Arc::new(ByQuery::default()))
+        .max_rounds(1)
+        .build()
+        .unwrap();
+    let out = pipeline.run(Request::new(PROMPT)).await.unwrap();
+    (h, out)
+}
+
+#[tokio::test]
+async fn gemini_gets_two_inline_images_each_named_in_the_text() {
+    use wiremock::matchers::{method, path};
+    let gemini = wiremock::MockServer::start().await;
+    let generate = "/v1beta/models/gemini-2.5-flash-image:generateContent";
+    wiremock::Mock::given(method("POST"))
+        .and(path(generate))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200).set_body_json(gen_json("gemini_image.json")),
+        )
+        .mount(&gemini)
+        .await;
+    let (_h, out) = two_entities_with(Arc::new(gemini_client(&gemini))).await;
+
+    let sent = requests_to(&gemini, generate).await;
+    assert_eq!(sent.len(), 1);
+    let body = json_body(&sent[0]);
+    let parts = body["contents"][0]["parts"].as_array().unwrap();
+    let inline: Vec<Vec<u8>> = parts
+        .iter()
+        .filter_map(|p| p["inlineData"]["data"].as_str())
+        .map(unbase64)
+        .collect();
+    assert_eq!(inline.len(), 2, "two inlineData parts: {parts:?}");
+    assert!(inline[0] == picked(&out.report, "Graphorn", false));
+    assert!(inline[1] == picked(&out.report, "Hogwarts Legacy protagonist", false));
+    let text: String = parts.iter().filter_map(|p| p["text"].as_str()).collect();
+    assert!(text.contains("Graphorn"), "{text}");
+    assert!(text.contains("Hogwarts Legacy protagonist"), "{text}");
+}
+
+#[tokio::test]
+async fn comfyui_uploads_two_references_onto_two_mapped_load_image_nodes() {
+    let comfy = Comfy::start(Some(WsScript::Success), HistoryScript::SuccessAfter(0)).await;
+    // FLUX Kontext with a second LoadImage node mapped as the second image input.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/workflows");
+    let mut graph: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("flux_kontext.json")).unwrap())
+            .unwrap();
+    graph["143"] = graph["142"].clone();
+    let mut nodes: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("flux_kontext.nodes.json")).unwrap(),
+    )
+    .unwrap();
+    nodes["images"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"node_id": "143", "input_field": "image"}));
+    let wf = iat2i::generator::comfyui::Workflow::from_json(&graph.to_string(), &nodes.to_string())
+        .unwrap();
+    let (_h, out) = two_entities_with(Arc::new(comfy.client(wf))).await;
+
+    let uploads = comfy.requests("/upload/image").await;
+    assert_eq!(uploads.len(), 2, "one upload per entity");
+    let names: Vec<String> = uploads
+        .iter()
+        .map(|u| {
+            let form = Form::parse(u);
+            let image = form.parts.iter().find(|p| p.name == "image").unwrap();
+            image.filename.clone().unwrap()
+        })
+        .collect();
+    let sent: Vec<Vec<u8>> = uploads
+        .iter()
+        .map(|u| {
+            let form = Form::parse(u);
+            form.parts
+                .iter()
+                .find(|p| p.name == "image")
+                .unwrap()
+                .data
+                .clone()
+        })
+        .collect();
+    assert!(sent[0] == picked(&out.report, "Graphorn", false));
+    assert!(sent[1] == picked(&out.report, "Hogwarts Legacy protagonist", false));
+    let graph = &comfy.queued().await["prompt"];
+    assert_eq!(graph["142"]["inputs"]["image"], names[0].as_str());
+    assert_eq!(graph["143"]["inputs"]["image"], names[1].as_str());
+}
