@@ -1,5 +1,5 @@
 # Everything a fresh machine needs, in two commands:
-#   make demo PROMPT="..."   installs ONNX Runtime, builds, runs the generate example
+#   make demo PROMPT="..."   installs ONNX Runtime, builds, runs `iat2i generate`
 #   make test                installs ONNX Runtime, validates deploy/k8s/, runs fmt, clippy and the whole test suite
 #   make validate-k8s        the Kubernetes manifests against the API schemas (kubernetes-validate, strict)
 #   make bench               the selection benchmark (generates the full-size test model once)
@@ -17,7 +17,7 @@ $(ORT_LIB):
 	bash scripts/setup-ort.sh >/dev/null
 
 demo: setup
-	ORT_DYLIB_PATH=$(ORT_LIB) cargo run --release --example generate -- $(DEMO_ARGS) "$(PROMPT)"
+	ORT_DYLIB_PATH=$(ORT_LIB) cargo run --release --bin iat2i -- generate $(DEMO_ARGS) "$(PROMPT)"
 
 fmt:
 	cargo fmt --all -- --check
@@ -56,7 +56,7 @@ $(BENCH_VENV)/bin/python:
 	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check numpy pillow requests onnx \
 		onnxruntime==1.31.1 tokenizers qdrant-client
 bench-select: setup $(FULL_MODEL) $(BENCH_VENV)/bin/python
-	cargo build --release --example select
+	cargo build --release --bin iat2i
 	ORT_DYLIB_PATH=$(ORT_LIB) $(BENCH_VENV)/bin/python scripts/bench_select_peer.py \
 		--python $(BENCH_VENV)/bin/python $(BENCH_SELECT_ARGS)
 

@@ -19,7 +19,7 @@ images, 300-1600 px, 50-300 ms latency each) and the same CLIP model files:
 
 and prints every ratio of issue 11 against its target. Medians of --runs.
 
-    python3 scripts/bench_select_peer.py --select target/release/examples/select \\
+    python3 scripts/bench_select_peer.py --iat2i target/release/iat2i \\
         --models fixtures/models/full --runs 5
 """
 
@@ -132,7 +132,7 @@ def median(xs):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--select", default=os.path.join(ROOT, "target", "release", "examples", "select"))
+    ap.add_argument("--iat2i", default=os.path.join(ROOT, "target", "release", "iat2i"))
     ap.add_argument("--models", default=os.path.join(ROOT, "fixtures", "models", "full"))
     ap.add_argument("--python", default=sys.executable, help="the Python with the peer's packages")
     ap.add_argument("--n", type=int, default=100)
@@ -140,7 +140,7 @@ def main():
     ap.add_argument("--batch", type=int, default=16, help="the selector's embedding batch (default 16)")
     args = ap.parse_args()
 
-    for need in (args.select, os.path.join(args.models, "vision", "model.onnx")):
+    for need in (args.iat2i, os.path.join(args.models, "vision", "model.onnx")):
         if not os.path.exists(need):
             sys.exit(f"missing {need} (make bench-select builds and generates them)")
     work = tempfile.mkdtemp(prefix="bench-select-")
@@ -159,7 +159,7 @@ def main():
         def select(url_file, models=args.models, extra=()):
             cache = tempfile.mkdtemp(dir=work)
             return run_measured(
-                [args.select, QUERY, "--urls", url_file, "--model-dir", models,
+                [args.iat2i, "select", QUERY, "--urls", url_file, "--model-dir", models,
                  "--tokenizer-dir", TOKENIZER, "--cache-dir", cache, "--no-memory", "--json",
                  # One local server stands in for a hundred web hosts: no per-host politeness
                  # limit (the default 10 requests/s would make the downloads the bottleneck).

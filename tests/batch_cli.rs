@@ -14,7 +14,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn command(server: &MockServer, out: &Path) -> Command {
-    let mut c = Command::new(example_binary("batch"));
+    let mut c = iat2i("batch");
     c.env_remove("OPENAI_BASE_URL")
         .env_remove("JOB_COMPLETION_INDEX")
         .env_remove("IAT2I_SHARD_COUNT")
@@ -499,7 +499,8 @@ async fn a_job_whose_outputs_cannot_be_written_fails_as_io_and_the_rest_run() {
     let manifest = write_manifest(dir.path(), 3);
     let c = command(&server, &out);
     let args: Vec<_> = c.get_args().map(|a| a.to_os_string()).collect();
-    let mut c = Command::new(example_binary("batch"));
+    // The same command line (its first argument is the subcommand), without --no-summary.
+    let mut c = Command::new(iat2i_binary());
     c.envs(
         command(&server, &out)
             .get_envs()
@@ -608,7 +609,7 @@ async fn licence_and_allow_host_shape_the_batchs_references() {
     let manifest = dir.path().join("p.txt");
     std::fs::write(&manifest, "A Graphorn at dusk\n").unwrap();
     let run = |out: &str, licence: Option<&str>| {
-        let mut c = Command::new(example_binary("batch"));
+        let mut c = iat2i("batch");
         c.env_remove("OPENAI_BASE_URL")
             .env_remove("JOB_COMPLETION_INDEX")
             .env_remove("QDRANT_URL")
@@ -682,7 +683,7 @@ async fn a_local_folder_is_a_reference_source_for_the_batch() {
     let manifest = dir.path().join("p.txt");
     std::fs::write(&manifest, "A Graphorn at dusk\n").unwrap();
     let out = dir.path().join("out");
-    let o = Command::new(example_binary("batch"))
+    let o = iat2i("batch")
         .env_remove("OPENAI_BASE_URL")
         .env_remove("JOB_COMPLETION_INDEX")
         .env_remove("QDRANT_URL")

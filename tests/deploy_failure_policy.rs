@@ -330,9 +330,9 @@ fn documented_in_manifest() -> Vec<(i32, Outcome)> {
     table.collect()
 }
 
-/// The codes `batch --help` lists under "Exit codes:" (examples/batch.rs).
+/// The codes `batch --help` lists under "Exit codes:" (src/bin/iat2i/cmd/batch.rs).
 fn documented_in_help() -> Vec<i32> {
-    let text = read("examples/batch.rs");
+    let text = read("src/bin/iat2i/cmd/batch.rs");
     let after = text
         .split_once("Exit codes:\n")
         .expect("an Exit codes: section")

@@ -59,7 +59,11 @@ fn the_cronjob_runs_an_indexed_job_whose_shards_share_qdrant_and_the_output_volu
         .iter()
         .map(|a| a.as_str().unwrap())
         .collect();
-    assert_eq!(args[0], "run");
+    assert_eq!(
+        args[..2],
+        ["batch", "run"],
+        "the image's entrypoint is iat2i"
+    );
     assert!(
         !args.contains(&"--shard"),
         "the shard comes from JOB_COMPLETION_INDEX"
@@ -116,6 +120,7 @@ fn the_cronjob_runs_an_indexed_job_whose_shards_share_qdrant_and_the_output_volu
     // The summary merges the shards from the same volume.
     let summary = kind(&batch, "CronJob", "iat2i-nightly-summary");
     let sc = &summary["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(sc["args"][0], "summary");
-    assert_eq!(sc["args"][2].as_str(), Some(out));
+    assert_eq!(sc["args"][0], "batch");
+    assert_eq!(sc["args"][1], "summary");
+    assert_eq!(sc["args"][3].as_str(), Some(out));
 }

@@ -12,7 +12,7 @@ use wiremock::MockServer;
 /// The example with no OpenAI settings inherited, run in a scratch directory (it writes
 /// image.png and report.json there unless told otherwise).
 fn command() -> Command {
-    let mut c = Command::new(example_binary("generate"));
+    let mut c = iat2i("generate");
     c.current_dir(std::env::temp_dir())
         .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
@@ -118,7 +118,7 @@ fn help_says_what_it_does_what_to_set_and_shows_no_secret() {
         "OPENAI_API_KEY",
         "--base-url",
         "Examples",
-        "cargo run --example generate -- ",
+        "iat2i generate ",
         "--edit dog.png",
         "ORT_DYLIB_PATH",
     ] {
@@ -273,4 +273,41 @@ async fn a_bad_out_path_or_model_dir_is_refused_before_any_call() {
     }
     let calls = server.received_requests().await.unwrap();
     assert!(calls.is_empty(), "a call was made: {calls:?}");
+}
+
+#[test]
+fn one_binary_lists_its_subcommands_and_prints_completions_and_a_man_page() {
+    let out = Command::new(iat2i_binary()).arg("--help").output().unwrap();
+    let text = shown(&out);
+    assert!(out.status.success(), "{text}");
+    for sub in [
+        "generate",
+        "search",
+        "select",
+        "batch",
+        "evaluate",
+        "memory",
+        "completions",
+    ] {
+        assert!(
+            text.contains(&format!("  {sub} ")),
+            "{sub} missing from:\n{text}"
+        );
+    }
+    let bash = Command::new(iat2i_binary())
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    let script = String::from_utf8_lossy(&bash.stdout);
+    assert!(
+        bash.status.success() && script.contains("_iat2i()"),
+        "{script}"
+    );
+    assert!(
+        script.contains("--require-review"),
+        "subcommand flags are completed"
+    );
+    let man = Command::new(iat2i_binary()).arg("man").output().unwrap();
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(man.status.success() && page.contains(".TH iat2i"), "{page}");
 }

@@ -190,6 +190,23 @@ pub struct GeneratedImage {
     pub thought_signatures: Vec<ThoughtSignature>,
 }
 
+impl GeneratedImage {
+    /// An image from its encoded bytes, its MIME type sniffed (`image/png` when the bytes
+    /// are not a known format), with no usage of its own. For generators written outside
+    /// this crate.
+    pub fn new(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        let mime = sniff_mime(&bytes).unwrap_or("image/png").to_string();
+        GeneratedImage {
+            bytes,
+            mime,
+            usage: ImageUsage::default(),
+            revised_prompt: None,
+            thought_signatures: Vec::new(),
+        }
+    }
+}
+
 /// What went wrong while generating.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

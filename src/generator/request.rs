@@ -272,6 +272,33 @@ pub struct Generation {
     pub notes: Vec<String>,
 }
 
+impl Generation {
+    /// What a call produced: `images`, sent with `prompt_sent`, with nothing else to say
+    /// (no usage, no text, no notes; set them with the `with_` methods). For generators
+    /// written outside this crate.
+    pub fn new(images: Vec<GeneratedImage>, prompt_sent: impl Into<String>) -> Self {
+        Generation {
+            images,
+            usage: ImageUsage::default(),
+            prompt_sent: prompt_sent.into(),
+            text: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// With what the whole call cost.
+    pub fn with_usage(mut self, usage: ImageUsage) -> Self {
+        self.usage = usage;
+        self
+    }
+
+    /// With a note of what the backend left out or changed.
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+}
+
 /// Generation settings the pipeline applies to every round's request.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GenerationSettings {

@@ -1,6 +1,5 @@
 //! The example binaries, built once per test binary by cargo itself.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -12,23 +11,23 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use super::{encode, ort_available, scene};
 use std::sync::OnceLock;
 
-/// The examples the CLI tests run; one cargo invocation builds them all.
-const EXAMPLES: [&str; 6] = [
-    "generate", "search", "select", "batch", "evaluate", "memory",
-];
-
-/// The executable of example `name` (one of [`EXAMPLES`]), built (or found up to date) by
-/// cargo: `cargo test --all-targets` compiles examples as test harnesses, so the plain
-/// binaries may be missing or stale. Cargo's lock is free while tests run and the library
-/// is already built, so this only links the examples; it runs once per test binary.
-pub fn example_binary(name: &str) -> PathBuf {
-    static BINS: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
-    let bins = BINS.get_or_init(|| {
+/// The `iat2i` executable, built (or found up to date) by cargo once per test binary:
+/// `cargo test` does not build binaries that integration tests do not name, and the
+/// subcommands are what the CLI tests run. Cargo's lock is free while tests run and the
+/// library is already built, so this only compiles and links the binary.
+pub fn iat2i_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
-        build
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "--offline", "-p", "iat2i"]);
+        build.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+            "build",
+            "--offline",
+            "-p",
+            "iat2i",
+            "--bin",
+            "iat2i",
+        ]);
         // Cargo gives the test process the variables of the crate under test; some build
         // scripts (ring's) track CARGO_MANIFEST_DIR, so passing them on would make this
         // build and the next plain `cargo build` each recompile the TLS stack (~50 s).
@@ -37,32 +36,30 @@ pub fn example_binary(name: &str) -> PathBuf {
                 build.env_remove(var);
             }
         }
-        for example in EXAMPLES {
-            build.args(["--example", example]);
-        }
         let out = build
             .args(["--message-format", "json-render-diagnostics"])
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "building the examples failed:\n{}",
+            "building the iat2i binary failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact")
-            .filter_map(|m| {
-                let name = m["target"]["name"].as_str()?.to_string();
-                let exe = m["executable"].as_str()?;
-                Some((name, PathBuf::from(exe)))
-            })
-            .collect()
-    });
-    bins.get(name)
-        .unwrap_or_else(|| panic!("cargo reported no executable for the {name} example"))
-        .clone()
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "iat2i")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported no executable for the iat2i binary")
+    })
+    .clone()
+}
+
+/// `iat2i <command>`, ready for more arguments.
+pub fn iat2i(command: &str) -> Command {
+    let mut c = Command::new(iat2i_binary());
+    c.arg(command);
+    c
 }
 
 /// Variables cargo sets only for the crate it runs (not the user's CARGO_HOME etc.).
@@ -102,7 +99,7 @@ pub const INHERITED: [&str; 8] = [
 
 /// Example `name` with nothing inherited, run in `dir` (stdout and stderr are pipes).
 pub fn example_in(name: &str, dir: &Path) -> Command {
-    let mut c = Command::new(example_binary(name));
+    let mut c = iat2i(name);
     c.current_dir(dir);
     for var in INHERITED {
         c.env_remove(var);

@@ -15,7 +15,7 @@ mod stubs;
 pub use comfy::{Comfy, HistoryScript, WsScript, comfy_workflow};
 pub use eval_judges::*;
 pub use examples::{
-    INHERITED, engine_and_images, example_binary, example_in, local_search, shown,
+    INHERITED, engine_and_images, example_in, iat2i, iat2i_binary, local_search, shown,
     skip_without_ort, tiny_model,
 };
 pub use generators::*;

@@ -3,13 +3,14 @@
 //!
 //! ```text
 //! export OPENAI_API_KEY=sk-...
-//! cargo run --example generate -- "A Graphorn at dusk" --out graphorn.png
-//! cargo run --example generate -- --help
+//! iat2i generate "A Graphorn at dusk" --out graphorn.png
+//! iat2i generate --help
 //! ```
 //!
 //! Writes the image (PNG) and a JSON report of every decision, query, candidate, prompt
 //! sent, verdict and token count. `make demo PROMPT="..."` installs ONNX Runtime first.
 
+use crate::common::{engines, exit, generators, logging, memory, preview, progress};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -18,24 +19,6 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-#[path = "common/engines.rs"]
-mod engines;
-#[path = "common/exit.rs"]
-mod exit;
-#[path = "common/generators.rs"]
-mod generators;
-#[path = "common/logging.rs"]
-mod logging;
-#[path = "common/memory.rs"]
-mod memory;
-#[path = "common/preview.rs"]
-mod preview;
-#[path = "common/process.rs"]
-mod process;
-#[path = "common/progress.rs"]
-mod progress;
-#[path = "common/selection_view.rs"]
-mod selection_view;
 use engines::EngineArgs;
 use generators::GeneratorArgs;
 use iat2i::lmm::{OPENAI_DEFAULT_BASE, model_http_client};
@@ -58,8 +41,8 @@ use progress::Progress;
 /// its licence, prompt sent, verdict, timing and token count) to --report, then prints
 /// why it stopped and the tokens used. The API key is never printed or written.
 #[derive(Parser, Debug)]
-#[command(name = "generate", version, about, long_about, after_help = EXAMPLES)]
-struct Args {
+#[command(name = "generate", version, after_help = EXAMPLES)]
+pub struct Args {
     /// What to draw, e.g. "A photo of a Graphorn at dusk".
     prompt: String,
 
@@ -138,21 +121,21 @@ struct Args {
 }
 
 const EXAMPLES: &str =
-    "Examples (from the repository; `make demo PROMPT=\"...\"` also installs ONNX Runtime):
+    "Examples (`cargo install --path .` installs iat2i; `make demo PROMPT=\"...\"` also installs ONNX Runtime):
   # With OpenAI:
   export OPENAI_API_KEY=sk-...
-  cargo run --example generate -- \"A Graphorn at dusk\" --out graphorn.png
+  iat2i generate \"A Graphorn at dusk\" --out graphorn.png
   # Edit an image:
-  cargo run --example generate -- \"Put a Shoebill next to the dog\" --edit dog.png --out edited.png
+  iat2i generate \"Put a Shoebill next to the dog\" --edit dog.png --out edited.png
   # A keyless local OpenAI-compatible server, never searching:
-  cargo run --example generate -- \"A red apple\" --gate-mode never \\
+  iat2i generate \"A red apple\" --gate-mode never \\
       --base-url http://localhost:8000/v1 --model qwen2.5-vl
   # Gemini draws and judges (its OpenAI-compatible endpoint for the chat model):
   export GEMINI_API_KEY=...
-  cargo run --example generate -- \"A Graphorn at dusk\" --generator gemini \\
+  iat2i generate \"A Graphorn at dusk\" --generator gemini \\
       --base-url https://generativelanguage.googleapis.com/v1beta/openai/ --model gemini-2.5-flash
   # A self-hosted ComfyUI with FLUX.1 Kontext (and SDXL when there is no reference):
-  cargo run --example generate -- \"A Graphorn at dusk\" --generator comfyui \\
+  iat2i generate \"A Graphorn at dusk\" --generator comfyui \\
       --comfyui-url http://127.0.0.1:8188 \\
       --workflow examples/workflows/flux_kontext.json \\
       --workflow-nodes examples/workflows/flux_kontext.nodes.json \\
@@ -160,7 +143,7 @@ const EXAMPLES: &str =
       --text-workflow-nodes examples/workflows/sdxl_text.nodes.json
   # An image model through OpenRouter's chat completions:
   export OPENROUTER_API_KEY=...
-  cargo run --example generate -- \"A Graphorn at dusk\" --generator chat-images \\
+  iat2i generate \"A Graphorn at dusk\" --generator chat-images \\
       --image-model google/gemini-2.5-flash-image
 
 Without a model endpoint (no OPENAI_API_KEY and no --base-url), nothing is generated:
@@ -214,12 +197,8 @@ fn is_store_failure(e: &iat2i::StageError) -> bool {
     )
 }
 
-fn main() -> ExitCode {
-    process::run(run_main)
-}
-
-async fn run_main() -> ExitCode {
-    let args = Args::parse();
+/// Run `iat2i generate`.
+pub async fn main(args: Args) -> ExitCode {
     logging::init("warn");
     let key = Secret::from_env("OPENAI_API_KEY");
     let is_openai = |url: &str| url.trim().trim_end_matches('/') == OPENAI_DEFAULT_BASE;

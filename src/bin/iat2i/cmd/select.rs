@@ -3,11 +3,12 @@
 //! qdrant-edge, diversity), print the ranked table and the drops, and write the chosen image.
 //!
 //! ```text
-//! ORT_DYLIB_PATH=$(bash scripts/setup-ort.sh) cargo run --example select -- \
+//! ORT_DYLIB_PATH=$(bash scripts/setup-ort.sh) iat2i select \
 //!     "a Xenopus laevis frog on a lily pad" --query "Xenopus laevis" --out frog.jpg
-//! cargo run --example select -- "my prompt" --urls candidates.txt --model-dir ./clip
+//! iat2i select "my prompt" --urls candidates.txt --model-dir ./clip
 //! ```
 
+use crate::common::{engines, exit, logging, memory, selection_view};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,18 +17,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 
-#[path = "common/engines.rs"]
-mod engines;
-#[path = "common/exit.rs"]
-mod exit;
-#[path = "common/logging.rs"]
-mod logging;
-#[path = "common/memory.rs"]
-mod memory;
-#[path = "common/process.rs"]
-mod process;
-#[path = "common/selection_view.rs"]
-mod selection_view;
 use engines::EngineArgs;
 use iat2i::retrievers::{Candidate, ImageSearch, MultiSearch, SearchQuery};
 use iat2i::selectors::{
@@ -62,8 +51,8 @@ Exit codes:
 /// strict limits, de-duplicated by perceptual hash, ranked by CLIP similarity to the prompt
 /// and the queries in a vector store, and diversified; the best one is written to --out.
 #[derive(Parser, Debug)]
-#[command(name = "select", version, about, long_about, after_help = EXAMPLES)]
-struct Args {
+#[command(name = "select", version, after_help = EXAMPLES)]
+pub struct Args {
     /// The image prompt the reference is for.
     prompt: String,
 
@@ -141,13 +130,10 @@ struct Args {
     memory: MemoryArgs,
 }
 
-fn main() -> ExitCode {
-    process::run(run_main)
-}
-
-async fn run_main() -> ExitCode {
+/// Run `iat2i select`.
+pub async fn main(args: Args) -> ExitCode {
     logging::init("error");
-    match run(Args::parse()).await {
+    match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => exit::report("select", &e),
     }

@@ -2,13 +2,14 @@
 //! holds, and prune it by age, source or licence.
 //!
 //! ```text
-//! cargo run --example memory -- index ./brand-assets --model-dir fixtures/models/tiny-clip
-//! cargo run --example memory -- stats
-//! cargo run --example memory -- prune --older-than-days 90
-//! cargo run --example memory -- prune --source bing --licence none
-//! QDRANT_URL=http://qdrant:6334 cargo run --example memory -- stats    # the shared server
+//! iat2i memory index ./brand-assets --model-dir fixtures/models/tiny-clip
+//! iat2i memory stats
+//! iat2i memory prune --older-than-days 90
+//! iat2i memory prune --source bing --licence none
+//! QDRANT_URL=http://qdrant:6334 iat2i memory stats    # the shared server
 //! ```
 
+use crate::common::exit;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -18,11 +19,6 @@ use clap::{Parser, Subcommand};
 use iat2i::retrievers::HttpClient;
 use iat2i::selectors::memory::{MemoryStats, PruneRule, ReferenceMemory};
 use iat2i::selectors::{HierarchicalSelector, SelectorConfig, StoreChoice};
-
-#[path = "common/exit.rs"]
-mod exit;
-#[path = "common/process.rs"]
-mod process;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -44,8 +40,8 @@ Exit codes:
 
 /// Index, inspect and prune the reference memory.
 #[derive(Parser, Debug)]
-#[command(name = "memory", version, about, long_about, after_help = EXAMPLES)]
-struct Args {
+#[command(name = "memory", version, after_help = EXAMPLES)]
+pub struct Args {
     #[command(subcommand)]
     command: Command,
 
@@ -91,16 +87,13 @@ enum Command {
     },
 }
 
-fn main() -> ExitCode {
-    process::run(run_main)
-}
-
-async fn run_main() -> ExitCode {
+/// Run `iat2i memory`.
+pub async fn main(args: Args) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    match run(Args::parse()).await {
+    match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => exit::report("memory", &e),
     }

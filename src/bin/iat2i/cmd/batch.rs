@@ -2,11 +2,12 @@
 //! contact sheet to review in the morning.
 //!
 //! ```text
-//! cargo run --release --example batch -- run prompts.jsonl --out night/ --concurrency 8 \
+//! iat2i batch run prompts.jsonl --out night/ --concurrency 8 \
 //!     --max-cost 20 --deadline 6h
-//! cargo run --release --example batch -- summary --out night/
+//! iat2i batch summary --out night/
 //! ```
 
+use crate::common::{engines, generators, logging, memory};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,16 +18,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
-#[path = "common/engines.rs"]
-mod engines;
-#[path = "common/generators.rs"]
-mod generators;
-#[path = "common/logging.rs"]
-mod logging;
-#[path = "common/memory.rs"]
-mod memory;
-#[path = "common/process.rs"]
-mod process;
 use engines::EngineArgs;
 use generators::GeneratorArgs;
 use iat2i::HaltKind;
@@ -47,8 +38,8 @@ use memory::MemoryArgs;
 /// <out>/<job-id>/{image.png, report.json, reference.*, reference.json}; `summary` writes
 /// summary.json and index.html (a contact sheet) for all shards.
 #[derive(Parser, Debug)]
-#[command(name = "batch", version, about, long_about, after_help = HELP)]
-struct Cli {
+#[command(name = "batch", version, after_help = HELP)]
+pub struct Args {
     #[command(subcommand)]
     command: Command,
 }
@@ -232,12 +223,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-fn main() -> ExitCode {
-    process::run(run_main)
-}
-
-async fn run_main() -> ExitCode {
-    let cli = Cli::parse();
+/// Run `iat2i batch`.
+pub async fn main(cli: Args) -> ExitCode {
     logging::init("warn");
     let status = match cli.command {
         Command::Run(args) => run(*args).await,

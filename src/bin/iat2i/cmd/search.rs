@@ -2,24 +2,19 @@
 //! each engine found, fused and de-duplicated, as a table or as JSON.
 //!
 //! ```text
-//! cargo run --example search -- "Xenopus laevis"
-//! cargo run --example search -- "Xenopus laevis" --engine wikimedia --engine openverse --limit 10
-//! cargo run --example search -- "red panda" --engine searxng --searxng-url http://localhost:8888
-//! cargo run --example search -- "company logo" --engine local --folder ./brand-assets --json
+//! iat2i search "Xenopus laevis"
+//! iat2i search "Xenopus laevis" --engine wikimedia --engine openverse --limit 10
+//! iat2i search "red panda" --engine searxng --searxng-url http://localhost:8888
+//! iat2i search "company logo" --engine local --folder ./brand-assets --json
 //! ```
 
+use crate::common::{engines, exit, logging};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
 
-#[path = "common/engines.rs"]
-mod engines;
-#[path = "common/exit.rs"]
-mod exit;
-#[path = "common/logging.rs"]
-mod logging;
 use engines::EngineArgs;
 use iat2i::retrievers::{MultiSearch, MultiSearchResult, SearchQuery};
 
@@ -30,8 +25,8 @@ use iat2i::retrievers::{MultiSearch, MultiSearchResult, SearchQuery};
 /// given, and the local folder when --folder is given. Results found by several
 /// engines are merged (reciprocal rank fusion) and shown once.
 #[derive(Parser, Debug)]
-#[command(name = "search", version, about, long_about, after_help = EXAMPLES)]
-struct Args {
+#[command(name = "search", version, after_help = EXAMPLES)]
+pub struct Args {
     /// What to search for, e.g. "Xenopus laevis".
     query: String,
 
@@ -152,10 +147,10 @@ async fn run(args: Args) -> Result<bool> {
 /// The exit code when every engine failed.
 const EXIT_ALL_FAILED: u8 = 3;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Run `iat2i search`.
+pub async fn main(args: Args) -> ExitCode {
     logging::init("error");
-    match run(Args::parse()).await {
+    match run(args).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
             eprintln!("every engine failed; see the status lines above");

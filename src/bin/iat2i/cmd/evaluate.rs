@@ -3,11 +3,12 @@
 //! the metrics the field uses.
 //!
 //! ```text
-//! cargo run --release --example evaluate -- --arms baseline,augmented --out eval/
-//! cargo run --release --example evaluate -- --prompts WISE/data/cultural_common_sense.json \
+//! iat2i evaluate --arms baseline,augmented --out eval/
+//! iat2i evaluate --prompts WISE/data/cultural_common_sense.json \
 //!     --arms baseline,augmented --metrics wiscore,pairwise --max-cost 20 --out wise-eval/
 //! ```
 
+use crate::common::{engines, exit, generators, logging};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,16 +17,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 
-#[path = "common/engines.rs"]
-mod engines;
-#[path = "common/exit.rs"]
-mod exit;
-#[path = "common/generators.rs"]
-mod generators;
-#[path = "common/logging.rs"]
-mod logging;
-#[path = "common/process.rs"]
-mod process;
 use engines::EngineArgs;
 use generators::GeneratorArgs;
 use iat2i::batch::{Limits, PriceTable};
@@ -78,8 +69,8 @@ Exit codes:
 
 /// Evaluate arms of the pipeline on a prompt set with LMM judges.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None, after_help = AFTER_HELP)]
-struct Args {
+#[command(version, after_help = AFTER_HELP)]
+pub struct Args {
     /// The prompt set: a WISE JSON file, a WorldGenBench file, or a manifest (.jsonl with
     /// prompt, category, checklist; or text, one prompt a line). Default: the built-in
     /// sample of 30 rare, post-cutoff and ambiguous prompts.
@@ -161,12 +152,8 @@ struct Args {
     generator: GeneratorArgs,
 }
 
-fn main() -> ExitCode {
-    process::run(run_main)
-}
-
-async fn run_main() -> ExitCode {
-    let args = Args::parse();
+/// Run `iat2i evaluate`.
+pub async fn main(args: Args) -> ExitCode {
     logging::init("warn");
     match run(args).await {
         Ok(code) => ExitCode::from(code),
