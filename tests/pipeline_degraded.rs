@@ -12,7 +12,6 @@ use iat2i::prelude::*;
 use iat2i::retrievers::License;
 use iat2i::selectors::{Dropped, SelectError, Stage};
 use iat2i::{Cause, StageName};
-use wiremock::ResponseTemplate;
 
 /// A selector that always fails with the error `make` builds.
 #[derive(Clone)]
@@ -178,15 +177,6 @@ async fn a_failed_selection_keeps_every_candidates_drop_reason() {
             .any(|d| d.lost == Lost::Reference && d.cause == Cause::AllCandidatesRefused),
         "{d:?}"
     );
-}
-
-fn rate_limited() -> ResponseTemplate {
-    ResponseTemplate::new(429)
-        .insert_header("retry-after", "0")
-        .set_body_json(
-            serde_json::json!({"error": {"message": "Rate limit reached",
-            "type": "requests", "code": "rate_limit_exceeded"}}),
-        )
 }
 
 #[tokio::test]

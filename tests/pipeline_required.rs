@@ -9,17 +9,6 @@ use std::sync::Arc;
 use common::*;
 use iat2i::prelude::*;
 use iat2i::{Cause, StageName};
-use wiremock::ResponseTemplate;
-
-/// The judge's endpoint answers every call with a 429 (a rate-limit storm).
-fn rate_limited() -> ResponseTemplate {
-    ResponseTemplate::new(429)
-        .insert_header("retry-after", "0")
-        .set_body_json(
-            serde_json::json!({"error": {"message": "Rate limit reached",
-            "type": "requests", "code": "rate_limit_exceeded"}}),
-        )
-}
 
 async fn judge_storm() -> Harness {
     let h = Harness::start(&["gate_needs_reference.json"], &[]).await;

@@ -271,35 +271,52 @@ impl RunState {
 
     /// End the run because the required reference is missing; the best image so far
     /// (if any) travels with the error.
-    pub fn reference_required(mut self, p: &Pipeline) -> PipelineError {
-        let loss = self
-            .report
-            .degraded
-            .iter()
-            .rev()
-            .find(|d| d.lost == Lost::Reference)
-            .cloned();
-        let (stage, detail) = match loss {
-            Some(d) => (d.stage, format!("{} ({})", d.detail, d.cause)),
-            None => (StageName::Select, "no reference was selected".to_string()),
-        };
-        let image = self.best.take().map(|k| Box::new(k.image));
-        self.report.best_round = None;
-        self.close(
+    pub fn reference_required(self, p: &Pipeline) -> PipelineError {
+        let (stage, detail, report, image) = self.stop_for_loss(
             p,
-            format!("stopped: a reference image was required and the run has none: {detail}"),
+            Lost::Reference,
+            StageName::Select,
+            "no reference was selected".to_string(),
+            "a reference image was required and the run has none",
         );
         PipelineError::ReferenceRequired {
             stage,
             detail,
-            report: Box::new(self.report),
+            report,
             image,
         }
     }
 
     /// End the run because it lost something its caller required (`lost`, recorded in
     /// the report's `degraded` list); the best image so far travels with the error.
-    pub fn required_lost(mut self, p: &Pipeline, lost: Lost) -> PipelineError {
+    pub fn required_lost(self, p: &Pipeline, lost: Lost) -> PipelineError {
+        let why = format!("the run lost its {lost}, which was required");
+        let (stage, detail, report, image) = self.stop_for_loss(
+            p,
+            lost,
+            StageName::Judge,
+            format!("the {lost} was lost"),
+            &why,
+        );
+        PipelineError::Required {
+            lost,
+            stage,
+            detail,
+            report,
+            image,
+        }
+    }
+
+    /// Close the run over the latest loss of `lost` (or `fallback` at `stage` when none is
+    /// recorded), saying `why`: the stage, the detail, the report and the best image.
+    fn stop_for_loss(
+        mut self,
+        p: &Pipeline,
+        lost: Lost,
+        stage: StageName,
+        fallback: String,
+        why: &str,
+    ) -> (StageName, String, Box<Report>, Option<Box<GeneratedImage>>) {
         let loss = self
             .report
             .degraded
@@ -309,21 +326,12 @@ impl RunState {
             .cloned();
         let (stage, detail) = match loss {
             Some(d) => (d.stage, format!("{} ({})", d.detail, d.cause)),
-            None => (StageName::Judge, format!("the {lost} was lost")),
+            None => (stage, fallback),
         };
         let image = self.best.take().map(|k| Box::new(k.image));
         self.report.best_round = None;
-        self.close(
-            p,
-            format!("stopped: the run lost its {lost}, which was required: {detail}"),
-        );
-        PipelineError::Required {
-            lost,
-            stage,
-            detail,
-            report: Box::new(self.report),
-            image,
-        }
+        self.close(p, format!("stopped: {why}: {detail}"));
+        (stage, detail, Box::new(self.report), image)
     }
 
     /// Keep `image` if it beats the best so far.

@@ -98,6 +98,16 @@ impl Respond for Sequence {
     }
 }
 
+/// An OpenAI-style 429 (a rate limit, to be retried after 0 s): what a storm answers.
+pub fn rate_limited() -> ResponseTemplate {
+    ResponseTemplate::new(429)
+        .insert_header("retry-after", "0")
+        .set_body_json(
+            serde_json::json!({"error": {"message": "Rate limit reached",
+            "type": "requests", "code": "rate_limit_exceeded"}}),
+        )
+}
+
 /// Chat calls asking for the schema `name` get `fixtures` in turn.
 pub async fn mount_chat(server: &MockServer, schema: &str, fixtures: &[&str]) {
     mount_chat_replies(server, schema, Sequence::of_fixtures(fixtures)).await;
