@@ -2,6 +2,7 @@
 #   make demo PROMPT="..."   installs ONNX Runtime, builds, runs `iat2i generate`
 #   make test                installs ONNX Runtime, validates deploy/k8s/, runs fmt, clippy and the whole test suite
 #   make validate-k8s        the Kubernetes manifests against the API schemas (kubernetes-validate, strict)
+#   make lint-docker         the Dockerfile through hadolint, and every path it copies exists
 #   make bench               the selection benchmark (generates the full-size test model once)
 #   make bench-memory        the reference-memory benchmark (50 prompts, with vs without memory)
 SHELL := /bin/bash
@@ -9,7 +10,7 @@ ORT_LIB := $(CURDIR)/.tools/onnxruntime/onnxruntime/capi/libonnxruntime.so.1.31.
 PROMPT ?= A photo of the Hogwarts Legacy protagonist riding a Graphorn at dusk
 DEMO_ARGS ?=
 
-.PHONY: demo test setup validate-k8s fmt clippy bench bench-select bench-batch bench-memory fuzz
+.PHONY: demo test setup validate-k8s lint-docker fmt clippy bench bench-select bench-batch bench-memory fuzz
 
 setup: $(ORT_LIB)
 
@@ -31,8 +32,13 @@ clippy:
 validate-k8s:
 	bash scripts/validate-k8s.sh
 
+# The Dockerfile through hadolint (pinned, in .tools/venv-docker; PyPI on first run only),
+# and every local path it copies exists. CI cannot pull base images, so it does not build.
+lint-docker:
+	bash scripts/lint-docker.sh
+
 # Tests that need a Qdrant server start ../shared/bin/qdrant themselves (free ports, temporary storage).
-test: setup validate-k8s fmt clippy
+test: setup validate-k8s lint-docker fmt clippy
 	ORT_DYLIB_PATH=$(ORT_LIB) cargo test --workspace
 
 FULL_MODEL := $(CURDIR)/fixtures/models/full/vision/model.onnx
