@@ -2,9 +2,9 @@
 //! report of the work done before.
 
 use crate::generator::{GeneratedImage, ImageError};
-use crate::guard::{Halt, PaidCall};
 use crate::lmm::LmmError;
 use crate::report::Report;
+use crate::vocabulary::{Halt, PaidCall};
 use iat2i_selectors::SelectError;
 
 pub use crate::stage::StageName;

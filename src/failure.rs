@@ -4,112 +4,12 @@
 
 use std::time::Duration;
 
-use iat2i_retrievers::HttpError;
-use serde::{Deserialize, Serialize};
-
 use crate::error::{PipelineError, StageError};
 use crate::generator::{ImageError, NodeFailure};
 use crate::lmm::LmmError;
+pub use crate::vocabulary::ErrorClass;
+use iat2i_retrievers::HttpError;
 
-/// The class of a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorClass {
-    /// The service asked us to slow down (HTTP 429 without a quota message).
-    RateLimited,
-    /// The account is out of quota or credit, or billing is not set up.
-    Quota,
-    /// The API key is missing, wrong or lacks permission (HTTP 401/403).
-    Auth,
-    /// The model's safety system refused the prompt or the image.
-    Safety,
-    /// The request itself is wrong (HTTP 400/404/413/422, a bad prompt or image).
-    InvalidRequest,
-    /// The service is down or failing (HTTP 5xx, connection refused or reset).
-    Unavailable,
-    /// The service did not answer in time.
-    Timeout,
-    /// A local file could not be written or read (a full disk, a folder without write
-    /// permission): not the service's fault, and not a bug.
-    Io,
-    /// Anything else: a bug, a misconfiguration, an answer we could not read.
-    Internal,
-}
-
-impl ErrorClass {
-    /// All classes, in declaration order.
-    pub const ALL: [ErrorClass; 9] = [
-        ErrorClass::RateLimited,
-        ErrorClass::Quota,
-        ErrorClass::Auth,
-        ErrorClass::Safety,
-        ErrorClass::InvalidRequest,
-        ErrorClass::Unavailable,
-        ErrorClass::Timeout,
-        ErrorClass::Io,
-        ErrorClass::Internal,
-    ];
-
-    /// The snake_case name used in JSON and journals.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorClass::RateLimited => "rate_limited",
-            ErrorClass::Quota => "quota",
-            ErrorClass::Auth => "auth",
-            ErrorClass::Safety => "safety",
-            ErrorClass::InvalidRequest => "invalid_request",
-            ErrorClass::Unavailable => "unavailable",
-            ErrorClass::Timeout => "timeout",
-            ErrorClass::Io => "io",
-            ErrorClass::Internal => "internal",
-        }
-    }
-
-    /// Parse [`ErrorClass::as_str`] back.
-    pub fn parse(s: &str) -> Option<ErrorClass> {
-        ErrorClass::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-
-    /// Whether trying again later may succeed without anyone changing anything
-    /// (rate limits, outages). A timeout is transient too, but the call may have been
-    /// processed (and paid for), so a caller should not repeat it blindly.
-    pub fn is_transient(self) -> bool {
-        matches!(self, ErrorClass::RateLimited | ErrorClass::Unavailable)
-    }
-
-    /// Whether every further call will fail the same way until a human acts (a wrong
-    /// key, an empty account): a batch should stop instead of burning through its jobs.
-    pub fn is_fatal(self) -> bool {
-        matches!(self, ErrorClass::Auth | ErrorClass::Quota)
-    }
-
-    /// What a user should do about it.
-    pub fn advice(self) -> &'static str {
-        match self {
-            ErrorClass::RateLimited => "lower --concurrency or wait; the job is retried",
-            ErrorClass::Quota => {
-                "the account is out of quota or credit: add credit or raise the limit, then re-run"
-            }
-            ErrorClass::Auth => {
-                "check the API key (OPENAI_API_KEY) and its permissions, then re-run"
-            }
-            ErrorClass::Safety => "the model's safety system refused: rephrase the prompt",
-            ErrorClass::InvalidRequest => "fix the job (prompt, image, model name or options)",
-            ErrorClass::Unavailable => "the service is failing: try again later",
-            ErrorClass::Timeout => "the service was too slow: raise the timeout or try later",
-            ErrorClass::Io => "free disk space or fix the output folder's permissions, then re-run",
-            ErrorClass::Internal => "see the message; report a bug if it persists",
-        }
-    }
-}
-
-impl std::fmt::Display for ErrorClass {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Words in a service's message that say the account ran out of money or quota.
 fn says_quota(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
     [

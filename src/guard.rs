@@ -7,49 +7,10 @@
 //! report whose [`StopReason`] says it was halted.
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
-use crate::error::StageName;
-use crate::failure::ErrorClass;
 use crate::generator::ImageUsage;
 use crate::lmm::Usage;
-
-/// A paid call the pipeline is about to make.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PaidCall {
-    /// The knowledge gate (also writes the search queries).
-    Gate,
-    /// Search and selection (the candidate judge is a chat call).
-    Select,
-    /// One image generation.
-    Generate,
-    /// One verdict of the reflection judge.
-    Judge,
-}
-
-impl PaidCall {
-    /// The snake_case name used in JSON and in the journal's ledger.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PaidCall::Gate => "gate",
-            PaidCall::Select => "select",
-            PaidCall::Generate => "generate",
-            PaidCall::Judge => "judge",
-        }
-    }
-}
-
-impl std::fmt::Display for PaidCall {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            PaidCall::Gate => "gate",
-            PaidCall::Select => "selection",
-            PaidCall::Generate => "image generation",
-            PaidCall::Judge => "judge",
-        })
-    }
-}
+pub use crate::vocabulary::{Halt, HaltKind, PaidCall, StopReason};
 
 /// A paid call the pipeline is about to make, with what it may return, so that a guard
 /// can reserve it before it is made (an image call asked for `n` images may return `n`).
@@ -85,63 +46,14 @@ pub struct CallUsage {
     pub image: ImageUsage,
 }
 
-/// Why a guard stopped a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HaltKind {
-    /// A budget (images, tokens, cost) is spent.
-    Budget,
-    /// A deadline for the whole batch (or the caller's) has passed.
-    Deadline,
-    /// This run's own time limit (a batch's `--job-timeout`) has passed: unlike a batch
-    /// deadline, the job itself took too long, so a batch records it as failed (timeout).
-    JobTimeout,
-    /// The caller asked to stop (a signal, a user).
-    Cancelled,
-    /// The call could not be recorded before it was made (the journal's disk is full or
-    /// unwritable): a call nobody can account for is not made.
-    Unrecorded,
-}
-
-/// A guard's decision to stop, with a message for people.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Halt {
-    /// Why.
-    pub kind: HaltKind,
-    /// In words, e.g. `--max-images 3 reached`.
-    pub message: String,
-}
-
-impl Halt {
-    /// A halt of `kind` saying `message`.
-    pub fn new(kind: HaltKind, message: impl Into<String>) -> Self {
-        Halt {
-            kind,
-            message: message.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for Halt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match self.kind {
-            HaltKind::Budget => "budget",
-            HaltKind::Deadline => "deadline",
-            HaltKind::JobTimeout => "job timeout",
-            HaltKind::Cancelled => "cancelled",
-            HaltKind::Unrecorded => "not recorded",
-        };
-        write!(f, "stopped ({kind}): {}", self.message)
-    }
-}
-
 /// Decides, before each paid call, whether a run may go on, and hears what each call
 /// used. Every `before_call` that returned `Ok` is followed by exactly one `after_call`
 /// for that call (also when the call failed). A run may admit several calls before the
 /// first ends (with one reference per entity, each entity's selection is admitted, then
 /// they run at once); calls of one kind end in the order they were admitted, so a guard
-/// that keeps what it reserved per call keeps a queue per kind. Async, so that a guard can record the call durably (a journal, a remote budget)
-/// without blocking the runtime; thread-safe, since one guard may watch several runs.
+/// that keeps what it reserved per call keeps a queue per kind. Async, so that a guard
+/// can record the call durably (a journal, a remote budget) without blocking the runtime;
+/// thread-safe, since one guard may watch several runs.
 #[async_trait]
 pub trait RunGuard: Send + Sync {
     /// Called before each paid call; `Err` stops the run before the call.
@@ -152,57 +64,5 @@ pub trait RunGuard: Send + Sync {
     /// reserved).
     async fn after_call(&self, call: PaidCall, usage: &CallUsage) {
         let _ = (call, usage);
-    }
-}
-
-/// Why a run stopped, machine-readable (the report's `stop_reason` says it in words).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum StopReason {
-    /// Not recorded (reports written before stop reasons were typed).
-    #[default]
-    Unknown,
-    /// The judge found the image aligned.
-    Aligned {
-        /// The round.
-        round: u32,
-    },
-    /// The judge accepted the image without full alignment.
-    Accepted {
-        /// The round.
-        round: u32,
-    },
-    /// Every round ran without alignment.
-    MaxRounds,
-    /// The judge failed; the image is unjudged.
-    JudgeFailed {
-        /// The round.
-        round: u32,
-    },
-    /// A stage failed and ended the run.
-    Failed {
-        /// The stage.
-        stage: StageName,
-        /// The failure's class.
-        class: ErrorClass,
-        /// The round, when in one.
-        round: Option<u32>,
-    },
-    /// A [`RunGuard`] stopped the run before a paid call.
-    Halted {
-        /// Why.
-        halt: HaltKind,
-        /// The call that was not made.
-        before: PaidCall,
-    },
-}
-
-impl StopReason {
-    /// The class of the failure that stopped the run, when one did.
-    pub fn class(&self) -> Option<ErrorClass> {
-        match self {
-            StopReason::Failed { class, .. } => Some(*class),
-            _ => None,
-        }
     }
 }

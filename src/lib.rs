@@ -96,6 +96,7 @@ pub mod pipeline;
 pub mod report;
 mod secret;
 pub mod stage;
+pub mod vocabulary;
 
 pub use iat2i_retrievers as retrievers;
 pub use iat2i_selectors as selectors;

@@ -9,13 +9,13 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::degraded::{Degradation, Lost};
-use crate::failure::ErrorClass;
 use crate::gate::{Assessment, GateMode};
 use crate::generator::ImageUsage;
-use crate::guard::StopReason;
 use crate::judge::Verdict;
 use crate::lmm::Usage;
 use crate::stage::StageName;
+use crate::vocabulary::ErrorClass;
+use crate::vocabulary::StopReason;
 
 /// Everything a run decided and spent.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
