@@ -238,6 +238,16 @@ fn read_parts(endpoint: &str, parts: Vec<WirePart>) -> Result<Answer, ImageError
     Ok(answer)
 }
 
+impl super::GeminiImages {
+    /// Read one `generateContent` answer as [`crate::Generator::generate`] does: how many
+    /// final images it holds and whether a caption came with them, or the error it is.
+    /// For the fuzz harness (`fuzz/`, `make fuzz`); not part of the API.
+    #[doc(hidden)]
+    pub fn fuzz_read_reply(body: &[u8]) -> Result<(usize, bool), ImageError> {
+        read_reply("fuzz", body).map(|r| (r.images.len(), r.text.is_some()))
+    }
+}
+
 /// Read one `generateContent` answer. A refusal carries the usage the service reported.
 pub(super) fn read_reply(endpoint: &str, body: &[u8]) -> Result<CallReply, ImageError> {
     let wire: WireResponse = serde_json::from_slice(body).map_err(|e| ImageError::NoImage {
