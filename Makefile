@@ -67,9 +67,13 @@ bench-select: setup $(FULL_MODEL) $(BENCH_VENV)/bin/python
 		--python $(BENCH_VENV)/bin/python $(BENCH_SELECT_ARGS)
 
 # Fuzz every parser of outside input (engine answers, LMM JSON, judge and gate replies,
-# image sniffing and decoding, licences) for FUZZ_RUNS inputs each, on the stable
-# toolchain (a harness of our own: fuzz/). Runs through the test harness so that it
-# reuses the build of `make test`; crashers are minimised into fuzz/crashers/<target>/.
+# image sniffing and decoding, licences; the image generators' answers: Gemini, chat
+# images, ComfyUI's /prompt, /history, websocket frames and /object_info; evaluation
+# prompt sets: WISE, WorldGenBench, manifests; batch manifests: JSONL, CSV, text) for
+# FUZZ_RUNS inputs each, on the stable toolchain (a harness of our own: fuzz/; the
+# targets are listed in fuzz/src/targets.rs, FUZZ_TARGETS="gemini comfyui_ws" picks some).
+# Runs through the test harness so that it reuses the build of `make test`; crashers are
+# minimised into fuzz/crashers/<target>/.
 # `make test` keeps only the short round (fuzz/src/lib.rs: every_target_survives_a_short_run).
 FUZZ_RUNS ?= 1000000
 FUZZ_TARGETS ?=

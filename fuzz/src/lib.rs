@@ -190,7 +190,7 @@ pub fn run_all(chosen: &[Target], runs: u64, seed: u64, save: &Path) -> Vec<Repo
         chosen.len()
     );
     println!(
-        "{:<15} {:>10} {:>7} {:>8} {:>7} {:>9} {:>9}",
+        "{:<20} {:>10} {:>7} {:>8} {:>7} {:>9} {:>9}",
         "target", "inputs", "panics", "outcomes", "corpus", "seconds", "inputs/s"
     );
     let queue = std::sync::Mutex::new(chosen.iter());
@@ -220,7 +220,7 @@ pub fn run_all(chosen: &[Target], runs: u64, seed: u64, save: &Path) -> Vec<Repo
 fn print_report(r: &Report) {
     let secs = r.elapsed.as_secs_f64();
     println!(
-        "{:<15} {:>10} {:>7} {:>8} {:>7} {:>9.1} {:>9.0}",
+        "{:<20} {:>10} {:>7} {:>8} {:>7} {:>9.1} {:>9.0}",
         r.target,
         r.inputs,
         r.crashes.len(),

@@ -113,17 +113,90 @@ fn mutate_bytes(rng: &mut fastrand::Rng, out: &mut Vec<u8>, other: &[u8], dict: 
     }
 }
 
-/// Parse `input` as JSON, replace one node with a value of another shape, serialise.
+/// Parse `input` as JSON, change it once or twice (a node replaced with a value of
+/// another shape, an array element repeated, numbers set to an extreme), serialise.
+/// Two changes at once reach what one cannot: a list entry repeated *and* its counts
+/// made huge is what overflows a sum.
 fn mutate_json(rng: &mut fastrand::Rng, input: &[u8]) -> Option<Vec<u8>> {
     let mut v: Value = serde_json::from_slice(input).ok()?;
-    let count = count_nodes(&v);
-    let target = rng.usize(..count.max(1));
-    let replacement = odd_value(rng, &v);
-    let mut seen = 0;
-    replace_node(&mut v, target, &mut seen, replacement);
+    for _ in 0..rng.usize(1..=2) {
+        match rng.u8(..6) {
+            0 => {
+                let arrays = count_arrays(&v);
+                if arrays > 0 {
+                    let target = rng.usize(..arrays);
+                    repeat_element(rng, &mut v, target, &mut 0);
+                }
+            }
+            1 => {
+                let x = extreme(rng);
+                extreme_numbers(rng, &mut v, x);
+            }
+            _ => {
+                let count = count_nodes(&v);
+                let target = rng.usize(..count.max(1));
+                let replacement = odd_value(rng, &v);
+                replace_node(&mut v, target, &mut 0, replacement);
+            }
+        }
+    }
     serde_json::to_vec(&v)
         .ok()
         .filter(|out| out.len() <= MAX_LEN)
+}
+
+/// A number at or past the edge of what a count, an id or an index holds.
+fn extreme(rng: &mut fastrand::Rng) -> Value {
+    match rng.u8(..8) {
+        0 => serde_json::json!(u64::MAX),
+        1 => serde_json::json!(1u64 << 63),
+        2 => serde_json::json!(u64::from(u32::MAX) + 1),
+        3 => serde_json::json!(i64::MIN),
+        4 => serde_json::json!(-1),
+        5 => serde_json::json!(0),
+        6 => serde_json::json!(0.5),
+        _ => serde_json::json!(1e308),
+    }
+}
+
+/// Set each number of `v` to `x`, with probability one half.
+fn extreme_numbers(rng: &mut fastrand::Rng, v: &mut Value, x: Value) {
+    match v {
+        Value::Number(_) if rng.bool() => *v = x,
+        Value::Array(a) => a
+            .iter_mut()
+            .for_each(|e| extreme_numbers(rng, e, x.clone())),
+        Value::Object(o) => o
+            .values_mut()
+            .for_each(|e| extreme_numbers(rng, e, x.clone())),
+        _ => {}
+    }
+}
+
+fn count_arrays(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => usize::from(!a.is_empty()) + a.iter().map(count_arrays).sum::<usize>(),
+        Value::Object(o) => o.values().map(count_arrays).sum(),
+        _ => 0,
+    }
+}
+
+/// In the `target`-th non-empty array, repeat one element (right after itself).
+fn repeat_element(rng: &mut fastrand::Rng, v: &mut Value, target: usize, seen: &mut usize) -> bool {
+    match v {
+        Value::Array(a) if !a.is_empty() => {
+            if *seen == target {
+                let i = rng.usize(..a.len());
+                let copy = a[i].clone();
+                a.insert(i + 1, copy);
+                return true;
+            }
+            *seen += 1;
+            a.iter_mut().any(|e| repeat_element(rng, e, target, seen))
+        }
+        Value::Object(o) => o.values_mut().any(|e| repeat_element(rng, e, target, seen)),
+        _ => false,
+    }
 }
 
 fn count_nodes(v: &Value) -> usize {

@@ -1,4 +1,9 @@
-//! The fuzz targets: every parser of outside input, with seeds from the fixtures.
+//! The fuzz targets: every parser of outside input, with seeds from the fixtures. The
+//! search engines' and LMM replies' are here; the image generators' answers are in
+//! `generators`, the prompt sets and batch manifests in `loaders`.
+
+mod generators;
+mod loaders;
 
 use std::path::PathBuf;
 
@@ -370,6 +375,18 @@ pub const TARGETS: &[Target] = &[
         json: false,
         chat_content: true,
     },
+    generators::GEMINI,
+    generators::CHAT_IMAGES,
+    generators::COMFYUI_PROMPT,
+    generators::COMFYUI_HISTORY,
+    generators::COMFYUI_WS,
+    generators::COMFYUI_OBJECT_INFO,
+    loaders::WISE,
+    loaders::WORLDGENBENCH,
+    loaders::EVAL_MANIFEST,
+    loaders::BATCH_JSONL,
+    loaders::BATCH_CSV,
+    loaders::BATCH_TEXT,
 ];
 
 fn fixtures_dir() -> PathBuf {

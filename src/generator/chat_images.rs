@@ -279,6 +279,17 @@ fn decode_data_url(url: &str) -> Result<Bytes, String> {
         .map_err(|e| format!("bad base64 in a data URL: {e}"))
 }
 
+impl ChatImages {
+    /// Read one chat completion as [`Generator::generate`] does: how many images its
+    /// `message.images[]` hold and whether text came with them, or the error it is. For
+    /// the fuzz harness (`fuzz/`, `make fuzz`); not part of the API.
+    #[doc(hidden)]
+    pub fn fuzz_read_reply(body: &[u8]) -> Result<(usize, bool), ImageError> {
+        read_reply("fuzz", body).map(|r| (r.images.len(), r.text.is_some()))
+    }
+}
+
+/// Read one chat completion: its `message.images[]`, or the refusal or error it is.
 fn read_reply(endpoint: &str, body: &[u8]) -> Result<CallReply, ImageError> {
     let no_image = |detail: String| ImageError::NoImage {
         endpoint: endpoint.to_string(),

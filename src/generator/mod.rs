@@ -121,33 +121,34 @@ pub struct ImageUsage {
 }
 
 impl ImageUsage {
-    /// Add another call's usage.
+    /// Add another call's usage. The counts are the services', so the sums saturate
+    /// instead of overflowing.
     pub fn add(&mut self, o: &ImageUsage) {
-        self.input_tokens += o.input_tokens;
-        self.output_tokens += o.output_tokens;
-        self.thinking_tokens += o.thinking_tokens;
-        self.total_tokens += o.total_tokens;
-        self.images += o.images;
-        self.calls += o.calls;
+        self.input_tokens = self.input_tokens.saturating_add(o.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(o.output_tokens);
+        self.thinking_tokens = self.thinking_tokens.saturating_add(o.thinking_tokens);
+        self.total_tokens = self.total_tokens.saturating_add(o.total_tokens);
+        self.images = self.images.saturating_add(o.images);
+        self.calls = self.calls.saturating_add(o.calls);
         if let Some(d) = o.input_tokens_details {
             let mine = self
                 .input_tokens_details
                 .get_or_insert_with(Default::default);
-            mine.text_tokens += d.text_tokens;
-            mine.image_tokens += d.image_tokens;
+            mine.text_tokens = mine.text_tokens.saturating_add(d.text_tokens);
+            mine.image_tokens = mine.image_tokens.saturating_add(d.image_tokens);
         }
         if let Some(d) = o.output_tokens_details {
             let mine = self
                 .output_tokens_details
                 .get_or_insert_with(Default::default);
-            mine.text_tokens += d.text_tokens;
-            mine.image_tokens += d.image_tokens;
+            mine.text_tokens = mine.text_tokens.saturating_add(d.text_tokens);
+            mine.image_tokens = mine.image_tokens.saturating_add(d.image_tokens);
         }
     }
 
-    /// The tokens billed at the output price: output and thinking tokens.
+    /// The tokens billed at the output price: output and thinking tokens (saturating).
     pub fn billed_output_tokens(&self) -> u64 {
-        self.output_tokens + self.thinking_tokens
+        self.output_tokens.saturating_add(self.thinking_tokens)
     }
 }
 
@@ -429,4 +430,34 @@ where
 {
     http.execute_paid(Trust::Trusted, &iat2i_retrievers::Paid::new(), make)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service that reports absurd counts (a gateway's bug, a hostile endpoint) must
+    /// not panic the run in debug builds or wrap to a small bill in release ones: the
+    /// `gemini` fuzz target found the same overflow in Gemini's per-modality sums.
+    #[test]
+    fn usage_sums_saturate() {
+        let huge = ImageUsage {
+            output_tokens: u64::MAX,
+            thinking_tokens: 1,
+            input_tokens_details: Some(InputTokensDetails {
+                text_tokens: u64::MAX,
+                image_tokens: 0,
+            }),
+            images: u32::MAX,
+            calls: 1,
+            ..ImageUsage::default()
+        };
+        assert_eq!(huge.billed_output_tokens(), u64::MAX);
+        let mut total = huge;
+        total.add(&huge);
+        assert_eq!(total.output_tokens, u64::MAX);
+        assert_eq!(total.input_tokens_details.unwrap().text_tokens, u64::MAX);
+        assert_eq!(total.images, u32::MAX);
+        assert_eq!(total.calls, 2);
+    }
 }

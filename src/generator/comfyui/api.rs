@@ -98,11 +98,15 @@ impl ComfyUi {
                 return Err(self.http_error(e));
             }
         };
-        let answer: PromptAnswer =
-            serde_json::from_slice(&resp.body).map_err(|e| ImageError::Api {
-                endpoint: self.describe(),
-                message: format!("/prompt answered with something that is not JSON: {e}"),
-            })?;
+        self.accepted(&resp.body, prompt_id)
+    }
+
+    /// A 200 from `/prompt`: `Ok` when the job is queued under `prompt_id`.
+    fn accepted(&self, body: &[u8], prompt_id: &str) -> Result<(), ImageError> {
+        let answer: PromptAnswer = serde_json::from_slice(body).map_err(|e| ImageError::Api {
+            endpoint: self.describe(),
+            message: format!("/prompt answered with something that is not JSON: {e}"),
+        })?;
         if let Some(err) = self.node_error(answer.node_errors.as_ref()) {
             return Err(err);
         }
@@ -176,6 +180,36 @@ impl ComfyUi {
         }
     }
 
+    /// `/prompt`'s answer with HTTP status `status` (400: the workflow failed validation)
+    /// read as queueing `prompt_id` does: `Ok` when the job is queued, else the error. For
+    /// the fuzz harness (`fuzz/`, `make fuzz`); not part of the API.
+    #[doc(hidden)]
+    pub fn fuzz_prompt_answer(
+        &self,
+        status: u16,
+        body: &[u8],
+        prompt_id: &str,
+    ) -> Result<(), ImageError> {
+        if status == 400 {
+            return Err(self.rejected(&String::from_utf8_lossy(body)));
+        }
+        self.accepted(body, prompt_id)
+    }
+
+    /// A `/history/{id}` answer read as waiting for `prompt_id` does: `None` while the
+    /// job has not finished, else how many result images it lists, or the error it ended
+    /// with. For the fuzz harness (`fuzz/`, `make fuzz`); not part of the API.
+    #[doc(hidden)]
+    pub fn fuzz_history(&self, body: &[u8], prompt_id: &str) -> Result<Option<usize>, ImageError> {
+        match self.history_entry(body, prompt_id)? {
+            Some(entry) if entry.finished() => {
+                let entry = self.check(entry)?;
+                Ok(Some(entry.results(self.workflow.output_node()).len()))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Whether the server has `prompt_id` queued, running or in its history.
     async fn is_known(&self, prompt_id: &str) -> bool {
         if let Ok(Some(_)) = self.history(prompt_id).await {
@@ -214,7 +248,16 @@ impl ComfyUi {
             .execute(Trust::Trusted, |c| self.auth(c.get(url.clone())))
             .await
             .map_err(|e| self.http_error(e))?;
-        let v: Value = serde_json::from_slice(&resp.body).map_err(|e| ImageError::Api {
+        self.history_entry(&resp.body, prompt_id)
+    }
+
+    /// `prompt_id`'s entry in a `/history/{id}` answer: `None` while it has none.
+    fn history_entry(
+        &self,
+        body: &[u8],
+        prompt_id: &str,
+    ) -> Result<Option<HistoryEntry>, ImageError> {
+        let v: Value = serde_json::from_slice(body).map_err(|e| ImageError::Api {
             endpoint: self.describe(),
             message: format!("/history answered with something that is not JSON: {e}"),
         })?;

@@ -202,11 +202,7 @@ impl ComfyUi {
                     });
                 }
             };
-        let mut listed = entry.images(workflow.output_node());
-        if listed.is_empty() && workflow.output_node().is_some() {
-            tracing::warn!("the mapped output node has no images; taking every output node's");
-            listed = entry.images(None);
-        }
+        let listed = entry.results(workflow.output_node());
         if listed.is_empty() {
             return Err(ImageError::NoImage {
                 endpoint: self.describe(),

@@ -159,6 +159,21 @@ impl ComfyUi {
         }
     }
 
+    /// An `/object_info` answer checked against the client's workflow as before its
+    /// first job: `Ok(false)` when it is not the shape ComfyUI sends (the workflow is
+    /// then not checked), `Ok(true)` when the workflow passes, else the error naming the
+    /// failing nodes. For the fuzz harness (`fuzz/`, `make fuzz`); not part of the API.
+    #[doc(hidden)]
+    pub fn fuzz_object_info(&self, body: &[u8]) -> Result<bool, ImageError> {
+        let Ok(info) = ObjectInfo::parse(body) else {
+            return Ok(false);
+        };
+        match self.nodes_failed(info.faults(&self.workflow), NodeFailure::Invalid) {
+            Some(e) => Err(e),
+            None => Ok(true),
+        }
+    }
+
     async fn fetch_object_info(&self) -> Result<Option<Arc<ObjectInfo>>, ImageError> {
         let url = self.url("object_info")?;
         let sent = self

@@ -34,7 +34,7 @@ impl ComfyUi {
         }
     }
 
-    fn check(&self, entry: HistoryEntry) -> Result<HistoryEntry, ImageError> {
+    pub(super) fn check(&self, entry: HistoryEntry) -> Result<HistoryEntry, ImageError> {
         match entry.error() {
             Some(e) => Err(self.execution_error(&e)),
             None => Ok(entry),
@@ -106,6 +106,26 @@ impl ComfyUi {
             }
         }
         Ok(false)
+    }
+
+    /// One websocket text frame read as a job's wait does: the kind of event it is for the
+    /// job `prompt_id` (`other` when it is not about it), or the error it reports. For the
+    /// fuzz harness (`fuzz/`, `make fuzz`); not part of the API.
+    #[doc(hidden)]
+    pub fn fuzz_ws_frame(&self, text: &str, prompt_id: &str) -> Result<&'static str, ImageError> {
+        Ok(match wire::parse_ws(text, prompt_id) {
+            WsEvent::Error(e) => return Err(self.execution_error(&e)),
+            WsEvent::Started => "started",
+            WsEvent::Cached(_) => "cached",
+            WsEvent::Executing(Some(_)) => "executing",
+            WsEvent::Executing(None) => "executing done",
+            WsEvent::Progress { .. } => "progress",
+            WsEvent::UnattributedProgress { .. } => "unattributed progress",
+            WsEvent::Executed(_) => "executed",
+            WsEvent::Success => "success",
+            WsEvent::Interrupted => "interrupted",
+            WsEvent::Other => "other",
+        })
     }
 }
 

@@ -255,6 +255,17 @@ impl HistoryEntry {
         })
     }
 
+    /// The job's result: the images of the output node `node`, else (none mapped, or it
+    /// has none) those of every output node.
+    pub fn results(&self, node: Option<&str>) -> Vec<OutputImage> {
+        let listed = self.images(node);
+        if listed.is_empty() && node.is_some() {
+            tracing::warn!("the mapped output node has no images; taking every output node's");
+            return self.images(None);
+        }
+        listed
+    }
+
     /// The output images: of `node` when given, else of every node; `temp` previews skipped.
     pub fn images(&self, node: Option<&str>) -> Vec<OutputImage> {
         let mut out = Vec::new();

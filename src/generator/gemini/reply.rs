@@ -108,13 +108,14 @@ struct WireModality {
     token_count: u64,
 }
 
-/// Text and image tokens of a `*TokensDetails` list.
+/// Text and image tokens of a `*TokensDetails` list. The counts are the server's, so
+/// their sum saturates instead of overflowing.
 fn by_modality(details: &[WireModality]) -> (u64, u64) {
     details
         .iter()
-        .fold((0, 0), |(text, image), d| match d.modality.as_str() {
-            "TEXT" => (text + d.token_count, image),
-            "IMAGE" => (text, image + d.token_count),
+        .fold((0u64, 0u64), |(text, image), d| match d.modality.as_str() {
+            "TEXT" => (text.saturating_add(d.token_count), image),
+            "IMAGE" => (text, image.saturating_add(d.token_count)),
             _ => (text, image),
         })
 }
@@ -238,6 +239,16 @@ fn read_parts(endpoint: &str, parts: Vec<WirePart>) -> Result<Answer, ImageError
     Ok(answer)
 }
 
+impl super::GeminiImages {
+    /// Read one `generateContent` answer as [`crate::Generator::generate`] does: how many
+    /// final images it holds and whether a caption came with them, or the error it is.
+    /// For the fuzz harness (`fuzz/`, `make fuzz`); not part of the API.
+    #[doc(hidden)]
+    pub fn fuzz_read_reply(body: &[u8]) -> Result<(usize, bool), ImageError> {
+        read_reply("fuzz", body).map(|r| (r.images.len(), r.text.is_some()))
+    }
+}
+
 /// Read one `generateContent` answer. A refusal carries the usage the service reported.
 pub(super) fn read_reply(endpoint: &str, body: &[u8]) -> Result<CallReply, ImageError> {
     let wire: WireResponse = serde_json::from_slice(body).map_err(|e| ImageError::NoImage {
@@ -289,5 +300,34 @@ pub(super) fn read_reply(endpoint: &str, body: &[u8]) -> Result<CallReply, Image
             detail: "the candidate has neither an image nor text".into(),
         }),
         other => Err(refused(refusal_kind(other), other, said)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by `make fuzz` (target `gemini`): two details of one modality whose counts
+    /// add past `u64::MAX` panicked ("attempt to add with overflow") in debug builds and
+    /// wrapped to a small count in release ones.
+    #[test]
+    fn huge_token_counts_saturate_instead_of_overflowing() {
+        let body = br#"{"candidates": [{"content": {"parts": [{"text": "no image"}]}}],
+            "usageMetadata": {"promptTokenCount": 5,
+              "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 9223372036854775808},
+                                      {"modality": "TEXT", "tokenCount": 9223372036854775808}],
+              "candidatesTokensDetails": [{"modality": "IMAGE", "tokenCount": 5},
+                                          {"modality": "IMAGE", "tokenCount": 18446744073709551615}]}}"#;
+        let Err(ImageError::Refused {
+            usage: Some(usage), ..
+        }) = read_reply("test", body)
+        else {
+            panic!("expected a text-only refusal with its usage");
+        };
+        let input = usage.input_tokens_details.unwrap();
+        let output = usage.output_tokens_details.unwrap();
+        assert_eq!(input.text_tokens, u64::MAX);
+        assert_eq!(output.image_tokens, u64::MAX);
+        assert_eq!(usage.input_tokens, 5);
     }
 }
