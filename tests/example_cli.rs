@@ -311,3 +311,63 @@ fn one_binary_lists_its_subcommands_and_prints_completions_and_a_man_page() {
     let page = String::from_utf8_lossy(&man.stdout);
     assert!(man.status.success() && page.contains(".TH iat2i"), "{page}");
 }
+
+#[test]
+fn a_config_file_sets_defaults_that_flags_override_and_typos_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("iat2i.toml"),
+        "[generate]\nmodel = \"from-the-file\"\nbrave-key = \"brave-secret-1234\"\n\n\
+         [batch.run]\nmax_cost = 25\n\n[search]\nlimit = 0\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(iat2i_binary())
+            .current_dir(d)
+            .env_remove("IAT2I_CONFIG")
+            .env("OPENAI_BASE_URL", "http://env.example/v1")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // `config show`: each value with its source, secrets masked.
+    let out = run(&["--config", "iat2i.toml", "config", "show"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", shown(&out));
+    assert!(
+        text.contains("model = \"from-the-file\"   # config file"),
+        "{text}"
+    );
+    assert!(text.contains("max-cost = \"25\"   # config file"), "{text}");
+    assert!(text.contains("# environment OPENAI_BASE_URL"), "{text}");
+    assert!(
+        !text.contains("brave-secret-1234"),
+        "a secret was shown: {text}"
+    );
+    // The file's value is used (and checked like a flag) ...
+    let out = run(&["--config", "iat2i.toml", "search", "--engine", "local", "x"]);
+    assert_eq!(out.status.code(), Some(2), "{}", shown(&out));
+    assert!(shown(&out).contains("--limit"), "{}", shown(&out));
+    // ... and a flag overrides it (the run then fails for another reason: no --folder).
+    let out = run(&[
+        "--config",
+        "iat2i.toml",
+        "search",
+        "--limit",
+        "5",
+        "--engine",
+        "local",
+        "x",
+    ]);
+    assert!(!shown(&out).contains("--limit"), "{}", shown(&out));
+    // A key that is no flag is refused, naming it.
+    std::fs::write(d.join("typo.toml"), "[generate]\nmax-roundz = 3\n").unwrap();
+    let out = run(&["--config", "typo.toml", "generate", "x"]);
+    assert_eq!(out.status.code(), Some(2), "{}", shown(&out));
+    assert!(
+        shown(&out).contains("generate.max-roundz"),
+        "{}",
+        shown(&out)
+    );
+}

@@ -12,10 +12,12 @@
 
 mod cmd;
 mod common;
+mod config;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Internet-augmented text-to-image: decide whether a prompt needs a reference image,
 /// search the web for one, rank the candidates with CLIP, generate with the best, and let
@@ -25,6 +27,12 @@ use clap::{CommandFactory, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "iat2i", version, about, long_about, propagate_version = true)]
 struct Cli {
+    /// A TOML file with a table per subcommand whose keys are its flags
+    /// (`[generate] max-rounds = 3`, `[batch.run] concurrency = 8`): flags > environment >
+    /// file > built-in defaults. `iat2i config show` prints the result.
+    #[arg(long, global = true, env = "IAT2I_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -46,10 +54,43 @@ enum Command {
     },
     /// Print the man page (roff) to stdout: `iat2i man > iat2i.1`.
     Man,
+    /// The configuration file: `iat2i config show` prints every setting and where its
+    /// value comes from (secrets masked).
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigAction {
+    /// Print every subcommand's settings with their source (flag defaults from the file,
+    /// the environment, or built in).
+    Show,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let base = Cli::command();
+    let file = config::path(&args);
+    let applied = match &file {
+        Some(f) => match config::apply(base.clone(), f) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("iat2i: {e:#}");
+                return ExitCode::from(common::exit::USAGE);
+            }
+        },
+        None => base.clone(),
+    };
+    let cli = match applied
+        .clone()
+        .try_get_matches_from(&args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match cli.command {
         Command::Completions { shell } => {
             let mut command = Cli::command();
@@ -65,6 +106,12 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Config {
+            action: ConfigAction::Show,
+        } => {
+            print!("{}", config::show(&base, &applied, file.as_deref()));
+            ExitCode::SUCCESS
+        }
         command => common::process::run(|| run(command)),
     }
 }
@@ -77,6 +124,6 @@ async fn run(command: Command) -> ExitCode {
         Command::Batch(args) => cmd::batch::main(*args).await,
         Command::Evaluate(args) => cmd::evaluate::main(*args).await,
         Command::Memory(args) => cmd::memory::main(*args).await,
-        Command::Completions { .. } | Command::Man => ExitCode::SUCCESS,
+        Command::Completions { .. } | Command::Man | Command::Config { .. } => ExitCode::SUCCESS,
     }
 }
