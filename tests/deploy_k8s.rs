@@ -92,6 +92,23 @@ fn the_cronjob_runs_an_indexed_job_whose_shards_share_qdrant_and_the_output_volu
             .any(|m| m == "ReadWriteMany"),
         "all shards write to one volume"
     );
+    // The cache (the memory's image bytes, the CLIP model) survives the night on a claim:
+    // an emptyDir would make every night's pods download every remembered image again.
+    let cache = env(c, "IAT2I_CACHE_DIR")["value"].as_str().unwrap();
+    let mount = mounts
+        .iter()
+        .find(|m| cache.starts_with(m["mountPath"].as_str().unwrap()))
+        .expect("IAT2I_CACHE_DIR is on a mounted volume");
+    let cache_volume = pod["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap();
+    let cache_claim = cache_volume["persistentVolumeClaim"]["claimName"]
+        .as_str()
+        .expect("the cache is a PersistentVolumeClaim");
+    kind(&batch, "PersistentVolumeClaim", cache_claim);
     let key = &env(c, "OPENAI_API_KEY")["valueFrom"]["secretKeyRef"];
     assert!(
         key["name"].is_string() && key["key"].is_string(),
