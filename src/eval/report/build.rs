@@ -9,22 +9,36 @@ use super::{
 };
 use crate::batch::output::reference_ext;
 use crate::batch::{BatchOutcome, JobState};
+use crate::eval::judge_prompts::JudgePromptFile;
 use crate::eval::judge_prompts::{
     CHECKLIST_V1, CHECKLIST_WRITER_V1, PAIRWISE_V1, PairOutcome, WISCORE_V1,
 };
 use crate::eval::produced::Produced;
 use crate::eval::prompts::{EvalPrompt, PromptSet};
 use crate::eval::report::Metric;
-use crate::eval::run::EvalConfig;
 use crate::eval::stats::bootstrap_ci;
 use crate::eval::wise::{PROMPT_IDS, WiseCategory, WiseEdition};
+
+/// The evaluation's settings a report needs, handed over by the run as plain data (the
+/// report module imports nothing of the run's).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReportSettings<'a> {
+    /// The metrics computed.
+    pub metrics: &'a [Metric],
+    /// Bootstrap resamples for the intervals.
+    pub resamples: usize,
+    /// The bootstrap's seed.
+    pub seed: u64,
+    /// The WiScore judge's prompt file, when one replaced the built-in prompt.
+    pub wiscore_prompt: Option<&'a JudgePromptFile>,
+}
 
 /// Everything a report is built from.
 pub(crate) struct Inputs<'a> {
     pub prompts: &'a PromptSet,
     pub arms: &'a [String],
     pub judge_model: &'a str,
-    pub config: &'a EvalConfig,
+    pub config: ReportSettings<'a>,
     pub produced: &'a BTreeMap<String, BTreeMap<String, Produced>>,
     pub checklists: &'a BTreeMap<String, Vec<String>>,
     pub cells: &'a BTreeMap<(String, String), Cell>,
@@ -83,7 +97,7 @@ pub(crate) fn build_report(
         .iter()
         .map(|arm| arm_summary(inputs, arm, wise.as_ref()))
         .collect();
-    let wiscore_prompt = match &inputs.config.wiscore_prompt {
+    let wiscore_prompt = match inputs.config.wiscore_prompt {
         Some(file) => file.id(),
         None => WISCORE_V1.id(),
     };
@@ -106,7 +120,7 @@ pub(crate) fn build_report(
         prompts_total: inputs.prompts.prompts.len(),
         judge_model: inputs.judge_model.to_string(),
         judge_prompts,
-        metrics: inputs.config.metrics.clone(),
+        metrics: inputs.config.metrics.to_vec(),
         wise,
         wiscore_source,
         arms,
@@ -343,7 +357,7 @@ fn wiscore_source(inputs: &Inputs<'_>, wise: Option<&WiseSummary>) -> ScoreSourc
              scores, judged by GPT-4o-2024-05-13)"
         }
     };
-    let (judge_prompt, judge_prompt_file, how) = match &inputs.config.wiscore_prompt {
+    let (judge_prompt, judge_prompt_file, how) = match inputs.config.wiscore_prompt {
         None => (
             WISCORE_V1.id(),
             None,

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub(crate) use build::{Inputs, build_report};
+pub(crate) use build::{Inputs, ReportSettings, build_report};
 
 use super::judge_prompts::{PairOutcome, PairwiseReply, resolve_pair};
 use super::judgments::Stored;

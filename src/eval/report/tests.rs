@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::eval::prompts::{EvalPrompt, PromptSet};
-use crate::eval::run::EvalConfig;
 
 fn prompt(id: &str, category: &str, subcategory: &str) -> EvalPrompt {
     EvalPrompt {
@@ -34,16 +33,17 @@ fn cells(arm: &str, scores: &[(&str, f64)]) -> BTreeMap<(String, String), Cell> 
 
 fn report(set: &PromptSet, arms: &[&str], cells: &BTreeMap<(String, String), Cell>) -> EvalReport {
     let arms: Vec<String> = arms.iter().map(|a| a.to_string()).collect();
-    let config = EvalConfig {
-        metrics: vec![Metric::WiScore],
+    let config = ReportSettings {
+        metrics: &[Metric::WiScore],
         resamples: 500,
-        ..EvalConfig::default()
+        seed: 7,
+        wiscore_prompt: None,
     };
     let inputs = Inputs {
         prompts: set,
         arms: &arms,
         judge_model: "gpt-4o-mini",
-        config: &config,
+        config,
         produced: &BTreeMap::new(),
         checklists: &BTreeMap::new(),
         cells,

@@ -15,7 +15,7 @@ use super::judge_prompts::JudgePromptFile;
 use super::judgments::Judgments;
 use super::produced::{Produced, read_outputs};
 use super::prompts::PromptSet;
-use super::report::{EvalReport, Inputs, Metric, build_report};
+use super::report::{EvalReport, Inputs, Metric, ReportSettings, build_report};
 use crate::GateMode;
 use crate::batch::{
     BatchError, BatchOutcome, Budget, Job, JobOutputs, JobRow, Journal, Limits, PriceTable, Runner,
@@ -263,7 +263,12 @@ impl Evaluation {
             prompts: &self.prompts,
             arms: &arm_names,
             judge_model: &judge_name,
-            config: &self.config,
+            config: ReportSettings {
+                metrics: &self.config.metrics,
+                resamples: self.config.resamples,
+                seed: self.config.seed,
+                wiscore_prompt: self.config.wiscore_prompt.as_ref(),
+            },
             produced: &produced,
             checklists: &checklists,
             cells: &cells,
