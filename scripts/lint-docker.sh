@@ -7,16 +7,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 venv="$here/.tools/venv-docker"
 reqs="$here/scripts/lint-docker.requirements.txt"
-if ! cmp -s "$reqs" "$venv/requirements.txt"; then
-  py=$(command -v python3 || command -v python || true)
-  if [ -z "$py" ]; then
-    echo "lint-docker: python3 (with venv and pip) is needed to install hadolint" >&2
-    exit 1
-  fi
-  "$py" -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$reqs" >&2
-  cp "$reqs" "$venv/requirements.txt"
-fi
+# shellcheck source=scripts/pinned-venv.sh
+source "$here/scripts/pinned-venv.sh"
+pinned_venv lint-docker "$venv" "$reqs"
 "$venv/bin/hadolint" --failure-threshold info "$here/Dockerfile"
 # Every `COPY <local paths> <dest>` (not --from=) names something in the repository.
 missing=0

@@ -11,16 +11,9 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 venv="$here/.tools/venv-k8s"
 reqs="$here/scripts/validate-k8s.requirements.txt"
 version="${K8S_VERSION:-1.33.0}"
-if ! cmp -s "$reqs" "$venv/requirements.txt"; then
-  py=$(command -v python3 || command -v python || true)
-  if [ -z "$py" ]; then
-    echo "validate-k8s: python3 (with venv and pip) is needed to install kubernetes-validate" >&2
-    exit 1
-  fi
-  "$py" -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$reqs" >&2
-  cp "$reqs" "$venv/requirements.txt"
-fi
+# shellcheck source=scripts/pinned-venv.sh
+source "$here/scripts/pinned-venv.sh"
+pinned_venv validate-k8s "$venv" "$reqs"
 shopt -s nullglob
 manifests=("$here"/deploy/k8s/*.yaml "$here"/deploy/k8s/*.yml)
 if [ ${#manifests[@]} -eq 0 ]; then
