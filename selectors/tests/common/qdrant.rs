@@ -102,10 +102,17 @@ impl Drop for QdrantServer {
 }
 
 fn binary() -> Option<PathBuf> {
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/bin/qdrant");
-    if bin.is_file() {
-        return Some(bin);
+    // `../shared` beside the repository: one level up from the root crate, two from a
+    // member crate (this file is included by both).
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let candidates = [
+        here.join("../shared/bin/qdrant"),
+        here.join("../../shared/bin/qdrant"),
+    ];
+    if let Some(bin) = candidates.iter().find(|b| b.is_file()) {
+        return Some(bin.clone());
     }
+    let bin = candidates[1].clone();
     let why = format!(
         "the Qdrant server binary is not at {} (../shared is absent)",
         bin.display()
