@@ -9,6 +9,8 @@
 //! `CI=true`.
 
 mod common;
+// Shared with the selectors' tests; this test uses part of it.
+#[allow(dead_code)]
 #[path = "../selectors/tests/common/qdrant.rs"]
 mod qdrant;
 
