@@ -24,6 +24,7 @@ pub enum KnowledgeGap {
 
 /// The gate's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct Assessment {
     /// Whether a reference image should be retrieved before generating.
     pub needs_reference: bool,
@@ -44,6 +45,7 @@ pub struct Assessment {
 
 /// What one entity's reference must show, and how to find it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct EntityPlan {
     /// The entity's name as the prompt means it ("Graphorn").
     pub name: String,
@@ -65,7 +67,76 @@ fn rare() -> KnowledgeGap {
     KnowledgeGap::KnownButRare
 }
 
+impl EntityPlan {
+    /// A plan for the entity `name`, found with `queries` (a subject reference, a rare
+    /// entity, no description: set them with the `with_` methods).
+    pub fn new(name: impl Into<String>, queries: Vec<String>) -> Self {
+        EntityPlan {
+            name: name.into(),
+            queries,
+            role: crate::generator::ReferenceRole::default(),
+            description: String::new(),
+            gap: KnowledgeGap::KnownButRare,
+        }
+    }
+
+    /// With what the reference is for.
+    pub fn with_role(mut self, role: crate::generator::ReferenceRole) -> Self {
+        self.role = role;
+        self
+    }
+
+    /// With one line saying what the entity looks like.
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+
+    /// With why the image model may not know it.
+    pub fn with_gap(mut self, gap: KnowledgeGap) -> Self {
+        self.gap = gap;
+        self
+    }
+}
+
 impl Assessment {
+    /// No reference is needed: the model can draw the prompt from common knowledge. For
+    /// gates written outside this crate.
+    pub fn no_reference(rationale: impl Into<String>) -> Self {
+        Assessment {
+            needs_reference: false,
+            gap: KnowledgeGap::None,
+            queries: Vec::new(),
+            entities: Vec::new(),
+            rationale: rationale.into(),
+            plan: Vec::new(),
+        }
+    }
+
+    /// A reference is needed for `entities`, found with `queries`.
+    pub fn reference(
+        gap: KnowledgeGap,
+        queries: Vec<String>,
+        entities: Vec<String>,
+        rationale: impl Into<String>,
+    ) -> Self {
+        Assessment {
+            needs_reference: true,
+            gap,
+            queries,
+            entities,
+            rationale: rationale.into(),
+            plan: Vec::new(),
+        }
+    }
+
+    /// With one plan per entity that needs a reference of its own (two or more: the
+    /// pipeline selects one reference per entity).
+    pub fn with_plan(mut self, plan: Vec<EntityPlan>) -> Self {
+        self.plan = plan;
+        self
+    }
+
     /// Whether the prompt names several entities that each need their own reference.
     pub fn per_entity(&self) -> bool {
         self.needs_reference && self.plan.len() > 1

@@ -16,6 +16,7 @@ pub const ALIGNED_MIN_SCORE: f32 = 7.0;
 
 /// Scores from 0 to 10.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct Scores {
     /// Does the image do what the prompt asks (objects, counts, actions, composition)?
     pub instruction_following: f32,
@@ -29,6 +30,23 @@ pub struct Scores {
 }
 
 impl Scores {
+    /// Scores for a round without a reference (`reference_use` does not apply; set it
+    /// with [`Scores::with_reference_use`]).
+    pub fn new(instruction_following: f32, knowledge_consistency: f32, aesthetics: f32) -> Self {
+        Scores {
+            instruction_following,
+            knowledge_consistency,
+            reference_use: None,
+            aesthetics,
+        }
+    }
+
+    /// With a score for how the reference was used.
+    pub fn with_reference_use(mut self, score: f32) -> Self {
+        self.reference_use = Some(score);
+        self
+    }
+
     /// The scores clamped to 0..=10 (NaN becomes 0).
     pub fn clamped(self) -> Scores {
         let c = |v: f32| if v.is_nan() { 0.0 } else { v.clamp(0.0, 10.0) };
@@ -97,6 +115,7 @@ pub enum Shown {
 
 /// The judge's word on one entity that had a reference of its own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct EntityVerdict {
     /// The entity, as its reference was labelled.
     pub name: String,
@@ -108,6 +127,7 @@ pub struct EntityVerdict {
 
 /// The judge's review of one image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Verdict {
     /// Whether the image is aligned with the prompt.
     pub aligned: bool,
@@ -134,7 +154,60 @@ pub struct Verdict {
     pub contradiction: Option<String>,
 }
 
+impl EntityVerdict {
+    /// The judge's word on the entity `name`.
+    pub fn new(name: impl Into<String>, shown: Shown, reason: impl Into<String>) -> Self {
+        EntityVerdict {
+            name: name.into(),
+            shown,
+            reason: reason.into(),
+        }
+    }
+}
+
 impl Verdict {
+    /// An aligned image: keep it. For judges written outside this crate.
+    pub fn accept(scores: Scores, feedback: impl Into<String>) -> Self {
+        Verdict {
+            aligned: true,
+            scores,
+            feedback: feedback.into(),
+            knowledge_gap: false,
+            action: Action::Accept,
+            entity: None,
+            entities: Vec::new(),
+            contradiction: None,
+        }
+    }
+
+    /// An image that is not aligned, and what to do next.
+    pub fn reject(scores: Scores, feedback: impl Into<String>, action: Action) -> Self {
+        Verdict {
+            aligned: false,
+            action,
+            ..Verdict::accept(scores, feedback)
+        }
+    }
+
+    /// Saying whether the failure is the image model not knowing what something looks
+    /// like (what [`crate::GateMode::GenerateFirst`] retrieves on).
+    pub fn with_knowledge_gap(mut self, gap: bool) -> Self {
+        self.knowledge_gap = gap;
+        self
+    }
+
+    /// With the entity the action is about.
+    pub fn with_entity(mut self, entity: impl Into<String>) -> Self {
+        self.entity = Some(entity.into());
+        self
+    }
+
+    /// With one word per entity that had a reference of its own.
+    pub fn with_entities(mut self, entities: Vec<EntityVerdict>) -> Self {
+        self.entities = entities;
+        self
+    }
+
     /// The score used to pick the best round: the mean of the axes that apply.
     pub fn score(&self) -> f32 {
         self.scores.mean()

@@ -95,6 +95,7 @@ pub mod lmm;
 pub mod pipeline;
 pub mod report;
 mod secret;
+pub mod settings;
 pub mod stage;
 pub mod vocabulary;
 
@@ -118,6 +119,7 @@ pub use lmm::{Lmm, LmmError, OpenAiChat, Usage};
 pub use pipeline::{Outcome, Pipeline, PipelineBuilder, Request, RunOptions};
 pub use report::Report;
 pub use secret::Secret;
+pub use settings::Settings;
 pub use stage::StageName;
 
 /// The main types of all three crates: `use iat2i::prelude::*;`.

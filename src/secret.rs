@@ -3,7 +3,8 @@
 use std::fmt;
 
 /// An API key or token. Its `Debug` prints `Secret(***)`; it has no `Display` and is
-/// never serialised, so it cannot leak into output by accident.
+/// never serialised, so it cannot leak into output by accident. It can be read from a
+/// settings file (a plain string).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -25,6 +26,12 @@ impl Secret {
     /// The secret value, for putting into a request header. Do not log it.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|v| Secret(v.trim().to_string()))
     }
 }
 

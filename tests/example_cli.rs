@@ -318,7 +318,7 @@ fn a_config_file_sets_defaults_that_flags_override_and_typos_are_refused() {
     let d = dir.path();
     std::fs::write(
         d.join("iat2i.toml"),
-        "[generate]\nmodel = \"from-the-file\"\nbrave-key = \"brave-secret-1234\"\n\n\
+        "log-format = \"json\"\n\n[generate]\nmodel = \"from-the-file\"\nbrave-key = \"brave-secret-1234\"\n\n\
          [batch.run]\nmax_cost = 25\n\n[search]\nlimit = 0\n",
     )
     .unwrap();
@@ -340,6 +340,11 @@ fn a_config_file_sets_defaults_that_flags_override_and_typos_are_refused() {
         "{text}"
     );
     assert!(text.contains("max-cost = \"25\"   # config file"), "{text}");
+    // A global option is a key at the top, shown once, before the tables.
+    assert!(
+        text.contains("# global options\nlog-format = \"json\"   # config file"),
+        "{text}"
+    );
     assert!(text.contains("# environment OPENAI_BASE_URL"), "{text}");
     assert!(
         !text.contains("brave-secret-1234"),
@@ -367,6 +372,14 @@ fn a_config_file_sets_defaults_that_flags_override_and_typos_are_refused() {
     assert_eq!(out.status.code(), Some(2), "{}", shown(&out));
     assert!(
         shown(&out).contains("generate.max-roundz"),
+        "{}",
+        shown(&out)
+    );
+    std::fs::write(d.join("global.toml"), "log-formatt = \"json\"\n").unwrap();
+    let out = run(&["--config", "global.toml", "generate", "x"]);
+    assert_eq!(out.status.code(), Some(2), "{}", shown(&out));
+    assert!(
+        shown(&out).contains("`log-formatt` is neither a subcommand nor a global option"),
         "{}",
         shown(&out)
     );

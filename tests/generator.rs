@@ -275,10 +275,10 @@ async fn a_rate_limited_edit_is_retried_because_it_was_not_processed() {
         .mount(&server)
         .await;
     let img = images_client(&server)
-        .generate(&GenerationRequest {
-            references: vec![reference("reference_a.png", "a Graphorn")],
-            ..GenerationRequest::new("p")
-        })
+        .generate(
+            &GenerationRequest::new("p")
+                .with_references(vec![reference("reference_a.png", "a Graphorn")]),
+        )
         .await
         .unwrap();
     assert_image_is(&img.images[0], "images_green.json");

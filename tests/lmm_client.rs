@@ -308,12 +308,9 @@ async fn the_candidate_judge_sees_the_thumbnails_and_returns_its_pick() {
     let server = MockServer::start().await;
     mount_chat(&server, "pick", &["chat_pick.json"]).await;
     let judge = iat2i::LmmCandidateJudge::new(Arc::new(chat_client(&server, test_http())));
-    let request = SelectionRequest {
-        prompt: "A Graphorn at dusk".into(),
-        queries: vec!["Graphorn".into()],
-        entities: vec!["Graphorn".into()],
-        ..SelectionRequest::default()
-    };
+    let request = SelectionRequest::new("A Graphorn at dusk")
+        .with_queries(vec!["Graphorn".into()])
+        .with_entities(vec!["Graphorn".into()]);
     let pick = judge.pick(&request, &judge_options()).await.unwrap();
     assert_eq!(pick.index, 1);
     assert!(pick.reason.contains("whole creature"));
@@ -334,10 +331,7 @@ async fn the_candidate_judge_rejects_an_index_out_of_range() {
         .mount(&server)
         .await;
     let judge = iat2i::LmmCandidateJudge::new(Arc::new(chat_client(&server, test_http())));
-    let request = SelectionRequest {
-        run_id: "run-out-of-range".into(),
-        ..SelectionRequest::default()
-    };
+    let request = SelectionRequest::new("").with_run_id("run-out-of-range");
     let err = judge.pick(&request, &judge_options()).await.unwrap_err();
     assert!(
         matches!(&err, SelectError::Judge(m) if m.contains("only 2 were shown")),

@@ -164,12 +164,12 @@ async fn run_arm(memory: bool, model: &ClipModelSource, shared: usize, cache: &P
     let selector = HierarchicalSelector::new(http, config);
     let mut arm = Arm::default();
     for (entity, occurrence) in workload() {
-        let request = SelectionRequest {
-            prompt: format!("a picture of entity {entity}, occurrence {occurrence}"),
-            queries: vec![format!("entity {entity}")],
-            entities: vec![format!("entity {entity}")],
-            run_id: String::new(),
-        };
+        let request = SelectionRequest::new(format!(
+            "a picture of entity {entity}, occurrence {occurrence}"
+        ))
+        .with_queries(vec![format!("entity {entity}")])
+        .with_entities(vec![format!("entity {entity}")])
+        .with_run_id(String::new());
         let c = candidates(&server.uri(), entity, shared)?;
         let started = Instant::now();
         let sel = selector.select(&request, c).await?;

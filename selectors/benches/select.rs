@@ -89,12 +89,10 @@ async fn select_once(
     n: u32,
     run: &str,
 ) -> Res<(Duration, iat2i_selectors::Selection)> {
-    let request = SelectionRequest {
-        prompt: "a red fox standing in fresh snow at dusk".into(),
-        queries: vec!["red fox".into(), "fox in snow".into()],
-        entities: vec!["red fox".into()],
-        run_id: run.into(),
-    };
+    let request = SelectionRequest::new("a red fox standing in fresh snow at dusk")
+        .with_queries(vec!["red fox".into(), "fox in snow".into()])
+        .with_entities(vec!["red fox".into()])
+        .with_run_id(run);
     let started = Instant::now();
     let sel = selector.select(&request, candidates(base, n)?).await?;
     Ok((started.elapsed(), sel))
@@ -248,12 +246,10 @@ async fn entities(selector: &HierarchicalSelector, server: &MockServer) -> Res<(
     for count in [1usize, 2, 4] {
         let mut jobs = Vec::new();
         for (i, name) in names.iter().take(count).enumerate() {
-            let request = SelectionRequest {
-                prompt: format!("{name}: a creature"),
-                queries: vec![format!("{name} picture")],
-                entities: vec![(*name).to_string()],
-                run_id: format!("bench-entities-{count}-{i}"),
-            };
+            let request = SelectionRequest::new(format!("{name}: a creature"))
+                .with_queries(vec![format!("{name} picture")])
+                .with_entities(vec![(*name).to_string()])
+                .with_run_id(format!("bench-entities-{count}-{i}"));
             let candidates = entity_candidates(&server.uri(), next, PER, name)?;
             next += PER;
             jobs.push((request, candidates));

@@ -70,6 +70,7 @@ pub struct Selection {
 
 /// What a selection is for.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SelectionRequest {
     /// The user's prompt.
     pub prompt: String,
@@ -79,6 +80,34 @@ pub struct SelectionRequest {
     pub entities: Vec<String>,
     /// An id that scopes this run's points in the vector store.
     pub run_id: String,
+}
+
+impl SelectionRequest {
+    /// A selection for `prompt` (no queries, entities or run id yet).
+    pub fn new(prompt: impl Into<String>) -> Self {
+        SelectionRequest {
+            prompt: prompt.into(),
+            ..SelectionRequest::default()
+        }
+    }
+
+    /// With the search queries that produced the candidates.
+    pub fn with_queries(mut self, queries: Vec<String>) -> Self {
+        self.queries = queries;
+        self
+    }
+
+    /// With the entities the reference should show.
+    pub fn with_entities(mut self, entities: Vec<String>) -> Self {
+        self.entities = entities;
+        self
+    }
+
+    /// With the id that scopes this run's points in the vector store.
+    pub fn with_run_id(mut self, run_id: impl Into<String>) -> Self {
+        self.run_id = run_id.into();
+        self
+    }
 }
 
 /// Chooses the best reference among candidates.

@@ -139,12 +139,10 @@ fn cands(server: &MockServer, names: &[&str], query: &str) -> Vec<Candidate> {
 }
 
 fn request(prompt: &str, entities: &[&str]) -> SelectionRequest {
-    SelectionRequest {
-        prompt: prompt.into(),
-        queries: vec![],
-        entities: entities.iter().map(|e| e.to_string()).collect(),
-        run_id: String::new(),
-    }
+    SelectionRequest::new(prompt)
+        .with_queries(vec![])
+        .with_entities(entities.iter().map(|e| e.to_string()).collect())
+        .with_run_id(String::new())
 }
 
 /// Where a test's memory lives: qdrant-edge in a temp dir, or a real Qdrant server.

@@ -64,12 +64,9 @@ fn config(embedder: Arc<MeanColour>) -> SelectorConfig {
 }
 
 fn request() -> SelectionRequest {
-    SelectionRequest {
-        prompt: "a pattern".into(),
-        queries: vec!["pattern".into()],
-        run_id: "original-test".into(),
-        ..SelectionRequest::default()
-    }
+    SelectionRequest::new("a pattern")
+        .with_queries(vec!["pattern".into()])
+        .with_run_id("original-test")
 }
 
 async fn serve(server: &MockServer, name: &str, status: u16, body: Vec<u8>) -> Url {

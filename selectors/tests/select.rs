@@ -122,12 +122,10 @@ async fn selects_across_formats_and_reports_every_drop() {
         .prefilter(PrefilterConfig::default())
         .top_k(20);
     let selector = HierarchicalSelector::new(http(), config);
-    let request = SelectionRequest {
-        prompt: "a red fox in the snow".into(),
-        queries: vec!["red fox".into(), "fox winter".into()],
-        entities: vec![],
-        run_id: "e2e-run".into(),
-    };
+    let request = SelectionRequest::new("a red fox in the snow")
+        .with_queries(vec!["red fox".into(), "fox winter".into()])
+        .with_entities(vec![])
+        .with_run_id("e2e-run");
     let sel = selector.select(&request, candidates).await.unwrap();
 
     let drops: HashMap<String, (Stage, String)> = sel

@@ -95,12 +95,9 @@ fn selector(embedder: Arc<ColourEmbedder>) -> HierarchicalSelector {
 }
 
 fn request() -> SelectionRequest {
-    SelectionRequest {
-        prompt: "red".into(),
-        queries: vec!["red".into()],
-        run_id: "logic".into(),
-        ..Default::default()
-    }
+    SelectionRequest::new("red")
+        .with_queries(vec!["red".into()])
+        .with_run_id("logic")
 }
 
 fn name(c: &Candidate) -> &str {

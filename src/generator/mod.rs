@@ -175,6 +175,7 @@ pub struct ThoughtSignature {
 
 /// A generated image.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct GeneratedImage {
     /// The encoded image.
     pub bytes: Bytes,

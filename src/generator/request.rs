@@ -192,6 +192,7 @@ pub struct GeneratorProgress {
 /// One generation call, the same for every backend. Each backend decides how to express
 /// the references (an instruction in the prompt, image parts, a workflow's image inputs).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct GenerationRequest {
     /// The prompt as the user (or a refinement) wrote it, with nothing about the
     /// references: the backend adds what it needs.
@@ -244,6 +245,18 @@ impl GenerationRequest {
         self
     }
 
+    /// With this size or aspect ratio.
+    pub fn with_size(mut self, size: ImageSize) -> Self {
+        self.size = Some(size);
+        self
+    }
+
+    /// Asking for `n` images (at least 1).
+    pub fn with_n(mut self, n: u32) -> Self {
+        self.n = n.max(1);
+        self
+    }
+
     /// Images wanted, at least 1.
     pub fn n(&self) -> u32 {
         self.n.max(1)
@@ -258,6 +271,7 @@ impl GenerationRequest {
 
 /// What one call produced.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Generation {
     /// The images, at least one.
     pub images: Vec<GeneratedImage>,
@@ -297,10 +311,17 @@ impl Generation {
         self.notes.push(note.into());
         self
     }
+
+    /// With the text the model wrote beside the image.
+    pub fn with_text(mut self, text: impl Into<String>) -> Self {
+        self.text = Some(text.into());
+        self
+    }
 }
 
 /// Generation settings the pipeline applies to every round's request.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct GenerationSettings {
     /// The size or aspect ratio.
     pub size: Option<ImageSize>,
@@ -315,6 +336,36 @@ pub struct GenerationSettings {
 }
 
 impl GenerationSettings {
+    /// With this size or aspect ratio (`None`: the backend's default).
+    pub fn size(mut self, size: Option<ImageSize>) -> Self {
+        self.size = size;
+        self
+    }
+
+    /// With this seed.
+    pub fn seed(mut self, seed: Option<u64>) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// With this negative prompt.
+    pub fn negative_prompt(mut self, text: Option<String>) -> Self {
+        self.negative_prompt = text;
+        self
+    }
+
+    /// `n` images per round (best of n by the judge; at least 1).
+    pub fn images(mut self, n: u32) -> Self {
+        self.n = n.max(1);
+        self
+    }
+
+    /// With a backend-specific field passed through into the request body.
+    pub fn option(mut self, key: impl Into<String>, value: Value) -> Self {
+        self.options.insert(key.into(), value);
+        self
+    }
+
     /// A request for `prompt` with these settings.
     pub fn request(&self, prompt: impl Into<String>) -> GenerationRequest {
         GenerationRequest {

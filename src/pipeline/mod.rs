@@ -29,6 +29,7 @@ use state::RunState;
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Request {
     /// The prompt.
     pub prompt: String,
@@ -75,6 +76,7 @@ impl std::fmt::Debug for RunOptions {
 
 /// The result of a run: the best image over all rounds and the report.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Outcome {
     /// The best image (aligned before unaligned, then by mean judge score).
     pub image: GeneratedImage,

@@ -378,12 +378,10 @@ impl Pipeline {
                     .unwrap_or_default(),
             ),
         };
-        SelectionRequest {
-            prompt,
-            queries: queries.to_vec(),
-            entities,
-            run_id: st.report.run_id.clone(),
-        }
+        SelectionRequest::new(prompt)
+            .with_queries(queries.to_vec())
+            .with_entities(entities)
+            .with_run_id(st.report.run_id.clone())
     }
 }
 

@@ -15,6 +15,7 @@
 //! A table per subcommand (`[batch.run]`, `[memory.index]` for nested ones), keys named
 //! as the long flags (`max-rounds`; `max_rounds` also works). The file's values become the
 //! flags' defaults, so the precedence is flags > environment > file > built-in defaults.
+//! Global options (`log-format = "json"`) are keys at the top, before any table.
 //! An unknown table or key is an error naming it: a typo never passes silently.
 
 use std::ffi::OsString;
@@ -65,14 +66,14 @@ fn apply_table(mut command: Command, table: &toml::Table, at: &str) -> Result<Co
             command = command.mut_subcommand(&name, |_| sub);
             continue;
         }
-        if at.is_empty() {
-            bail!("[{name}] is not a subcommand of iat2i");
-        }
         let id = command
             .get_arguments()
-            .find(|a| a.get_long() == Some(name.as_str()))
+            .find(|a| a.get_long() == Some(name.as_str()) && name != "config")
             .map(|a| a.get_id().clone())
-            .ok_or_else(|| anyhow!("{here}: `{at}` has no --{name} flag"))?;
+            .ok_or_else(|| match at {
+                "" => anyhow!("`{name}` is neither a subcommand nor a global option of iat2i"),
+                _ => anyhow!("{here}: `{at}` has no --{name} flag"),
+            })?;
         let values = scalars(value).with_context(|| here.clone())?;
         let values: Vec<&'static str> = values
             .into_iter()
@@ -150,8 +151,10 @@ fn show_into(base: Option<&Command>, command: &Command, at: &str, out: &mut Stri
         };
         lines.push(format!("{long} = {shown:?}   # {source}"));
     }
-    if !lines.is_empty() {
-        out.push_str(&format!("\n[{at}]\n{}\n", lines.join("\n")));
+    match (lines.is_empty(), at.is_empty()) {
+        (true, _) => {}
+        (false, true) => out.push_str(&format!("\n# global options\n{}\n", lines.join("\n"))),
+        (false, false) => out.push_str(&format!("\n[{at}]\n{}\n", lines.join("\n"))),
     }
     for sub in command.get_subcommands() {
         let name = sub.get_name();

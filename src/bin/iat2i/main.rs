@@ -33,6 +33,17 @@ struct Cli {
     #[arg(long, global = true, env = "IAT2I_CONFIG", value_name = "FILE")]
     config: Option<std::path::PathBuf>,
 
+    /// Logs and per-job lines: text, or json (one object a line, for log shippers);
+    /// auto is text, except `serve` off a terminal, which logs JSON.
+    #[arg(
+        long,
+        global = true,
+        env = "IAT2I_LOG_FORMAT",
+        value_enum,
+        default_value = "auto"
+    )]
+    log_format: common::logging::LogFormat,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -112,7 +123,10 @@ fn main() -> ExitCode {
             print!("{}", config::show(&base, &applied, file.as_deref()));
             ExitCode::SUCCESS
         }
-        command => common::process::run(|| run(command)),
+        command => {
+            common::logging::set_format(cli.log_format);
+            common::process::run(|| run(command))
+        }
     }
 }
 

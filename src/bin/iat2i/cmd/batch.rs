@@ -7,6 +7,7 @@
 //! iat2i batch summary --out night/
 //! ```
 
+use crate::common::logging::LogFormat;
 use crate::common::{engines, generators, logging, memory};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -16,17 +17,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use engines::EngineArgs;
 use generators::GeneratorArgs;
 use iat2i::HaltKind;
+use iat2i::Settings;
 use iat2i::batch::{
     BatchEvent, BatchOutcome, Budget, ExitStatus, Format, Journal, Ledger, Limits,
     MAX_PROMPT_BYTES, Manifest, ManifestOptions, PriceTable, Runner, RunnerConfig, Shard,
     StopCause, fingerprint, folder_journals, write_summary,
 };
-use iat2i::lmm::{OPENAI_DEFAULT_BASE, model_http_client};
+use iat2i::lmm::OPENAI_DEFAULT_BASE;
 use iat2i::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use memory::MemoryArgs;
@@ -57,12 +59,6 @@ enum Command {
         #[arg(long = "journal")]
         journals: Vec<PathBuf>,
     },
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(clap::Args, Debug)]
@@ -143,10 +139,6 @@ struct RunArgs {
     #[arg(long, env = "IAT2I_SHARD_COUNT")]
     shard_count: Option<String>,
 
-    /// text: a progress bar on a terminal, else one line per job; json: one JSON object
-    /// per job (for log shippers).
-    #[arg(long, value_enum, default_value = "text")]
-    log_format: LogFormat,
     /// Do not write summary.json and index.html at the end.
     #[arg(long)]
     no_summary: bool,
@@ -274,44 +266,21 @@ fn shard_of(args: &RunArgs) -> Result<Shard, iat2i::batch::BatchError> {
     )
 }
 
-fn build_pipeline(args: &RunArgs, key: &Option<Secret>) -> Result<Pipeline> {
-    let chat_http = model_http_client(Duration::from_secs(args.timeout))?;
-    let mut chat = OpenAiChat::new(chat_http, &args.base_url, &args.model)?;
-    if let Some(k) = key {
-        chat = chat.with_api_key(k.clone());
-    }
-    let images = args.generator.build(
-        Duration::from_secs(args.timeout * 5 / 2),
-        &args.base_url,
-        key,
-    )?;
-    let mut selector = SelectorConfig::default().license_policy(args.engines.licence);
-    if let Some(dir) = &args.model_dir {
-        selector = selector.model_dir(dir);
-    }
-    if let Some(folder) = &args.engines.folder {
-        selector = selector.allow_local_dir(folder);
-    }
-    // Every shard of a cluster shares one Qdrant server (deploy/k8s/).
-    if std::env::var_os("QDRANT_URL").is_some() {
-        selector = selector.store(iat2i::selectors::StoreChoice::QdrantFromEnv);
-    }
-    let selector = args.memory.apply(selector);
-    let mut builder = args.engines.http_builder();
-    for host in &args.allow_hosts {
-        builder = builder.allow_host(host);
-    }
-    let http = builder.build()?;
-    Ok(Pipeline::builder()
-        .lmm(Arc::new(chat))
-        .generator(images)
-        .generation(args.generator.settings()?)
-        .gate_mode(args.gate_mode)
-        .max_rounds(args.max_rounds)
-        .selector_config(selector)
-        .engines(args.engines.build_all(&http)?)
-        .http(http)
-        .build()?)
+/// The library's settings these flags say; every shard of a cluster shares one Qdrant
+/// server when QDRANT_URL is set (deploy/k8s/).
+fn settings(args: &RunArgs) -> Settings {
+    let mut s = Settings::default();
+    s.chat.base_url = args.base_url.clone();
+    s.chat.model = args.model.clone();
+    s.chat.timeout = args.timeout;
+    s.run.max_rounds = args.max_rounds;
+    s.run.gate_mode = args.gate_mode;
+    s.generator = args.generator.settings();
+    s.engines = args.engines.settings();
+    s.engines.allow_hosts = args.allow_hosts.clone();
+    s.memory = args.memory.settings();
+    s.memory.model_dir = args.model_dir.clone();
+    s.with_env()
 }
 
 async fn run(args: RunArgs) -> Result<ExitStatus> {
@@ -362,18 +331,14 @@ async fn run(args: RunArgs) -> Result<ExitStatus> {
         .into_iter()
         .filter(|j| shard.owns(&j.id))
         .collect();
-    let key = Secret::from_env("OPENAI_API_KEY");
-    let is_openai = |u: &str| u.trim().trim_end_matches('/') == OPENAI_DEFAULT_BASE;
-    if !args.dry_run
-        && key.is_none()
-        && (is_openai(&args.base_url) || args.generator.uses_openai_at(&args.base_url))
-    {
+    let settings = settings(&args);
+    if !args.dry_run && !settings.has_model_endpoint() {
         eprintln!(
             "batch: no model endpoint is configured: set OPENAI_API_KEY, or --base-url for a keyless server"
         );
         return Ok(ExitStatus::Usage);
     }
-    let pipeline = Arc::new(build_pipeline(&args, &key)?);
+    let pipeline = Arc::new(settings.pipeline_builder()?.build()?);
     let fps: Vec<String> = jobs.iter().map(|j| fingerprint(j, &pipeline)).collect();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -434,9 +399,9 @@ async fn run(args: RunArgs) -> Result<ExitStatus> {
         backoff: args.backoff,
         breaker_threshold: args.breaker.max(1),
     };
-    let progress = progress_bar(&args, plan.to_run.len());
+    let progress = progress_bar(plan.to_run.len());
     let runner = Runner::new(pipeline, journal, budget, config, stopping)
-        .on_event(reporter(args.log_format, progress.clone()));
+        .on_event(reporter(logging::format(), progress.clone()));
     let outcome = runner.run(plan.to_run).await?;
     if let Some(pb) = &progress {
         pb.finish_and_clear();
@@ -554,8 +519,8 @@ fn dry_run(
     Ok(ExitStatus::AllDone)
 }
 
-fn progress_bar(args: &RunArgs, total: usize) -> Option<ProgressBar> {
-    if args.log_format != LogFormat::Text || !std::io::stderr().is_terminal() {
+fn progress_bar(total: usize) -> Option<ProgressBar> {
+    if logging::format() == LogFormat::Json || !std::io::stderr().is_terminal() {
         return None;
     }
     let pb = ProgressBar::new(total as u64);
@@ -605,7 +570,7 @@ fn reporter(
                     println!("{line}");
                 }
             }
-            LogFormat::Text => {
+            LogFormat::Text | LogFormat::Auto => {
                 let class = class.map(|c| format!(" [{c}]")).unwrap_or_default();
                 println!(
                     "job {id}: {}{class} in {ms} ms, {cost_usd:.3} USD (total {total_cost_usd:.2}): {message}",

@@ -24,8 +24,8 @@ use iat2i::eval::{
     Arm, EvalConfig, EvalReport, Evaluation, Format, JudgePromptFile, Metric, PromptSet,
 };
 use iat2i::lmm::{OPENAI_DEFAULT_BASE, model_http_client};
-use iat2i::selectors::{ClipEmbedder, ClipModelSource, SelectorConfig};
-use iat2i::{GateMode, OpenAiChat, Pipeline, Secret};
+use iat2i::selectors::{ClipEmbedder, ClipModelSource};
+use iat2i::{GateMode, OpenAiChat, Pipeline, Settings};
 
 const AFTER_HELP: &str = "Arms (--arms, comma-separated):
   baseline            the generator alone (the gate never asks for a reference)
@@ -175,40 +175,19 @@ fn load_prompts(args: &Args) -> Result<PromptSet> {
     Ok(set)
 }
 
-fn pipeline(args: &Args, key: &Option<Secret>) -> Result<Arc<Pipeline>> {
-    let chat_http = model_http_client(Duration::from_secs(args.timeout))?;
-    let mut chat = OpenAiChat::new(chat_http, &args.base_url, &args.model)?;
-    if let Some(k) = key {
-        chat = chat.with_api_key(k.clone());
-    }
-    let images = args.generator.build(
-        Duration::from_secs(args.timeout * 5 / 2),
-        &args.base_url,
-        key,
-    )?;
-    let mut selector = SelectorConfig::default().license_policy(args.engines.licence);
-    if let Some(dir) = &args.model_dir {
-        selector = selector.model_dir(dir);
-    }
-    if let Some(dir) = &args.cache_dir {
-        selector = selector.cache_dir(dir);
-    }
-    let mut builder = args.engines.http_builder();
-    for host in &args.allow_hosts {
-        builder = builder.allow_host(host);
-    }
-    let http = builder.build()?;
-    Ok(Arc::new(
-        Pipeline::builder()
-            .lmm(Arc::new(chat))
-            .generator(images)
-            .generation(args.generator.settings()?)
-            .max_rounds(args.max_rounds)
-            .selector_config(selector)
-            .engines(args.engines.build_all(&http)?)
-            .http(http)
-            .build()?,
-    ))
+/// The library's settings these flags say (the arms set the gate mode and rounds).
+fn settings(args: &Args) -> Settings {
+    let mut s = Settings::default();
+    s.chat.base_url = args.base_url.clone();
+    s.chat.model = args.model.clone();
+    s.chat.timeout = args.timeout;
+    s.run.max_rounds = args.max_rounds;
+    s.generator = args.generator.settings();
+    s.engines = args.engines.settings();
+    s.engines.allow_hosts = args.allow_hosts.clone();
+    s.memory.model_dir = args.model_dir.clone();
+    s.memory.cache_dir = args.cache_dir.clone();
+    s.with_env()
 }
 
 fn arm(name: &str, pipeline: Arc<Pipeline>) -> Result<Arm> {
@@ -241,16 +220,19 @@ async fn run(args: Args) -> Result<u8> {
         );
         return Ok(2);
     }
-    let key = Secret::from_env("OPENAI_API_KEY");
-    let is_openai = |u: &str| u.trim().trim_end_matches('/') == OPENAI_DEFAULT_BASE;
-    if key.is_none() && (is_openai(&args.base_url) || args.generator.uses_openai_at(&args.base_url))
-    {
+    let settings = settings(&args);
+    let key = settings.chat.api_key.clone();
+    if !settings.has_model_endpoint() {
         eprintln!(
             "evaluate: no model endpoint is configured: set OPENAI_API_KEY, or --base-url for a keyless server"
         );
         return Ok(2);
     }
-    let shared = pipeline(&args, &key).map_err(exit::usage)?;
+    let shared = settings
+        .pipeline_builder()
+        .map_err(anyhow::Error::from)
+        .and_then(|b| Ok(Arc::new(b.build()?)))
+        .map_err(exit::usage)?;
     let arms = args
         .arms
         .iter()

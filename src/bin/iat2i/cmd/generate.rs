@@ -13,18 +13,15 @@
 use crate::common::{engines, exit, generators, logging, memory, preview, progress};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 
 use engines::EngineArgs;
 use generators::GeneratorArgs;
-use iat2i::lmm::{OPENAI_DEFAULT_BASE, model_http_client};
+use iat2i::Settings;
+use iat2i::lmm::OPENAI_DEFAULT_BASE;
 use iat2i::prelude::*;
-use iat2i::retrievers::HttpClient;
-use iat2i::{Lmm, PipelineBuilder};
 use memory::MemoryArgs;
 use progress::Progress;
 
@@ -200,17 +197,15 @@ fn is_store_failure(e: &iat2i::StageError) -> bool {
 /// Run `iat2i generate`.
 pub async fn main(args: Args) -> ExitCode {
     logging::init("warn");
-    let key = Secret::from_env("OPENAI_API_KEY");
-    let is_openai = |url: &str| url.trim().trim_end_matches('/') == OPENAI_DEFAULT_BASE;
     let edit = match preflight(&args) {
         Ok(edit) => edit,
         Err(e) => return exit::report("generate", &exit::usage(e)),
     };
-    if key.is_none() && (is_openai(&args.base_url) || args.generator.uses_openai_at(&args.base_url))
-    {
-        return preview_only(&args).await;
+    let settings = settings(&args);
+    if !settings.has_model_endpoint() {
+        return preview_only(&args, &settings).await;
     }
-    match run(args, key, edit).await {
+    match run(args, settings, edit).await {
         Ok(code) => code,
         Err(e) => exit::report("generate", &e),
     }
@@ -286,14 +281,18 @@ fn writable(path: &Path, flag: &str) -> Result<()> {
 
 /// No model endpoint: show what the library does without one (search and selection
 /// with the keyless engines and the local CLIP model), then say what to set.
-async fn preview_only(args: &Args) -> ExitCode {
+async fn preview_only(args: &Args, settings: &Settings) -> ExitCode {
     let progress = Progress::new(args.quiet);
     progress.line(
         "generate: no model endpoint is configured; searching and selecting the reference \
          the generator would be given (keyless engines, local CLIP model) ...",
     );
-    let http = match http_client(args) {
-        Ok(h) => h,
+    let ready = settings.engines.http_client().and_then(|http| {
+        let selector = settings.memory.selector_config(&settings.engines)?;
+        Ok((http, selector))
+    });
+    let (http, selector) = match ready {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("generate: {e:#}\n\n{NO_ENDPOINT}");
             return ExitCode::FAILURE;
@@ -304,7 +303,7 @@ async fn preview_only(args: &Args) -> ExitCode {
         &args.prompt,
         &args.engines,
         http,
-        selector_config(args),
+        selector,
         &args.out,
     )
     .await;
@@ -338,67 +337,27 @@ fn language_code(s: &str) -> Result<String, String> {
     }
 }
 
-/// The HTTP client for the engines and the reference downloads, with --user-agent and
-/// every --allow-host.
-fn http_client(args: &Args) -> Result<HttpClient> {
-    let mut builder = args.engines.http_builder();
-    for host in &args.allow_hosts {
-        builder = builder.allow_host(host);
-    }
-    builder.build().context("building the HTTP client")
-}
-
-/// The selector settings from --model-dir, --cache-dir and --folder.
-fn selector_config(args: &Args) -> SelectorConfig {
-    let mut selector = SelectorConfig::default().license_policy(args.engines.licence);
-    if let Some(dir) = &args.model_dir {
-        selector = selector.model_dir(dir);
-    }
-    if let Some(cache) = &args.cache_dir {
-        selector = selector.cache_dir(cache);
-    }
-    if let Some(folder) = &args.engines.folder {
-        selector = selector.allow_local_dir(folder);
-    }
-    args.memory.apply(selector)
-}
-
-fn chat(args: &Args, key: &Option<Secret>, model: &str) -> Result<Arc<dyn Lmm>> {
-    let http = model_http_client(Duration::from_secs(args.timeout))?;
-    let mut c = OpenAiChat::new(http, &args.base_url, model)?;
-    if let Some(k) = key {
-        c = c.with_api_key(k.clone());
-    }
-    Ok(Arc::new(c))
-}
-
-fn builder(args: &Args, key: &Option<Secret>, progress: &Progress) -> Result<PipelineBuilder> {
-    let images = args.generator.build(
-        Duration::from_secs(args.timeout * 5 / 2),
-        &args.base_url,
-        key,
-    )?;
-    let mut b = Pipeline::builder()
-        .lmm(chat(args, key, &args.model)?)
-        .generator(images)
-        .generation(args.generator.settings()?)
-        .gate_mode(args.gate_mode)
-        .max_rounds(args.max_rounds)
-        .query_languages(args.languages.clone())
-        .require_reference(args.require_reference)
-        .require_review(args.require_review)
-        .on_event(progress_callback(progress.clone()));
-    if let Some(m) = &args.gate_model {
-        b = b.gate_lmm(chat(args, key, m)?);
-    }
-    if let Some(m) = &args.judge_model {
-        let judge = chat(args, key, m)?;
-        b = b.judge_lmm(judge.clone()).candidate_judge_lmm(judge);
-    }
-    b = b.selector_config(selector_config(args));
-    let http = http_client(args)?;
-    b = b.engines(args.engines.build_all(&http)?).http(http);
-    Ok(b)
+/// The library's settings these flags say: one pipeline, built as a Rust caller, the
+/// configuration file and `iat2i serve` build it.
+fn settings(args: &Args) -> Settings {
+    let mut s = Settings::default();
+    s.chat.base_url = args.base_url.clone();
+    s.chat.model = args.model.clone();
+    s.chat.gate_model = args.gate_model.clone();
+    s.chat.judge_model = args.judge_model.clone();
+    s.chat.timeout = args.timeout;
+    s.run.max_rounds = args.max_rounds;
+    s.run.gate_mode = args.gate_mode;
+    s.run.languages = args.languages.clone();
+    s.run.require_reference = args.require_reference;
+    s.run.require_review = args.require_review;
+    s.generator = args.generator.settings();
+    s.engines = args.engines.settings();
+    s.engines.allow_hosts = args.allow_hosts.clone();
+    s.memory = args.memory.settings();
+    s.memory.model_dir = args.model_dir.clone();
+    s.memory.cache_dir = args.cache_dir.clone();
+    s.with_env()
 }
 
 fn progress_callback(pb: Progress) -> impl Fn(&PipelineEvent) + Send + Sync + 'static {
@@ -446,11 +405,13 @@ fn progress_callback(pb: Progress) -> impl Fn(&PipelineEvent) + Send + Sync + 's
     }
 }
 
-async fn run(args: Args, key: Option<Secret>, edit: Option<Vec<u8>>) -> Result<ExitCode> {
+async fn run(args: Args, settings: Settings, edit: Option<Vec<u8>>) -> Result<ExitCode> {
     let progress = Progress::new(args.quiet);
     // Every setting is checked here, before the first paid call: a problem is a usage error.
-    let pipeline = builder(&args, &key, &progress)
-        .and_then(|b| Ok(b.build()?))
+    let pipeline = settings
+        .pipeline_builder()
+        .map_err(anyhow::Error::from)
+        .and_then(|b| Ok(b.on_event(progress_callback(progress.clone())).build()?))
         .map_err(exit::usage)?;
     let mut request = Request::new(args.prompt.clone());
     if let Some(bytes) = edit {

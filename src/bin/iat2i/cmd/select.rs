@@ -169,13 +169,11 @@ async fn run(args: Args) -> Result<()> {
     } else {
         args.queries.clone()
     };
-    let selector = HierarchicalSelector::new(http.clone(), config(&args));
-    let request = SelectionRequest {
-        prompt: args.prompt.clone(),
-        queries: queries.clone(),
-        entities: args.entities.clone(),
-        run_id: format!("select-{}", std::process::id()),
-    };
+    let selector = HierarchicalSelector::new(http.clone(), config(&args).map_err(exit::usage)?);
+    let request = SelectionRequest::new(args.prompt.clone())
+        .with_queries(queries.clone())
+        .with_entities(args.entities.clone())
+        .with_run_id(format!("select-{}", std::process::id()));
     // The CLIP model loads while the candidates are gathered (a search takes seconds).
     let gather = async {
         Ok::<_, anyhow::Error>(match listed {
@@ -248,28 +246,22 @@ async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn config(args: &Args) -> SelectorConfig {
-    let mut config = SelectorConfig::default()
+fn config(args: &Args) -> Result<SelectorConfig> {
+    let mut memory = args.memory.settings();
+    memory.model_dir = args.model_dir.clone();
+    memory.cache_dir = args.cache_dir.clone();
+    let mut config = memory
+        .selector_config(&args.engines.settings())?
         .low_memory(args.low_memory)
         .top_k(args.top_k)
-        .license_policy(args.engines.licence)
         .fetch_timeout(Duration::from_secs(args.timeout));
-    if let Some(folder) = &args.engines.folder {
-        config = config.allow_local_dir(folder);
-    }
-    if let Some(dir) = &args.model_dir {
-        config = config.model_dir(dir);
-        if let Some(t) = &args.tokenizer_dir {
-            config = config.tokenizer_dir(t);
-        }
-    }
-    if let Some(cache) = &args.cache_dir {
-        config = config.cache_dir(cache);
+    if let (Some(_), Some(t)) = (&args.model_dir, &args.tokenizer_dir) {
+        config = config.tokenizer_dir(t);
     }
     if args.qdrant_server {
         config = config.store(StoreChoice::QdrantFromEnv);
     }
-    args.memory.apply(config)
+    Ok(config)
 }
 
 /// Search every query on the engines, printing one status line per engine and query;

@@ -1,35 +1,15 @@
 //! The search-engine options every example shares: which engines, their base URLs,
-//! keys and User-Agents. Included by the examples with `#[path]`.
+//! keys and User-Agents: flags for [`iat2i::settings::EngineSettings`], which builds them.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
-use clap::ValueEnum;
-use iat2i::retrievers::engines::{
-    Bing, Brave, DuckDuckGo, LocalFolder, Openverse, Searxng, WikimediaCommons,
-};
+use anyhow::Result;
+use iat2i::Secret;
 use iat2i::retrievers::{HttpClient, HttpClientBuilder, ImageSearch, LicensePolicy};
+pub use iat2i::settings::Engine;
+use iat2i::settings::EngineSettings;
 use url::Url;
-
-/// A search engine to use.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Engine {
-    /// Bing images (keyless; the engine the IA-T2I paper used).
-    Bing,
-    /// DuckDuckGo images (keyless).
-    Duckduckgo,
-    /// Wikimedia Commons (keyless; licensed).
-    Wikimedia,
-    /// Openverse (keyless; Creative Commons).
-    Openverse,
-    /// Your SearXNG instance (needs --searxng-url).
-    Searxng,
-    /// Brave Image Search API (needs --brave-key).
-    Brave,
-    /// A local folder of images (needs --folder).
-    Local,
-}
 
 /// Which engines to search and how to reach them.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -93,130 +73,34 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
-    /// The engines asked for, or the default set.
-    pub fn chosen(&self) -> Vec<Engine> {
-        if !self.engines.is_empty() {
-            let mut e = self.engines.clone();
-            e.dedup();
-            return e;
-        }
-        let mut e = vec![
-            Engine::Bing,
-            Engine::Duckduckgo,
-            Engine::Wikimedia,
-            Engine::Openverse,
-        ];
-        if self.searxng_url.is_some() {
-            e.push(Engine::Searxng);
-        }
-        if self.brave_key.is_some() {
-            e.push(Engine::Brave);
-        }
-        if self.folder.is_some() {
-            e.push(Engine::Local);
-        }
-        e
+    /// The library's engine settings these flags say.
+    pub fn settings(&self) -> EngineSettings {
+        let mut s = EngineSettings::default();
+        s.engines = self.engines.clone();
+        s.searxng_url = self.searxng_url.clone();
+        s.brave_key = self.brave_key.clone().map(Secret::new);
+        s.openverse_token = self.openverse_token.clone().map(Secret::new);
+        s.folder = self.folder.clone();
+        s.bing_url = self.bing_url.clone();
+        s.duckduckgo_url = self.duckduckgo_url.clone();
+        s.wikimedia_url = self.wikimedia_url.clone();
+        s.openverse_url = self.openverse_url.clone();
+        s.brave_url = self.brave_url.clone();
+        s.user_agent = self.user_agent.clone();
+        s.scrape_user_agent = self.scrape_user_agent.clone();
+        s.per_host_rate = self.per_host_rate;
+        s.licence = self.licence;
+        s
     }
 
     /// An HTTP client builder for the engines and the candidates they find, sending
     /// --user-agent when given and limited to --per-host-rate requests a second per host.
     pub fn http_builder(&self) -> HttpClientBuilder {
-        let builder = HttpClient::builder().per_host_per_second(self.per_host_rate);
-        match &self.user_agent {
-            Some(ua) => builder.user_agent(ua.clone()),
-            None => builder,
-        }
+        self.settings().http_builder()
     }
 
     /// Build every chosen engine on `http`.
     pub fn build_all(&self, http: &HttpClient) -> Result<Vec<Arc<dyn ImageSearch>>> {
-        self.chosen()
-            .into_iter()
-            .map(|e| self.build(http, e))
-            .collect()
-    }
-
-    fn build(&self, http: &HttpClient, engine: Engine) -> Result<Arc<dyn ImageSearch>> {
-        let h = http.clone();
-        let scrape_ua = self
-            .scrape_user_agent
-            .clone()
-            .or_else(|| self.user_agent.clone());
-        Ok(match engine {
-            Engine::Bing => {
-                let mut e = Bing::new(h);
-                if let Some(u) = &self.bing_url {
-                    e = e.with_base_url(u.clone());
-                }
-                if let Some(ua) = scrape_ua {
-                    e = e.with_user_agent(ua);
-                }
-                Arc::new(e)
-            }
-            Engine::Duckduckgo => {
-                let mut e = DuckDuckGo::new(h);
-                if let Some(u) = &self.duckduckgo_url {
-                    e = e.with_base_url(u.clone());
-                }
-                if let Some(ua) = scrape_ua {
-                    e = e.with_user_agent(ua);
-                }
-                Arc::new(e)
-            }
-            Engine::Wikimedia => {
-                let mut e = WikimediaCommons::new(h);
-                if let Some(u) = &self.wikimedia_url {
-                    e = e.with_base_url(u.clone());
-                }
-                if let Some(ua) = &self.user_agent {
-                    e = e.with_user_agent(ua.clone());
-                }
-                Arc::new(e)
-            }
-            other => self.build_configured(h, other)?,
-        })
-    }
-
-    /// The engines that need something from the user, and Openverse's optional token.
-    fn build_configured(&self, h: HttpClient, engine: Engine) -> Result<Arc<dyn ImageSearch>> {
-        Ok(match engine {
-            Engine::Openverse => {
-                let mut e = Openverse::new(h);
-                if let Some(u) = &self.openverse_url {
-                    e = e.with_base_url(u.clone());
-                }
-                if let Some(t) = &self.openverse_token {
-                    e = e.with_token(t.clone());
-                }
-                Arc::new(e)
-            }
-            Engine::Searxng => {
-                let url = self.searxng_url.clone().context(
-                    "--engine searxng needs --searxng-url (or SEARXNG_URL), e.g. http://localhost:8888",
-                )?;
-                Arc::new(Searxng::new(h, url))
-            }
-            Engine::Brave => {
-                let key = self.brave_key.clone().context(
-                    "--engine brave needs --brave-key (or BRAVE_API_KEY); get one at https://brave.com/search/api/",
-                )?;
-                let e = Brave::new(h, key);
-                Arc::new(match &self.brave_url {
-                    Some(u) => e.with_base_url(u.clone()),
-                    None => e,
-                })
-            }
-            Engine::Local => {
-                let dir = self
-                    .folder
-                    .clone()
-                    .context("--engine local needs --folder DIR")?;
-                if !dir.is_dir() {
-                    bail!("--folder {} is not a folder", dir.display());
-                }
-                Arc::new(LocalFolder::new(dir))
-            }
-            _ => bail!("{engine:?} is built elsewhere"),
-        })
+        Ok(self.settings().build_all(http)?)
     }
 }

@@ -1,31 +1,12 @@
-//! The `--generator` flags the examples share: which image backend, its endpoint, key
-//! and model, and the generation settings.
+//! The `--generator` flags: which image backend, its endpoint, key and model, and the
+//! generation settings; flags for [`iat2i::settings::GeneratorSettings`], which builds it.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use iat2i::Secret;
-use iat2i::generator::comfyui::{ComfyUi, Workflow};
-use iat2i::generator::{
-    ChatImages, GeminiImages, GenerationSettings, Generator, ImageSize, OpenAiImages,
-};
-use iat2i::lmm::model_http_client;
-
-/// Image backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Backend {
-    /// OpenAI Images API (or a server speaking it): OPENAI_API_KEY.
-    Openai,
-    /// Gemini image models: GEMINI_API_KEY (or GOOGLE_API_KEY).
-    Gemini,
-    /// A self-hosted ComfyUI: --workflow and --workflow-nodes.
-    Comfyui,
-    /// Chat-completions image models (OpenRouter and gateways): OPENROUTER_API_KEY.
-    ChatImages,
-}
+pub use iat2i::settings::Backend;
+use iat2i::settings::GeneratorSettings;
 
 /// Which image backend draws, and how.
 #[derive(Args, Debug, Clone)]
@@ -96,130 +77,32 @@ pub struct GeneratorArgs {
 
 /// `auto`, WIDTHxHEIGHT with both sides from 64 to 8192, or an aspect ratio.
 fn image_size(s: &str) -> Result<String, String> {
-    let t = s.trim();
-    if t.eq_ignore_ascii_case("auto") {
-        return Ok("auto".into());
-    }
-    match ImageSize::parse(t)? {
-        ImageSize::Pixels { width, height }
-            if !(64..=8192).contains(&width) || !(64..=8192).contains(&height) =>
-        {
-            Err(format!(
-                "{t:?}: each side must be from 64 to 8192 pixels (e.g. 1024x1024, 1536x1024)"
-            ))
-        }
-        _ => Ok(t.to_string()),
-    }
-}
-
-fn read(path: &PathBuf) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    iat2i::settings::parse_size(s).map(|_| s.trim().to_string())
 }
 
 impl GeneratorArgs {
-    /// The generation settings every round uses.
-    pub fn settings(&self) -> Result<GenerationSettings> {
-        let size = match self.size.as_deref() {
-            None | Some("auto") => None,
-            Some(s) => Some(ImageSize::parse(s).map_err(anyhow::Error::msg)?),
-        };
-        Ok(GenerationSettings {
-            size,
-            seed: self.seed,
-            negative_prompt: self.negative_prompt.clone(),
-            n: self.images_per_round.max(1),
-            options: Default::default(),
-        })
-    }
-
-    /// The generator. `openai_base` and `openai_key` are the chat endpoint's, which the
-    /// OpenAI backend shares unless --image-base-url says otherwise.
-    pub fn build(
-        &self,
-        timeout: Duration,
-        openai_base: &str,
-        openai_key: &Option<Secret>,
-    ) -> Result<Arc<dyn Generator>> {
-        let http = model_http_client(timeout)?;
-        Ok(match self.generator {
-            Backend::Openai => {
-                let base = self.image_base_url.as_deref().unwrap_or(openai_base);
-                let model = self.image_model.as_deref().unwrap_or("gpt-image-1");
-                let mut g = OpenAiImages::new(http, base, model)?;
-                if let Some(k) = openai_key {
-                    g = g.with_api_key(k.clone());
-                }
-                if let Some(q) = &self.quality {
-                    g = g.with_quality(Some(q.clone()));
-                }
-                Arc::new(g)
-            }
-            Backend::Gemini => {
-                let model = self
-                    .image_model
-                    .as_deref()
-                    .unwrap_or("gemini-2.5-flash-image");
-                let mut g = GeminiImages::new(http, &self.gemini_base_url, model)?;
-                let key = self
-                    .gemini_api_key
-                    .clone()
-                    .map(Secret::new)
-                    .or_else(|| Secret::from_env("GOOGLE_API_KEY"));
-                match key {
-                    Some(k) => g = g.with_api_key(k),
-                    None if self.gemini_base_url.contains("googleapis.com") => bail!(
-                        "--generator gemini needs GEMINI_API_KEY (or GOOGLE_API_KEY, or \
-                         --gemini-api-key); get one at https://aistudio.google.com/apikey"
-                    ),
-                    None => {}
-                }
-                Arc::new(g)
-            }
-            Backend::ChatImages => {
-                let model = self
-                    .image_model
-                    .as_deref()
-                    .unwrap_or("google/gemini-2.5-flash-image");
-                let mut g = ChatImages::new(http, &self.chat_images_base_url, model)?;
-                match self.chat_images_api_key.clone() {
-                    Some(k) => g = g.with_api_key(Secret::new(k)),
-                    None if self.chat_images_base_url.contains("openrouter.ai") => bail!(
-                        "--generator chat-images needs OPENROUTER_API_KEY (or \
-                         --chat-images-api-key), or a keyless --chat-images-base-url"
-                    ),
-                    None => {}
-                }
-                Arc::new(g)
-            }
-            Backend::Comfyui => Arc::new(self.comfyui(http)?),
-        })
-    }
-
-    fn comfyui(&self, http: iat2i::retrievers::HttpClient) -> Result<ComfyUi> {
-        let (Some(wf), Some(nodes)) = (&self.workflow, &self.workflow_nodes) else {
-            bail!(
-                "--generator comfyui needs --workflow (an API-format export) and \
-                 --workflow-nodes (its node map); see examples/workflows/"
-            );
-        };
-        let workflow = Workflow::from_json(&read(wf)?, &read(nodes)?)
-            .with_context(|| format!("loading {}", wf.display()))?;
-        let mut c = ComfyUi::new(http, &self.comfyui_url, workflow)?
-            .with_timeout(Duration::from_secs(self.comfyui_timeout));
-        match (&self.text_workflow, &self.text_workflow_nodes) {
-            (Some(t), Some(n)) => {
-                c = c.with_text_workflow(Workflow::from_json(&read(t)?, &read(n)?)?);
-            }
-            (None, None) => {}
-            _ => bail!("--text-workflow and --text-workflow-nodes go together"),
-        }
-        Ok(c)
-    }
-
-    /// Whether the chosen backend talks to the OpenAI endpoint at `base`.
-    pub fn uses_openai_at(&self, base: &str) -> bool {
-        let image_base = self.image_base_url.as_deref().unwrap_or(base);
-        self.generator == Backend::Openai
-            && image_base.trim().trim_end_matches('/') == iat2i::lmm::OPENAI_DEFAULT_BASE
+    /// The library's generator settings these flags say.
+    pub fn settings(&self) -> GeneratorSettings {
+        let mut s = GeneratorSettings::default();
+        s.generator = self.generator;
+        s.image_model = self.image_model.clone();
+        s.image_base_url = self.image_base_url.clone();
+        s.gemini_base_url = self.gemini_base_url.clone();
+        s.gemini_api_key = self.gemini_api_key.clone().map(Secret::new);
+        s.comfyui_url = self.comfyui_url.clone();
+        s.workflow = self.workflow.clone();
+        s.workflow_nodes = self.workflow_nodes.clone();
+        s.text_workflow = self.text_workflow.clone();
+        s.text_workflow_nodes = self.text_workflow_nodes.clone();
+        s.comfyui_timeout = self.comfyui_timeout;
+        s.chat_images_base_url = self.chat_images_base_url.clone();
+        s.chat_images_api_key = self.chat_images_api_key.clone().map(Secret::new);
+        s.size = self.size.clone();
+        s.quality = self.quality.clone();
+        s.seed = self.seed;
+        s.negative_prompt = self.negative_prompt.clone();
+        s.images_per_round = self.images_per_round;
+        // GOOGLE_API_KEY stands in for GEMINI_API_KEY, as the Gemini SDKs do.
+        s.with_env()
     }
 }

@@ -1,6 +1,7 @@
 //! The reference-memory flags shared by the examples that select references.
 
-use iat2i::selectors::{SearchPolicy, SelectorConfig};
+use iat2i::selectors::SearchPolicy;
+use iat2i::settings::MemorySettings;
 
 /// How the reference memory is used.
 #[derive(clap::Args, Debug, Clone)]
@@ -19,14 +20,13 @@ pub struct MemoryArgs {
 }
 
 impl MemoryArgs {
-    /// `config` with these settings.
-    pub fn apply(&self, config: SelectorConfig) -> SelectorConfig {
-        let mut config = config
-            .require_memory(self.require_memory)
-            .search_policy(self.search_policy);
-        if self.no_memory {
-            config = config.no_memory();
-        }
-        config
+    /// The library's memory settings these flags say (the model and cache directories,
+    /// and `QDRANT_URL`, are the command's to add).
+    pub fn settings(&self) -> MemorySettings {
+        let mut s = MemorySettings::default();
+        s.no_memory = self.no_memory;
+        s.require_memory = self.require_memory;
+        s.search_policy = self.search_policy;
+        s
     }
 }

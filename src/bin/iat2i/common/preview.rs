@@ -49,12 +49,10 @@ pub async fn run(
     }
     progress.status(format!("ranking {} candidates", found.candidates.len()));
     let selector = HierarchicalSelector::new(http, config);
-    let request = SelectionRequest {
-        prompt: prompt.to_string(),
-        queries,
-        entities: Vec::new(),
-        run_id: format!("preview-{}", std::process::id()),
-    };
+    let request = SelectionRequest::new(prompt.to_string())
+        .with_queries(queries)
+        .with_entities(Vec::new())
+        .with_run_id(format!("preview-{}", std::process::id()));
     let selection = match selector.select(&request, found.candidates).await {
         Ok(s) => s,
         Err(SelectError::NoCandidates { dropped }) => {
