@@ -17,10 +17,14 @@ mod qdrant;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use common::*;
+use iat2i::batch::{JobState, Shard};
 use serde_yaml::Value;
-use wiremock::MockServer;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Respond, ResponseTemplate};
 
 fn manifest_docs() -> Vec<Value> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/k8s/batch-cronjob.yaml");
@@ -114,9 +118,7 @@ async fn the_manifests_shards_share_one_qdrant_finish_every_job_once_and_recall_
     std::fs::write(root.path().join("manifests/prompts.jsonl"), lines).unwrap();
     // What the pods reach as services, here: the stand-ins and the Qdrant server.
     let local_services = [
-        "--base-url".to_string(),
-        format!("{}/v1", api.uri()),
-        "--engine".into(),
+        "--engine".to_string(),
         "openverse".into(),
         "--openverse-url".into(),
         openverse.uri(),
@@ -126,10 +128,13 @@ async fn the_manifests_shards_share_one_qdrant_finish_every_job_once_and_recall_
         tiny_model().display().to_string(),
     ];
     let nightly_dir = root.path().join("data/nightly").display().to_string();
-    let night = |out: &str| {
+    // The shard pods of one night: `indices` started at once, the chat and image API at
+    // `api`, writing to data/<out>.
+    let start = |out: &str, api: &str, indices: &[u64]| {
         let shard = container(job, root.path());
         let out_dir = root.path().join("data").join(out).display().to_string();
-        (0..shards)
+        indices
+            .iter()
             .map(|k| {
                 let mut c = Command::new(iat2i_binary());
                 for var in INHERITED {
@@ -142,6 +147,7 @@ async fn the_manifests_shards_share_one_qdrant_finish_every_job_once_and_recall_
                     .collect();
                 c.args(&args)
                     .args(&local_services)
+                    .args(["--base-url", &format!("{api}/v1")])
                     .envs(&shard.env)
                     .env("QDRANT_URL", server.url())
                     .env("OPENAI_API_KEY", KEY)
@@ -153,6 +159,10 @@ async fn the_manifests_shards_share_one_qdrant_finish_every_job_once_and_recall_
                     .unwrap()
             })
             .collect::<Vec<_>>()
+    };
+    let every_shard: Vec<u64> = (0..shards).collect();
+    let night = |out: &str| {
+        start(out, &api.uri(), &every_shard)
             .into_iter()
             .map(|child| child.wait_with_output().unwrap())
             .collect::<Vec<_>>()
@@ -229,4 +239,114 @@ async fn the_manifests_shards_share_one_qdrant_finish_every_job_once_and_recall_
         second_night < first_night,
         "night 1 downloaded {first_night} images, night 2 {second_night}"
     );
+
+    // Night 3: a pod is killed while its image calls are in flight, and Kubernetes starts
+    // its index again. The busiest shard's first image comes back at once, the others hang.
+    let slow = MockServer::start().await;
+    mount_chat(&slow, "assessment", &["gate_needs_reference.json"]).await;
+    mount_chat(&slow, "pick", &["chat_pick.json"]).await;
+    mount_chat(&slow, "verdict", &["verdict_aligned.json"]).await;
+    let hang = Arc::new(AtomicBool::new(true));
+    Mock::given(method("POST"))
+        .and(path("/v1/images/edits"))
+        .respond_with(FirstThenHang {
+            answered: AtomicUsize::new(0),
+            hang: hang.clone(),
+        })
+        .mount(&slow)
+        .await;
+    let ids: Vec<String> = (1..=jobs).map(|i| format!("job-{i}")).collect();
+    let shard_of = |k: u64| {
+        Shard::from_completion_index(Some(&k.to_string()), Some(&shards.to_string()))
+            .unwrap()
+            .unwrap()
+    };
+    let owned = |k: u64| ids.iter().filter(|id| shard_of(k).owns(id)).count();
+    let k = (0..shards).max_by_key(|k| owned(*k)).unwrap();
+    let mine = owned(k);
+    assert!(
+        mine >= 2,
+        "the busiest of {shards} shards owns {mine} of {jobs} jobs"
+    );
+    let mut pod = start("nightly-3", &slow.uri(), &[k]).remove(0);
+    let out3 = root.path().join("data/nightly-3");
+    let journal3 = out3.join(shard_of(k).journal_name());
+    let cut = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let sent = requests_to(&slow, "/v1/images/edits").await.len();
+        let done = iat2i::batch::Journal::open_read_only(&journal3)
+            .and_then(|j| j.rows())
+            .map(|rows| rows.iter().filter(|r| r.state == JobState::Done).count())
+            .unwrap_or(0);
+        if sent == mine && done == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < cut,
+            "shard {k}: {sent} image calls, {done} done"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    pod.kill().unwrap();
+    let killed = pod.wait_with_output().unwrap();
+    assert!(!killed.status.success());
+    let spent = iat2i::batch::Journal::open_read_only(&journal3)
+        .unwrap()
+        .spend()
+        .unwrap();
+    // Every call cut off by the kill is on the books as possibly billed (once the journal
+    // is next opened by a run, it stops being "in flight").
+    assert_eq!(
+        spent.in_flight.images + spent.interrupted.images,
+        (mine - 1) as i64,
+        "{spent:?}"
+    );
+    hang.store(false, Ordering::SeqCst);
+    let rerun = start("nightly-3", &slow.uri(), &[k])
+        .remove(0)
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(
+        rerun.status.code(),
+        Some(0),
+        "re-run of shard {k}: {}",
+        shown(&rerun)
+    );
+    let journal = iat2i::batch::Journal::open_read_only(&journal3).unwrap();
+    let rows = journal.rows().unwrap();
+    assert_eq!(rows.len(), mine);
+    assert!(rows.iter().all(|r| r.state == JobState::Done), "{rows:?}");
+    assert!(
+        journal.completions().unwrap().iter().all(|(_, n)| *n == 1),
+        "a job completed twice"
+    );
+    // The job finished before the kill was not paid for again; the cut-off ones were
+    // re-run, their first calls still counted against the budget.
+    assert_eq!(
+        requests_to(&slow, "/v1/images/edits").await.len(),
+        mine + (mine - 1),
+        "image calls: {mine} before the kill, {} re-run",
+        mine - 1
+    );
+    let spent = journal.spend().unwrap();
+    assert_eq!(spent.interrupted.images, (mine - 1) as i64, "{spent:?}");
+    assert_eq!(spent.billed.images, mine as i64, "{spent:?}");
+}
+
+/// Answers the first image call at once and holds every later one while `hang` is set.
+struct FirstThenHang {
+    answered: AtomicUsize,
+    hang: Arc<AtomicBool>,
+}
+
+impl Respond for FirstThenHang {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        let ok = ResponseTemplate::new(200).set_body_json(fixture_json("images_red.json"));
+        let first = self.answered.fetch_add(1, Ordering::SeqCst) == 0;
+        if first || !self.hang.load(Ordering::SeqCst) {
+            ok
+        } else {
+            ok.set_delay(std::time::Duration::from_secs(600))
+        }
+    }
 }
