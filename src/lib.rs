@@ -95,6 +95,8 @@ pub mod lmm;
 pub mod pipeline;
 pub mod report;
 mod secret;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod settings;
 pub mod stage;
 pub mod vocabulary;

@@ -407,10 +407,7 @@ async fn a_refused_generation_is_counted_against_the_budget() {
     .build()
     .unwrap();
     let tally = Arc::new(InputTally::default());
-    let options = iat2i::pipeline::RunOptions {
-        guard: Some(tally.clone()),
-        ..Default::default()
-    };
+    let options = iat2i::pipeline::RunOptions::default().with_guard(tally.clone());
     let err = pipeline
         .run_with(Request::new("p"), options)
         .await

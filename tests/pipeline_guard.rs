@@ -53,10 +53,7 @@ impl RunGuard for HaltBefore {
 }
 
 fn guarded(guard: Arc<dyn RunGuard>) -> RunOptions {
-    RunOptions {
-        guard: Some(guard),
-        ..RunOptions::default()
-    }
+    RunOptions::default().with_guard(guard)
 }
 
 #[tokio::test]
@@ -169,11 +166,9 @@ async fn per_run_options_override_rounds_and_gate_mode() {
     let h = Harness::start(&["gate_no_reference.json"], &["verdict_poor.json"]).await;
     h.images("generations", &["images_red.json"]).await;
     let pipeline = h.builder(GateMode::FromPrompt, 3).build().unwrap();
-    let options = RunOptions {
-        gate_mode: Some(GateMode::Never),
-        max_rounds: Some(1),
-        ..RunOptions::default()
-    };
+    let options = RunOptions::default()
+        .with_gate_mode(GateMode::Never)
+        .with_max_rounds(1);
     let out = pipeline
         .run_with(Request::new("A red apple"), options)
         .await

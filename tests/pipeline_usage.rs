@@ -167,10 +167,7 @@ impl iat2i::RunGuard for Tally {
 async fn the_candidate_judges_tokens_reach_the_guard() {
     let (_server, _web, pipeline) = selecting_pipeline().await;
     let tally = Arc::new(Tally::default());
-    let options = iat2i::pipeline::RunOptions {
-        guard: Some(tally.clone()),
-        ..Default::default()
-    };
+    let options = iat2i::pipeline::RunOptions::default().with_guard(tally.clone());
     let out = pipeline
         .run_with(Request::new("A Graphorn at dusk"), options)
         .await

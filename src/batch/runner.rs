@@ -327,11 +327,9 @@ impl Runner {
                 )
                 .with_ledger(self.ledger.clone()),
             );
-            let options = RunOptions {
-                guard: Some(guard.clone() as Arc<dyn RunGuard>),
-                gate_mode: job.gate_mode,
-                max_rounds: job.max_rounds,
-            };
+            let mut options = RunOptions::default().with_guard(guard.clone() as Arc<dyn RunGuard>);
+            options.gate_mode = job.gate_mode;
+            options.max_rounds = job.max_rounds;
             let run = self.pipeline.run_with(request.clone(), options);
             let result = match self.config.job_timeout {
                 None => Ok(run.await),

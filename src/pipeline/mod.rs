@@ -55,6 +55,7 @@ impl Request {
 
 /// Per-run options for [`Pipeline::run_with`]; the default runs as [`Pipeline::run`].
 #[derive(Clone, Default)]
+#[non_exhaustive]
 pub struct RunOptions {
     /// Asked before every paid call whether the run may go on.
     pub guard: Option<Arc<dyn RunGuard>>,
@@ -62,6 +63,35 @@ pub struct RunOptions {
     pub gate_mode: Option<GateMode>,
     /// The round budget for this run (default: the pipeline's; at least 1).
     pub max_rounds: Option<u32>,
+    /// What every round of this run asks the generator for (size, seed, images per
+    /// round, backend options); default: the pipeline's.
+    pub generation: Option<crate::generator::GenerationSettings>,
+}
+
+impl RunOptions {
+    /// Asking `guard` before every paid call.
+    pub fn with_guard(mut self, guard: Arc<dyn RunGuard>) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+
+    /// With this gate mode.
+    pub fn with_gate_mode(mut self, mode: GateMode) -> Self {
+        self.gate_mode = Some(mode);
+        self
+    }
+
+    /// With this round budget.
+    pub fn with_max_rounds(mut self, n: u32) -> Self {
+        self.max_rounds = Some(n);
+        self
+    }
+
+    /// With these generation settings for every round.
+    pub fn with_generation(mut self, settings: crate::generator::GenerationSettings) -> Self {
+        self.generation = Some(settings);
+        self
+    }
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -70,6 +100,7 @@ impl std::fmt::Debug for RunOptions {
             .field("guard", &self.guard.is_some())
             .field("gate_mode", &self.gate_mode)
             .field("max_rounds", &self.max_rounds)
+            .field("generation", &self.generation)
             .finish()
     }
 }

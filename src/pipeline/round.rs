@@ -34,7 +34,11 @@ impl Pipeline {
             max_rounds: st.max_rounds,
             references: references.len(),
         });
-        let mut request = self.generation.request(st.prompt.clone());
+        let mut request = st
+            .generation
+            .as_ref()
+            .unwrap_or(&self.generation)
+            .request(st.prompt.clone());
         request.references = references;
         request.edit_image = st.edit_image.clone();
         let events = self.events.clone();

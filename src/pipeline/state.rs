@@ -70,6 +70,8 @@ pub(super) struct RunState {
     pub gate_failed: bool,
     /// Asked before every paid call.
     pub guard: Option<Arc<dyn RunGuard>>,
+    /// This run's generation settings, when its options override the pipeline's.
+    pub generation: Option<crate::generator::GenerationSettings>,
     /// The guard's halt and the call it prevented, once it halted the run.
     pub halted: Option<(Halt, PaidCall)>,
     /// This run's round budget.
@@ -122,6 +124,7 @@ impl RunState {
             last_error: None,
             gate_failed: false,
             guard: options.guard,
+            generation: options.generation,
             halted: None,
             gate_mode,
             max_rounds,

@@ -25,7 +25,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use iat2i_selectors::{QdrantStore, SearchPolicy, SelectorConfig, StoreChoice};
+use iat2i_selectors::{
+    HierarchicalSelector, QdrantStore, SearchPolicy, Selector, SelectorConfig, StoreChoice,
+};
 use serde::Deserialize;
 
 pub use engines::{Engine, EngineSettings};
@@ -312,6 +314,45 @@ impl Settings {
     /// generator and its per-round settings, the gate mode and limits, the engines on one
     /// HTTP client, and the selector. Add event callbacks or custom stages, then `build`.
     pub fn pipeline_builder(&self) -> Result<PipelineBuilder, SettingsError> {
+        let (b, http) = self.stages()?;
+        Ok(
+            b.selector_config(self.memory.selector_config(&self.engines)?)
+                .engines(self.engines.build_all(&http)?)
+                .http(http),
+        )
+    }
+
+    /// The selector these settings describe (the CLIP model, the reference memory, and
+    /// the candidate judge on the judge model), to share among several pipelines of one
+    /// process with [`Settings::pipeline_builder_sharing`]: one model load, one memory.
+    pub fn selector(&self) -> Result<Arc<HierarchicalSelector>, SettingsError> {
+        let http = self.engines.http_client()?;
+        let judge = self.chat.client(
+            self.chat
+                .judge_model
+                .as_deref()
+                .unwrap_or(self.chat.model.as_str()),
+        )?;
+        Ok(Arc::new(
+            HierarchicalSelector::new(http, self.memory.selector_config(&self.engines)?)
+                .with_judge(Arc::new(crate::LmmCandidateJudge::new(judge))),
+        ))
+    }
+
+    /// Like [`Settings::pipeline_builder`], with `selector` (shared, from
+    /// [`Settings::selector`]) instead of a selector of its own.
+    pub fn pipeline_builder_sharing(
+        &self,
+        selector: Arc<dyn Selector>,
+    ) -> Result<PipelineBuilder, SettingsError> {
+        let (b, http) = self.stages()?;
+        Ok(b.selector(selector)
+            .engines(self.engines.build_all(&http)?)
+            .http(http))
+    }
+
+    /// Everything but the selector and the engines, and the engines' HTTP client.
+    fn stages(&self) -> Result<(PipelineBuilder, iat2i_retrievers::HttpClient), SettingsError> {
         if let Some(problem) = self.problems().into_iter().next() {
             return Err(SettingsError::Invalid(problem));
         }
@@ -338,11 +379,7 @@ impl Settings {
             b = b.judge_lmm(judge.clone()).candidate_judge_lmm(judge);
         }
         let http = self.engines.http_client()?;
-        Ok(
-            b.selector_config(self.memory.selector_config(&self.engines)?)
-                .engines(self.engines.build_all(&http)?)
-                .http(http),
-        )
+        Ok((b, http))
     }
 
     /// Parse settings from TOML text (the `iat2i serve --config` file's `[pipeline]`

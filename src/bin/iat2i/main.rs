@@ -58,6 +58,7 @@ enum Command {
     Batch(Box<cmd::batch::Args>),
     Evaluate(Box<cmd::evaluate::Args>),
     Memory(Box<cmd::memory::Args>),
+    Serve(Box<cmd::serve::Args>),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
         /// The shell.
@@ -138,6 +139,7 @@ async fn run(command: Command) -> ExitCode {
         Command::Batch(args) => cmd::batch::main(*args).await,
         Command::Evaluate(args) => cmd::evaluate::main(*args).await,
         Command::Memory(args) => cmd::memory::main(*args).await,
+        Command::Serve(args) => cmd::serve::main(*args).await,
         Command::Completions { .. } | Command::Man | Command::Config { .. } => ExitCode::SUCCESS,
     }
 }

@@ -8,7 +8,7 @@
 //! ```
 
 use crate::common::logging::LogFormat;
-use crate::common::{engines, generators, logging, memory};
+use crate::common::{engines, generators, logging, memory, parse_duration};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -199,21 +199,6 @@ Environment:
   OPENAI_BASE_URL     default for --base-url
   QDRANT_URL          a Qdrant server shared by every shard (QDRANT_API_KEY if it needs one)
   JOB_COMPLETION_INDEX, IAT2I_SHARD_COUNT   shard from a Kubernetes Indexed Job";
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 90s, 30m or 6h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("{s:?}: the unit must be s, m or h")),
-    };
-    Ok(Duration::from_secs(secs))
-}
 
 /// Run `iat2i batch`.
 pub async fn main(cli: Args) -> ExitCode {

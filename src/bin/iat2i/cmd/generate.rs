@@ -10,19 +10,16 @@
 //! Writes the image (PNG) and a JSON report of every decision, query, candidate, prompt
 //! sent, verdict and token count. `make demo PROMPT="..."` installs ONNX Runtime first.
 
-use crate::common::{engines, exit, generators, logging, memory, preview, progress};
+use crate::common::pipeline::PipelineArgs;
+use crate::common::{exit, logging, preview, progress};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use engines::EngineArgs;
-use generators::GeneratorArgs;
 use iat2i::Settings;
-use iat2i::lmm::OPENAI_DEFAULT_BASE;
 use iat2i::prelude::*;
-use memory::MemoryArgs;
 use progress::Progress;
 
 /// Internet-augmented text-to-image: decide whether the prompt needs a reference
@@ -43,51 +40,9 @@ pub struct Args {
     /// What to draw, e.g. "A photo of a Graphorn at dusk".
     prompt: String,
 
-    /// Chat model for the knowledge gate and the judges (must accept images).
-    #[arg(long, default_value = "gpt-4o-mini")]
-    model: String,
-    /// Chat model for the knowledge gate only (default: --model).
-    #[arg(long)]
-    gate_model: Option<String>,
-    /// Chat model for the judges only (default: --model).
-    #[arg(long)]
-    judge_model: Option<String>,
-
-    /// Base URL of the chat endpoint, ending in /v1 (OpenAI, Ollama, vLLM, OpenRouter,
-    /// Gemini's https://generativelanguage.googleapis.com/v1beta/openai/ ...).
-    #[arg(long, env = "OPENAI_BASE_URL", hide_env_values = true, default_value = OPENAI_DEFAULT_BASE)]
-    base_url: String,
-
-    /// At most this many generate-and-judge rounds, 1 to 20 (the best image of all is kept).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
-    max_rounds: u32,
-    /// When to search for a reference: from-prompt (ask the chat model first),
-    /// generate-first (only if the first image shows a knowledge gap), always, never.
-    #[arg(long, default_value = "from-prompt")]
-    gate_mode: GateMode,
-    /// Languages to write search queries in, comma-separated (e.g. en,zh,ja).
-    #[arg(long, value_delimiter = ',', default_value = "en", value_parser = language_code)]
-    languages: Vec<String>,
-    /// Directory with a local CLIP model (ONNX, vision/ and text/ inside) for ranking
-    /// references (default: CLIP ViT-B/32, downloaded from Hugging Face on first use).
-    #[arg(long)]
-    model_dir: Option<PathBuf>,
-    /// Cache directory: the reference memory (<cache>/qdrant-edge, <cache>/blobs) and
-    /// downloaded models.
-    #[arg(long, env = "IAT2I_CACHE_DIR")]
-    cache_dir: Option<PathBuf>,
-    /// Let reference downloads reach this host even when it is private or local (a
-    /// mirror, a test server); repeat for several.
-    #[arg(long = "allow-host", value_name = "HOST")]
-    allow_hosts: Vec<String>,
-
     /// Edit this image (PNG, JPEG or WebP) instead of generating from scratch.
     #[arg(long, value_name = "IMAGE")]
     edit: Option<PathBuf>,
-    /// Seconds allowed for one chat call, 1 to 3600 (image calls get 2.5 times as long).
-    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    timeout: u64,
-
     /// Where to write the image.
     #[arg(long, default_value = "image.png")]
     out: PathBuf,
@@ -97,24 +52,8 @@ pub struct Args {
     /// No progress display (on a terminal a spinner; otherwise plain lines on stderr).
     #[arg(long, short)]
     quiet: bool,
-    /// Fail (exit code 3, before any image is paid for when possible) when the run needs
-    /// a reference image and cannot get one, instead of generating without it.
-    #[arg(long)]
-    require_reference: bool,
-    /// Fail (exit code 3) when the judge cannot review an image (a rate-limit storm, a
-    /// reply that is not the JSON asked for) instead of keeping it unjudged. The unjudged
-    /// image is still written to --out: it was paid for.
-    #[arg(long)]
-    require_review: bool,
-
     #[command(flatten)]
-    engines: EngineArgs,
-
-    #[command(flatten)]
-    generator: GeneratorArgs,
-
-    #[command(flatten)]
-    memory: MemoryArgs,
+    pipeline: PipelineArgs,
 }
 
 const EXAMPLES: &str =
@@ -201,7 +140,7 @@ pub async fn main(args: Args) -> ExitCode {
         Ok(edit) => edit,
         Err(e) => return exit::report("generate", &exit::usage(e)),
     };
-    let settings = settings(&args);
+    let settings = args.pipeline.settings();
     if !settings.has_model_endpoint() {
         return preview_only(&args, &settings).await;
     }
@@ -232,7 +171,7 @@ fn preflight(args: &Args) -> Result<Option<Vec<u8>>> {
             Some(bytes)
         }
     };
-    if let Some(dir) = &args.model_dir {
+    if let Some(dir) = &args.pipeline.model_dir {
         for file in ["vision/model.onnx", "text/model.onnx"] {
             let path = dir.join(file);
             anyhow::ensure!(
@@ -301,7 +240,7 @@ async fn preview_only(args: &Args, settings: &Settings) -> ExitCode {
     let shown = preview::run(
         &progress,
         &args.prompt,
-        &args.engines,
+        &args.pipeline.engines,
         http,
         selector,
         &args.out,
@@ -318,46 +257,6 @@ async fn preview_only(args: &Args, settings: &Settings) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// A language code such as `en`, `zh` or `pt-BR`.
-fn language_code(s: &str) -> Result<String, String> {
-    let code = s.trim();
-    let (lang, region) = code.split_once('-').unwrap_or((code, ""));
-    let ok = (2..=3).contains(&lang.len())
-        && lang.chars().all(|c| c.is_ascii_alphabetic())
-        && region.chars().all(|c| c.is_ascii_alphanumeric())
-        && region.len() <= 8;
-    if ok {
-        Ok(code.to_string())
-    } else {
-        Err(format!(
-            "{s:?} is not a language code (use codes such as en, zh, ja, pt-BR)"
-        ))
-    }
-}
-
-/// The library's settings these flags say: one pipeline, built as a Rust caller, the
-/// configuration file and `iat2i serve` build it.
-fn settings(args: &Args) -> Settings {
-    let mut s = Settings::default();
-    s.chat.base_url = args.base_url.clone();
-    s.chat.model = args.model.clone();
-    s.chat.gate_model = args.gate_model.clone();
-    s.chat.judge_model = args.judge_model.clone();
-    s.chat.timeout = args.timeout;
-    s.run.max_rounds = args.max_rounds;
-    s.run.gate_mode = args.gate_mode;
-    s.run.languages = args.languages.clone();
-    s.run.require_reference = args.require_reference;
-    s.run.require_review = args.require_review;
-    s.generator = args.generator.settings();
-    s.engines = args.engines.settings();
-    s.engines.allow_hosts = args.allow_hosts.clone();
-    s.memory = args.memory.settings();
-    s.memory.model_dir = args.model_dir.clone();
-    s.memory.cache_dir = args.cache_dir.clone();
-    s.with_env()
 }
 
 fn progress_callback(pb: Progress) -> impl Fn(&PipelineEvent) + Send + Sync + 'static {
@@ -458,7 +357,7 @@ async fn run(args: Args, settings: Settings, edit: Option<Vec<u8>>) -> Result<Ex
                 }
                 // A required memory that could not be opened: checked before any paid call.
                 PipelineError::Stage { source, .. }
-                    if args.memory.require_memory && is_store_failure(source) =>
+                    if args.pipeline.memory.require_memory && is_store_failure(source) =>
                 {
                     Ok(ExitCode::from(EXIT_REQUIRED_LOST))
                 }

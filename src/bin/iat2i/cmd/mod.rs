@@ -6,3 +6,4 @@ pub mod generate;
 pub mod memory;
 pub mod search;
 pub mod select;
+pub mod serve;

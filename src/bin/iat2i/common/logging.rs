@@ -56,7 +56,6 @@ pub fn init(default: &str) {
 
 /// Install the subscriber for a long-running service: JSON off a terminal unless
 /// `--log-format text`.
-#[allow(dead_code)] // used by `serve`
 pub fn init_service(default: &str) {
     install(default, json(true));
 }
