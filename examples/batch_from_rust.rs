@@ -111,7 +111,7 @@ async fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         concurrency: 2,
         ..RunnerConfig::default()
     };
-    // Set it (from a signal handler, say) to start no new job; run again to resume.
+    // Setting `stopping` (from a signal handler, say) starts no new job; run again to resume.
     let stopping = Arc::new(AtomicBool::new(false));
     let runner = Runner::new(pipeline, journal, budget, config, stopping)
         .on_event(|e| println!("{}", serde_json::to_string(e).unwrap_or_default()));
@@ -132,9 +132,7 @@ async fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!("{USAGE}");
-        return std::process::ExitCode::SUCCESS;
-    }
-    if let Err(e) = run(&args).await {
+    } else if let Err(e) = run(&args).await {
         eprintln!("batch_from_rust: {e}");
         return std::process::ExitCode::FAILURE;
     }

@@ -25,14 +25,15 @@ Generates an image with a selector that skips stock-photo hosts and prefers Wiki
   --select-only  only search and select a reference: no model key needed
 Both need the network and the CLIP model (and ONNX Runtime installed).";
 
-const BLOCKED: &[&str] = &["pinterest.com", "shutterstock.com", "alamy.com"];
-const PREFERRED: &[&str] = &["wikimedia.org", "openverse.org"];
+const BLOCKED: &[&str] = &[".pinterest.com", ".pinimg.com", ".shutterstock.com"];
+const PREFERRED: &[&str] = &[".wikimedia.org", ".wikipedia.org"];
 
-fn on(c: &Candidate, hosts: &[&str]) -> bool {
-    let host = c.image_url.host_str().unwrap_or_default();
-    hosts
-        .iter()
-        .any(|h| host == *h || host.ends_with(&format!(".{h}")))
+/// Whether the image, or the page it is on, is in one of `domains` (".example.org").
+fn on(c: &Candidate, domains: &[&str]) -> bool {
+    let urls = [Some(&c.image_url), c.source_page.as_ref()];
+    let hosts = urls.into_iter().flatten().filter_map(|u| u.host_str());
+    let mut dotted = hosts.map(|h| format!(".{h}"));
+    dotted.any(|h| domains.iter().any(|d| h.ends_with(d)))
 }
 
 /// Drops candidates on `BLOCKED` hosts, puts those on `PREFERRED` hosts first.
@@ -124,14 +125,11 @@ async fn run(select_only: bool, prompt: String) -> Result<(), Box<dyn std::error
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let select_only = args.iter().any(|a| a == "--select-only");
+    let prompt = args.iter().find(|a| !a.starts_with("--")).cloned();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let select_only = args.iter().any(|a| a == "--select-only");
-    let prompt = args.into_iter().find(|a| !a.starts_with("--"));
-    let prompt = prompt.unwrap_or_else(|| "A Graphorn at dusk".into());
-    if let Err(e) = run(select_only, prompt).await {
+    } else if let Err(e) = run(select_only, prompt.unwrap_or("A Graphorn at dusk".into())).await {
         eprintln!("custom_selector_stage: {e}");
         return ExitCode::FAILURE;
     }

@@ -292,9 +292,27 @@ impl Budgets {
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .collect();
-        let name = format!("journal-serve-{host}-{}.sqlite", std::process::id());
-        let journal = Journal::open(&folder.join(name))
-            .map_err(|e| ApiError::internal(format!("the spend ledger: {e}")))?;
+        // Another server of this process (a restart in place) may hold the first name.
+        let mut opened = Err(None);
+        for k in 0..16 {
+            let name = match k {
+                0 => format!("journal-serve-{host}-{}.sqlite", std::process::id()),
+                k => format!("journal-serve-{host}-{}-{k}.sqlite", std::process::id()),
+            };
+            match Journal::open(&folder.join(name)) {
+                Ok(j) => {
+                    opened = Ok(j);
+                    break;
+                }
+                Err(e) => opened = Err(Some(e)),
+            }
+        }
+        let journal = opened.map_err(|e| {
+            ApiError::internal(format!(
+                "the spend ledger: {}",
+                e.map(|e| e.to_string()).unwrap_or_default()
+            ))
+        })?;
         let ledger = Arc::new(Ledger::new(Arc::new(journal)));
         ledgers.insert((key.to_string(), day.to_string()), ledger.clone());
         Ok(ledger)
@@ -335,6 +353,8 @@ impl Budgets {
             ApiError::quota(format!(
                 "the daily budget of key `{key}` is spent ({}); it resets at 00:00 UTC",
                 halt.message
+                    .replace("--max-images", "--daily-images")
+                    .replace("--max-cost", "--daily-cost")
             ))
         })?;
         Ok(Arc::new(

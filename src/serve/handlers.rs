@@ -543,9 +543,11 @@ fn error_of(e: &PipelineError, id: &str) -> ApiError {
                 ErrorClass::RateLimited => {
                     // Retrying the request would pay again for the calls made before the
                     // rate limit: say so when there were any.
-                    let paid = e
-                        .report()
-                        .is_some_and(|r| r.usage.lmm_total.calls > 0 || r.usage.images.calls > 0);
+                    let paid = e.report().is_some_and(|r| {
+                        r.usage.lmm_total.total_tokens > 0
+                            || r.usage.images.images > 0
+                            || r.usage.images.total_tokens > 0
+                    });
                     let mut err = ApiError::rate_limited(see, wait);
                     err.retry = !paid;
                     err
