@@ -141,3 +141,147 @@ fn the_cronjob_runs_an_indexed_job_whose_shards_share_qdrant_and_the_output_volu
     assert_eq!(sc["args"][1], "summary");
     assert_eq!(sc["args"][3].as_str(), Some(out));
 }
+
+/// The volume of `pod` that holds `path` in `container` (the mount whose path is its prefix).
+fn volume_of<'a>(pod: &'a Value, container: &Value, path: &str) -> &'a Value {
+    let mount = container["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        // By whole components: /etc/iat2i-keys/keys is not under /etc/iat2i.
+        .find(|m| std::path::Path::new(path).starts_with(m["mountPath"].as_str().unwrap()))
+        .unwrap_or_else(|| panic!("{path} is on no mounted volume"));
+    pod["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap_or_else(|| panic!("no volume {:?}", mount["name"]))
+}
+
+#[test]
+fn the_service_runs_serve_with_its_config_keys_state_and_the_batchs_qdrant_and_cache() {
+    let serve = docs("serve.yaml");
+    let batch = docs("batch-cronjob.yaml");
+    let deployment = kind(&serve, "Deployment", "iat2i-serve");
+    assert_eq!(deployment["apiVersion"], "apps/v1");
+    assert!(deployment["spec"]["replicas"].as_u64().unwrap() >= 2);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert!(
+        pod["terminationGracePeriodSeconds"].as_u64().unwrap() >= 120,
+        "running requests finish after SIGTERM"
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let c = &pod["containers"][0];
+    let args: Vec<&str> = c["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[0], "serve", "the image's entrypoint is iat2i");
+    let flag = |name: &str| -> String {
+        let at = args
+            .iter()
+            .position(|a| *a == name)
+            .unwrap_or_else(|| panic!("no {name}"));
+        args[at + 1].to_string()
+    };
+
+    // It listens on the port the probes and the Service use.
+    let port = &c["ports"][0];
+    assert_eq!(port["name"], "http");
+    let listen = flag("--listen");
+    assert!(
+        listen.ends_with(&format!(":{}", port["containerPort"].as_u64().unwrap())),
+        "--listen {listen} is the containerPort"
+    );
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], "http");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["port"], "http");
+    let service = kind(&serve, "Service", "iat2i-serve");
+    assert_eq!(
+        service["spec"]["selector"]["app"],
+        deployment["spec"]["template"]["metadata"]["labels"]["app"]
+    );
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
+
+    // --config is the ConfigMap in this file, whose key is the file's name.
+    let config = flag("--config");
+    let volume = volume_of(pod, c, &config);
+    let map = kind(
+        &serve,
+        "ConfigMap",
+        volume["configMap"]["name"].as_str().unwrap(),
+    );
+    let file = config.rsplit('/').next().unwrap();
+    let toml = map["data"][file]
+        .as_str()
+        .expect("the ConfigMap has the file");
+    assert!(toml.contains("[serve]"), "{toml}");
+    // Its pipelines file is in the same ConfigMap (tests/serve_cli.rs loads both).
+    let pipelines = toml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("pipelines = "))
+        .map(|v| v.trim_matches('"'))
+        .expect("the config names a pipelines file");
+    assert_eq!(
+        volume_of(pod, c, pipelines)["configMap"]["name"],
+        map["metadata"]["name"]
+    );
+    let name = pipelines.rsplit('/').next().unwrap();
+    assert!(
+        map["data"][name]
+            .as_str()
+            .is_some_and(|t| t.contains("[[model]]")),
+        "{map:?}"
+    );
+
+    // --keys-file is a key of a Secret (created by hand, like iat2i-openai).
+    let keys = flag("--keys-file");
+    let volume = volume_of(pod, c, &keys);
+    assert!(volume["secret"]["secretName"].is_string());
+    let key_file = keys.rsplit('/').next().unwrap();
+    assert!(
+        volume["secret"]["items"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|i| i["path"] == key_file),
+        "the Secret's key is mounted as {keys}"
+    );
+
+    // --state-dir is one claim both replicas share (a report is found on either).
+    let state = flag("--state-dir");
+    let claim = volume_of(pod, c, &state)["persistentVolumeClaim"]["claimName"]
+        .as_str()
+        .expect("--state-dir is a PersistentVolumeClaim");
+    let pvc = kind(&serve, "PersistentVolumeClaim", claim);
+    assert!(
+        pvc["spec"]["accessModes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|m| m == "ReadWriteMany"),
+        "both replicas write the state"
+    );
+
+    // The same reference memory as the nightly batch: its Qdrant server, its cache claim,
+    // its OpenAI key.
+    let shard = &kind(&batch, "CronJob", "iat2i-nightly")["spec"]["jobTemplate"]["spec"]["template"]
+        ["spec"]["containers"][0];
+    assert_eq!(
+        env(c, "QDRANT_URL")["value"],
+        env(shard, "QDRANT_URL")["value"]
+    );
+    assert_eq!(
+        env(c, "OPENAI_API_KEY")["valueFrom"],
+        env(shard, "OPENAI_API_KEY")["valueFrom"]
+    );
+    let cache = env(c, "IAT2I_CACHE_DIR")["value"].as_str().unwrap();
+    let cache_claim = volume_of(pod, c, cache)["persistentVolumeClaim"]["claimName"]
+        .as_str()
+        .expect("the cache is a PersistentVolumeClaim");
+    kind(&batch, "PersistentVolumeClaim", cache_claim);
+}

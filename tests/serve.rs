@@ -511,3 +511,71 @@ async fn a_client_that_disconnects_stops_its_run_before_the_next_paid_call() {
     );
     s.stop().await;
 }
+
+/// With a reference: the shared selector's candidate judge is paid per run, and its
+/// tokens are counted in the run's report (and so by the key's budget). Needs ONNX
+/// Runtime (the tiny CLIP model): says it skipped without it, fails under `CI=true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_run_counts_the_shared_candidate_judges_tokens() {
+    if !ort_available() {
+        return;
+    }
+    let api = MockServer::start().await;
+    mount_chat(&api, "assessment", &["gate_needs_reference.json"]).await;
+    mount_chat(&api, "pick", &["chat_pick.json"]).await;
+    mount_chat(&api, "verdict", &["verdict_aligned.json"]).await;
+    mount_images(&api, "edits", &["images_red.json"]).await;
+    let (openverse, _images, _) = engine_and_images().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&api, dir.path());
+    {
+        let s = &mut c.models[0].1;
+        s.run.gate_mode = iat2i::GateMode::FromPrompt;
+        s.engines.engines = vec![iat2i::settings::Engine::Openverse];
+        s.engines.openverse_url = Some(openverse.uri().parse().unwrap());
+        s.engines.allow_hosts = vec!["127.0.0.1".into()];
+        s.engines.per_host_rate = 0;
+    }
+    let s = start(c).await;
+    let r = post_json(
+        &s.base,
+        Some(ALICE),
+        json!({"prompt": "A Graphorn at dusk"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let run = &body["iat2i"][0];
+    assert!(
+        run["references"][0]["source_page"]
+            .as_str()
+            .is_some_and(|p| p.contains("/page/")),
+        "{body}"
+    );
+    assert_eq!(run["references"][0]["license"], "by 4.0", "{body}");
+    let id = run["report_id"].as_str().unwrap();
+    let report: Value = client()
+        .get(format!("{}/v1/reports/{id}", s.base))
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let picked = requests_to(&api, "/v1/chat/completions")
+        .await
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains("\"pick\""))
+        .count();
+    assert_eq!(picked, 1, "one candidate-judge call");
+    assert!(
+        report["usage"]["candidate_judge"]["total_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "the pick's tokens are in the run's report: {}",
+        report["usage"]
+    );
+    s.stop().await;
+}

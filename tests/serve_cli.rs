@@ -196,3 +196,44 @@ async fn sigterm_lets_the_running_request_finish_then_exits_zero() {
         "still accepting after SIGTERM"
     );
 }
+
+/// The Deployment's configuration files (deploy/k8s/serve.yaml's ConfigMap) are what this
+/// binary accepts: `config show` takes the file, and its pipelines file loads.
+#[test]
+fn the_deployments_config_files_load() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/k8s/serve.yaml"),
+    )
+    .unwrap();
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let config = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "iat2i-serve-config")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pipelines = config["data"]["pipelines.toml"].as_str().unwrap();
+    std::fs::write(dir.path().join("pipelines.toml"), pipelines).unwrap();
+    let toml = config["data"]["iat2i.toml"]
+        .as_str()
+        .unwrap()
+        .replace("/etc/iat2i", &dir.path().display().to_string());
+    std::fs::write(dir.path().join("iat2i.toml"), toml).unwrap();
+    let out = Command::new(iat2i_binary())
+        .arg("--config")
+        .arg(dir.path().join("iat2i.toml"))
+        .args(["config", "show"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", shown(&out));
+    let shown_text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown_text.contains("daily-cost = \"50\"   # config file"),
+        "{shown_text}"
+    );
+    let models = iat2i::serve::models_from_toml(pipelines, &iat2i::Settings::default()).unwrap();
+    let names: Vec<&str> = models.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["iat2i/gpt-image-1", "iat2i/gpt-image-1-fast"]);
+    assert_eq!(models[1].1.run.max_rounds, 1);
+}

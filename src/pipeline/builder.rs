@@ -31,6 +31,7 @@ pub struct PipelineBuilder {
     engines: Option<Vec<Arc<dyn ImageSearch>>>,
     search: Option<MultiSearch>,
     selector: Option<Arc<dyn Selector>>,
+    selector_judge: Option<LmmCandidateJudge>,
     selector_config: Option<SelectorConfig>,
     gate_mode: GateMode,
     max_rounds: Option<u32>,
@@ -133,6 +134,14 @@ impl PipelineBuilder {
         self.selector = Some(selector);
         self
     }
+    /// The candidate judge inside a custom [`PipelineBuilder::selector`] (one built with
+    /// `HierarchicalSelector::with_judge(Arc::new(judge.clone()))`), so that its tokens
+    /// are counted: in the report, and by the run's guard (budgets). Without it, a custom
+    /// selector's judge calls are not seen by the pipeline.
+    pub fn selector_judge(mut self, judge: LmmCandidateJudge) -> Self {
+        self.selector_judge = Some(judge);
+        self
+    }
     /// The configuration of the default selector.
     pub fn selector_config(mut self, config: SelectorConfig) -> Self {
         self.selector_config = Some(config);
@@ -226,7 +235,7 @@ impl PipelineBuilder {
             .clone()
             .or_else(|| judge_lmm.clone());
         let candidate_judge = match &self.selector {
-            Some(_) => None,
+            Some(_) => self.selector_judge.clone(),
             None => cj_lmm.as_ref().map(|l| LmmCandidateJudge::new(l.clone())),
         };
         let selector = self.resolve_selector(http, &candidate_judge);

@@ -281,7 +281,7 @@ impl Server {
         let mut models = Vec::new();
         for (name, s) in &config.models {
             let pipeline = s
-                .pipeline_builder_sharing(selector.clone())
+                .pipeline_builder_sharing(&selector)
                 .and_then(|b| Ok(b.build()?))
                 .map_err(|e| settings_err(name, e))?;
             let generation = s
@@ -333,7 +333,7 @@ impl Server {
         Ok(Server {
             state: Arc::new(State {
                 models,
-                selector,
+                selector: selector.selector,
                 keys: Keys::new(config.keys, config.insecure_no_auth),
                 admission: admission::Admission::new(
                     config.concurrency,

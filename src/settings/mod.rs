@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iat2i_selectors::{
-    HierarchicalSelector, QdrantStore, SearchPolicy, Selector, SelectorConfig, StoreChoice,
+    HierarchicalSelector, QdrantStore, SearchPolicy, SelectorConfig, StoreChoice,
 };
 use serde::Deserialize;
 
@@ -248,6 +248,22 @@ impl MemorySettings {
     }
 }
 
+/// A selector shared by several pipelines, with the candidate judge inside it (whose
+/// tokens each pipeline counts for its own runs).
+#[derive(Clone)]
+pub struct SharedSelector {
+    /// The selector: one CLIP model, one memory.
+    pub selector: Arc<HierarchicalSelector>,
+    /// Its candidate judge.
+    pub judge: crate::LmmCandidateJudge,
+}
+
+impl std::fmt::Debug for SharedSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedSelector").finish_non_exhaustive()
+    }
+}
+
 /// Everything a pipeline is built from. Deserialises from a TOML or JSON table with the
 /// sub-tables `chat`, `run`, `generator`, `engines` and `memory`; every key is optional.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -325,28 +341,32 @@ impl Settings {
     /// The selector these settings describe (the CLIP model, the reference memory, and
     /// the candidate judge on the judge model), to share among several pipelines of one
     /// process with [`Settings::pipeline_builder_sharing`]: one model load, one memory.
-    pub fn selector(&self) -> Result<Arc<HierarchicalSelector>, SettingsError> {
+    pub fn selector(&self) -> Result<SharedSelector, SettingsError> {
         let http = self.engines.http_client()?;
-        let judge = self.chat.client(
-            self.chat
-                .judge_model
-                .as_deref()
-                .unwrap_or(self.chat.model.as_str()),
-        )?;
-        Ok(Arc::new(
-            HierarchicalSelector::new(http, self.memory.selector_config(&self.engines)?)
-                .with_judge(Arc::new(crate::LmmCandidateJudge::new(judge))),
-        ))
+        let judge_model = self
+            .chat
+            .judge_model
+            .as_deref()
+            .unwrap_or(self.chat.model.as_str());
+        let judge = crate::LmmCandidateJudge::new(self.chat.client(judge_model)?);
+        let selector = HierarchicalSelector::new(http, self.memory.selector_config(&self.engines)?)
+            .with_judge(Arc::new(judge.clone()));
+        Ok(SharedSelector {
+            selector: Arc::new(selector),
+            judge,
+        })
     }
 
-    /// Like [`Settings::pipeline_builder`], with `selector` (shared, from
-    /// [`Settings::selector`]) instead of a selector of its own.
+    /// Like [`Settings::pipeline_builder`], with `shared` (from [`Settings::selector`])
+    /// instead of a selector of its own; its candidate judge's tokens are counted per run
+    /// (in the report, and by the run's guard).
     pub fn pipeline_builder_sharing(
         &self,
-        selector: Arc<dyn Selector>,
+        shared: &SharedSelector,
     ) -> Result<PipelineBuilder, SettingsError> {
         let (b, http) = self.stages()?;
-        Ok(b.selector(selector)
+        Ok(b.selector(shared.selector.clone())
+            .selector_judge(shared.judge.clone())
             .engines(self.engines.build_all(&http)?)
             .http(http))
     }
