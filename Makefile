@@ -5,12 +5,13 @@
 #   make lint-docker         the Dockerfile through hadolint, and every path it copies exists
 #   make bench               the selection benchmark (generates the full-size test model once)
 #   make bench-memory        the reference-memory benchmark (50 prompts, with vs without memory)
+#   make bench-serve         iat2i serve under 64 clients for 60 s against fixed-latency stand-ins
 SHELL := /bin/bash
 ORT_LIB := $(CURDIR)/.tools/onnxruntime/onnxruntime/capi/libonnxruntime.so.1.31.1
 PROMPT ?= A photo of the Hogwarts Legacy protagonist riding a Graphorn at dusk
 DEMO_ARGS ?=
 
-.PHONY: demo test setup validate-k8s lint-docker fmt clippy bench bench-select bench-batch bench-memory fuzz
+.PHONY: demo test setup validate-k8s lint-docker fmt clippy bench bench-select bench-batch bench-memory bench-serve fuzz
 
 setup: $(ORT_LIB)
 
@@ -91,3 +92,8 @@ bench-batch:
 # BENCH_MODEL=full for the full-size one, BENCH_SHARED=0 for disjoint candidate sets).
 bench-memory: setup
 	ORT_DYLIB_PATH=$(ORT_LIB) cargo bench -p iat2i-selectors --bench memory
+
+# The service under load (release build): 64 clients for 60 s against stand-ins with fixed
+# latencies; throughput, latency added over the stand-ins', RSS, errors.
+bench-serve:
+	cargo bench --bench serve

@@ -84,7 +84,8 @@ impl Selector for Curated {
 
 async fn run(select_only: bool, prompt: String) -> Result<(), Box<dyn std::error::Error>> {
     let http = HttpClient::builder().build()?;
-    // `.with_judge(..)` would let a vision model make the final pick.
+    // `.with_judge(..)` would let a vision model make the final pick (then give the
+    // pipeline `.selector_judge(judge)` too, so its paid calls are counted).
     let config = SelectorConfig::default();
     let inner = Arc::new(HierarchicalSelector::new(http.clone(), config));
     let selector = Arc::new(Curated { inner });

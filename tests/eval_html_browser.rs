@@ -6,25 +6,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::skip_or_fail;
+use common::{chromium, skip_or_fail};
 use iat2i::eval::{
     ARM_COLOURS, ArmSummary, CategoryScores, EvalReport, PairSummary, Score, render_html,
 };
-
-fn chromium() -> Option<PathBuf> {
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .find_map(|name| {
-            std::env::var_os("PATH").and_then(|paths| {
-                std::env::split_paths(&paths)
-                    .map(|d| d.join(name))
-                    .find(|p| p.is_file())
-            })
-        })
-}
 
 fn score(mean: f64) -> Score {
     Score {

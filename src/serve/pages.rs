@@ -53,7 +53,7 @@ const REPORT: &str = r#"<!doctype html>
 <td>{% if ref.source_page %}<a href="{{ ref.source_page }}" rel="noopener noreferrer">{{ ref.title or ref.source_page }}</a>{% else %}{{ ref.engine }}{% endif %}</td>
 <td>{% if ref.license %}{% if ref.license.url %}<a href="{{ ref.license.url }}">{{ ref.license.code }} {{ ref.license.version or "" }}</a>{% else %}{{ ref.license.code }} {{ ref.license.version or "" }}{% endif %}{% else %}unknown{% endif %}</td>
 <td>{{ ref.creator or "" }}</td></tr>{% endfor %}</table>
-{% else %}<p id="references">No reference was used{% if r.assessment and not r.assessment.needs_reference %}: the gate judged the prompt common knowledge{% endif %}.</p>{% endif %}
+{% else %}<p id="references">No reference was used{% if r.gate_mode == "never" %}: this pipeline never searches (gate mode never){% elif r.assessment and not r.assessment.needs_reference %}: the gate judged the prompt common knowledge{% endif %}.</p>{% endif %}
 <h2>Rounds</h2>
 <table id="rounds"><tr><th>Round</th><th>Prompt sent</th><th>Aligned</th><th>Scores (instruction, knowledge, reference, aesthetics)</th><th>Feedback</th></tr>
 {% for round in r.rounds %}<tr><td>{{ round.round }}</td><td>{{ round.prompt_sent }}</td>

@@ -51,3 +51,16 @@ pub fn encode(img: RgbImage, format: ImageFormat) -> Vec<u8> {
         .unwrap();
     out.into_inner()
 }
+
+/// Headless Chromium (Debian's `chromium` package), when installed.
+pub fn chromium() -> Option<std::path::PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join(name))
+                    .find(|p| p.is_file())
+            })
+        })
+}

@@ -20,7 +20,7 @@ pub use examples::{
 };
 pub use generators::*;
 pub use harness::{Harness, event_kind};
-pub use media::{encode, ort_available, scene, skip_or_fail};
+pub use media::{chromium, encode, ort_available, scene, skip_or_fail};
 pub use multipart::{Form, Part, header, sent_images};
 pub use stubs::{StubSearch, StubSelector, reference};
 
