@@ -18,6 +18,16 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use wiremock::MockServer;
 
+/// The browser process, stopped however the test ends.
+struct Browser(std::process::Child);
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -81,24 +91,26 @@ async fn a_prompt_submitted_in_chromium_lands_on_its_report_page() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(server.run(listener, std::future::pending()));
 
-    let mut chrome = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--remote-debugging-port=0",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            dir.path().join("profile").display()
-        ))
-        .arg("--window-size=1100,1400")
-        .arg("about:blank")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = chrome.stderr.take().unwrap();
+    let mut chrome = Browser(
+        Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!(
+                "--user-data-dir={}",
+                dir.path().join("profile").display()
+            ))
+            .arg("--window-size=1100,1400")
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = chrome.0.stderr.take().unwrap();
     let ws_url = BufReader::new(stderr)
         .lines()
         .map_while(Result::ok)
@@ -202,5 +214,4 @@ async fn a_prompt_submitted_in_chromium_lands_on_its_report_page() {
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-report-page.png");
     std::fs::write(&out, &png).unwrap();
     eprintln!("screenshot: {}", out.display());
-    let _ = chrome.kill();
 }
