@@ -177,7 +177,7 @@ fn config(args: &Args) -> Result<ServeConfig> {
 
 /// Run `iat2i serve`.
 pub async fn main(args: Args) -> ExitCode {
-    logging::init_service("info");
+    logging::init_service("info,qdrant_edge=warn");
     let server = match config(&args).and_then(|c| Ok(Server::new(c)?)) {
         Ok(s) => s,
         Err(e) => return exit::report("serve", &exit::usage(e)),
