@@ -364,15 +364,13 @@ async fn an_image_comes_back_with_its_report_as_json_and_as_a_page() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_429_with_retry_after_instead_of_a_backlog() {
     let api = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/images/generations"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(fixture_json("images_red.json"))
-                .set_delay(Duration::from_millis(1500)),
-        )
-        .mount(&api)
-        .await;
+    mount_slow_images(
+        &api,
+        "generations",
+        "images_red.json",
+        Duration::from_millis(1500),
+    )
+    .await;
     mount_chat(&api, "verdict", &["verdict_aligned.json"]).await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(&api, dir.path());
@@ -475,15 +473,13 @@ async fn upstream_rate_limits_and_failures_keep_openais_statuses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_disconnects_stops_its_run_before_the_next_paid_call() {
     let api = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/images/generations"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(fixture_json("images_red.json"))
-                .set_delay(Duration::from_millis(1200)),
-        )
-        .mount(&api)
-        .await;
+    mount_slow_images(
+        &api,
+        "generations",
+        "images_red.json",
+        Duration::from_millis(1200),
+    )
+    .await;
     mount_chat(&api, "verdict", &["verdict_refine.json"]).await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(&api, dir.path());

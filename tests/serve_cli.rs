@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
 const CLIENT_KEY: &str = "sk-client-0123456789abcdef";
 
@@ -155,15 +154,13 @@ async fn the_official_openai_sdk_generates_and_edits_against_iat2i_serve() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_running_request_finish_then_exits_zero() {
     let api = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/images/generations"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(fixture_json("images_red.json"))
-                .set_delay(Duration::from_millis(2000)),
-        )
-        .mount(&api)
-        .await;
+    mount_slow_images(
+        &api,
+        "generations",
+        "images_red.json",
+        Duration::from_millis(2000),
+    )
+    .await;
     mount_chat(&api, "verdict", &["verdict_aligned.json"]).await;
     let dir = tempfile::tempdir().unwrap();
     let (base, mut server) = serve(&api, dir.path(), &["--shutdown-grace", "30s"]);

@@ -138,6 +138,24 @@ pub async fn mount_images(server: &MockServer, endpoint: &str, fixtures: &[&str]
         .await;
 }
 
+/// Image calls to `endpoint` get fixture `name` after `delay` (a slow provider).
+pub async fn mount_slow_images(
+    server: &MockServer,
+    endpoint: &str,
+    name: &str,
+    delay: std::time::Duration,
+) {
+    Mock::given(method("POST"))
+        .and(path(format!("/v1/images/{endpoint}")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(fixture_json(name))
+                .set_delay(delay),
+        )
+        .mount(server)
+        .await;
+}
+
 /// Both image endpoints share one sequence (rounds may switch between them).
 pub async fn mount_images_any(server: &MockServer, fixtures: &[&str]) {
     let seq = Arc::new(Sequence::of_fixtures(fixtures));
