@@ -14,7 +14,7 @@ use iat2i::batch::{
     fingerprint, folder_journals, write_summary,
 };
 use iat2i::generator::{GenerationRequest, ImageError};
-use iat2i::lmm::{JsonReply, LmmError, Usage};
+use iat2i::lmm::{JsonReply, LmmError};
 use iat2i::prelude::*;
 use iat2i::{Generation, ReviewInput, Scores, Settings};
 use std::path::PathBuf;
@@ -53,11 +53,7 @@ impl Generator for StandIn {
 impl Judge for StandIn {
     async fn review(&self, _: &ReviewInput<'_>) -> Result<JsonReply<Verdict>, LmmError> {
         let value = Verdict::accept(Scores::new(8.0, 8.0, 8.0), "a stand-in accepts all");
-        Ok(JsonReply {
-            value,
-            usage: Usage::default(),
-            degraded: Vec::new(),
-        })
+        Ok(JsonReply::new(value))
     }
 }
 

@@ -13,7 +13,7 @@
 
 use async_trait::async_trait;
 use iat2i::generator::{GenerationRequest, ImageError};
-use iat2i::lmm::{JsonReply, LmmError, Usage};
+use iat2i::lmm::{JsonReply, LmmError};
 use iat2i::prelude::*;
 use iat2i::{Action, EntityPlan, Generation, ReviewInput, Scores};
 use std::sync::Arc;
@@ -24,11 +24,7 @@ generator: no model, no key, no network. Prints each round and writes judged.png
 
 /// A reply that cost nothing: no model was asked.
 fn free<T>(value: T) -> JsonReply<T> {
-    JsonReply {
-        value,
-        usage: Usage::default(),
-        degraded: Vec::new(),
-    }
+    JsonReply::new(value)
 }
 
 /// Asks for a reference when a word past the first is capitalised: a name.

@@ -142,6 +142,7 @@ fn fenced(text: &str) -> Option<&str> {
 
 /// A parsed structured answer and the tokens it cost (retries included).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct JsonReply<T> {
     /// The parsed value.
     pub value: T,
@@ -149,6 +150,24 @@ pub struct JsonReply<T> {
     pub usage: Usage,
     /// What the calls had to do without (see [`super::ChatResponse::degraded`]).
     pub degraded: Vec<String>,
+}
+
+impl<T> JsonReply<T> {
+    /// A reply that cost nothing and lost nothing (a gate or judge of your own that asks
+    /// no model); set the cost with [`JsonReply::with_usage`].
+    pub fn new(value: T) -> Self {
+        JsonReply {
+            value,
+            usage: Usage::default(),
+            degraded: Vec::new(),
+        }
+    }
+
+    /// With the tokens it cost.
+    pub fn with_usage(mut self, usage: Usage) -> Self {
+        self.usage = usage;
+        self
+    }
 }
 
 fn snippet(text: &str) -> String {

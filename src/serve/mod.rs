@@ -70,7 +70,8 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// The longest prompt in characters (default 32000, as gpt-image-1's).
     pub max_prompt_chars: usize,
-    /// A request's deadline (default 10 min): no paid call starts after it.
+    /// A request's deadline (default 540 s, under OpenAI SDKs' 600 s read timeout): no
+    /// paid call starts after it.
     pub request_timeout: Duration,
     /// After SIGTERM, how long running requests may take to finish (default 60 s).
     pub shutdown_grace: Duration,
@@ -97,7 +98,7 @@ impl ServeConfig {
             state_dir: cache.join("serve"),
             max_body_bytes: 25 << 20,
             max_prompt_chars: 32_000,
-            request_timeout: Duration::from_secs(600),
+            request_timeout: Duration::from_secs(540),
             shutdown_grace: Duration::from_secs(60),
         }
     }
