@@ -24,8 +24,9 @@ use crate::common::{exit, logging, parse_duration};
 /// operations. The CLIP model is loaded once and the reference memory is shared by every
 /// request (with QDRANT_URL, by every replica).
 ///
-/// The pipeline flags below configure the default pipeline (model name: iat2i/<image
-/// model>, e.g. iat2i/gpt-image-1); --pipelines adds more.
+/// The pipeline flags below configure the one pipeline served (model name: iat2i/<image
+/// model>, e.g. iat2i/gpt-image-1); with --pipelines FILE, the file's pipelines are served
+/// instead, each starting from these flags.
 #[derive(Parser, Debug)]
 #[command(version, after_help = AFTER_HELP)]
 pub struct Args {
