@@ -391,6 +391,15 @@ impl Journal {
         &self.path
     }
 
+    /// Commit without waiting for the disk (SQLite's `synchronous = NORMAL` in WAL mode):
+    /// every record still survives a killed process (it is in the operating system's
+    /// hands when the commit returns) but the last ones may be lost with the machine's
+    /// power. For a service that records every request's calls and cannot wait for a
+    /// disk flush on each; a batch journal keeps waiting (`FULL`).
+    pub fn commit_without_flush(&self) -> Result<(), BatchError> {
+        self.with_conn(|c| c.pragma_update(None, "synchronous", "NORMAL"))
+    }
+
     /// Run `f` on the journal's connection, mapping SQLite errors to [`BatchError::Journal`].
     pub(crate) fn with_conn<T>(
         &self,

@@ -324,16 +324,20 @@ impl Ledger {
         if let Err(e) = decide()? {
             return Ok(Err(e));
         }
-        self.journal
-            .with_conn(|c| {
-                c.execute(
-                    "INSERT INTO calls (job_id, kind, state, pid, started_at, reserved_images, reserved_usd)
-                     VALUES (?1, ?2, 'in_flight', ?3, ?4, ?5, ?6)",
-                    params![r.job_id, r.kind, std::process::id(), now(), r.images, r.cost_usd],
-                )?;
-                Ok(c.last_insert_rowid())
-            })
-            .map(Ok)
+        self.record(r).map(Ok)
+    }
+
+    /// Write the call as in flight without taking the folder's spend lock: for a budget
+    /// without caps, which has nothing to decide (the record is what it needs). Blocking.
+    pub fn record(&self, r: &Reservation) -> Result<i64, BatchError> {
+        self.journal.with_conn(|c| {
+            c.execute(
+                "INSERT INTO calls (job_id, kind, state, pid, started_at, reserved_images, reserved_usd)
+                 VALUES (?1, ?2, 'in_flight', ?3, ?4, ?5, ?6)",
+                params![r.job_id, r.kind, std::process::id(), now(), r.images, r.cost_usd],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
     }
 
     /// Record what call `id` used (whatever its outcome). Blocking.

@@ -299,7 +299,10 @@ impl Budgets {
                 0 => format!("journal-serve-{host}-{}.sqlite", std::process::id()),
                 k => format!("journal-serve-{host}-{}-{k}.sqlite", std::process::id()),
             };
-            match Journal::open(&folder.join(name)) {
+            match Journal::open(&folder.join(name)).and_then(|j| {
+                j.commit_without_flush()?;
+                Ok(j)
+            }) {
                 Ok(j) => {
                     opened = Ok(j);
                     break;

@@ -600,15 +600,7 @@ fn summary(id: &str, model: &str, report: &Report, cost: Option<f64>) -> RunSumm
     }
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Kept {
-    model: String,
-    cost_usd: Option<f64>,
-    image: Option<String>,
-}
-
-/// Write the report (and image) under `reports/<id>/`; a failure is logged: the client
-/// still gets its image.
+/// Keep the report (and image); a failure is logged: the client still gets its image.
 async fn keep(
     s: &St,
     id: &str,
@@ -617,98 +609,74 @@ async fn keep(
     image: Option<&crate::GeneratedImage>,
     cost: Option<f64>,
 ) {
-    let dir = s.reports.join(id);
-    let ext = image.map(|i| match i.mime.as_str() {
-        "image/jpeg" => "jpg",
-        "image/webp" => "webp",
-        "image/gif" => "gif",
-        _ => "png",
-    });
-    let meta = Kept {
+    let json = match serde_json::to_vec(report) {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::error!(error = %e, "serve: the report could not be serialised");
+            return;
+        }
+    };
+    let kept = super::reports::Kept {
         model: model.to_string(),
         cost_usd: cost,
-        image: ext.map(|e| format!("image.{e}")),
+        report: json,
+        image: image.map(|i| (i.bytes.to_vec(), i.mime.clone())),
     };
-    let write = async {
-        tokio::fs::create_dir_all(&dir).await?;
-        if let (Some(img), Some(name)) = (image, &meta.image) {
-            tokio::fs::write(dir.join(name), &img.bytes).await?;
-        }
-        let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
-        tokio::fs::write(dir.join("report.json"), json).await?;
-        let meta = serde_json::to_vec(&meta).map_err(std::io::Error::other)?;
-        tokio::fs::write(dir.join("meta.json"), meta).await
-    };
-    if let Err(e) = write.await {
-        tracing::error!(error = %e, dir = %dir.display(), "serve: the report could not be kept");
+    let (reports, id) = (s.reports.clone(), id.to_string());
+    let written = tokio::task::spawn_blocking(move || reports.put(&id, unix_now(), &kept)).await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "serve: the report could not be kept"),
+        Err(e) => tracing::error!(error = %e, "serve: the report could not be kept"),
     }
 }
 
-fn report_dir(s: &St, id: &str) -> Result<std::path::PathBuf, ApiError> {
-    let ok =
+/// Run `id`'s kept report: 404 for an id that is not one of ours.
+async fn read_report(s: &St, id: &str) -> Result<super::reports::Kept, ApiError> {
+    let well_formed =
         id.len() == 36 && id.starts_with("rep_") && id[4..].chars().all(|c| c.is_ascii_hexdigit());
-    let dir = s.reports.join(id);
-    if ok && dir.join("report.json").is_file() {
-        Ok(dir)
-    } else {
-        Err(ApiError::not_found(format!("no report {id:?}")))
+    let missing = || ApiError::not_found(format!("no report {id:?}"));
+    if !well_formed {
+        return Err(missing());
     }
-}
-
-async fn read_report(s: &St, id: &str) -> Result<(Report, Kept, std::path::PathBuf), ApiError> {
-    let dir = report_dir(s, id)?;
-    let text = tokio::fs::read(dir.join("report.json"))
-        .await
-        .map_err(|e| ApiError::internal(format!("reading the report: {e}")))?;
-    let report = serde_json::from_slice(&text)
-        .map_err(|e| ApiError::internal(format!("the stored report is unreadable: {e}")))?;
-    let meta = tokio::fs::read(dir.join("meta.json"))
-        .await
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(Kept {
-            model: String::new(),
-            cost_usd: None,
-            image: None,
-        });
-    Ok((report, meta, dir))
+    let (reports, key) = (s.reports.clone(), id.to_string());
+    match tokio::task::spawn_blocking(move || reports.get(&key)).await {
+        Ok(Ok(Some(k))) => Ok(k),
+        Ok(Ok(None)) => Err(missing()),
+        Ok(Err(e)) => Err(ApiError::internal(format!("reading the report: {e}"))),
+        Err(e) => Err(ApiError::internal(format!("reading the report: {e}"))),
+    }
 }
 
 async fn report_json(Shared(s): Shared<St>, Caller(_): Caller, Path(id): Path<String>) -> Response {
-    match report_dir(&s, &id) {
-        Ok(dir) => match tokio::fs::read(dir.join("report.json")).await {
-            Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-            Err(e) => ApiError::internal(format!("reading the report: {e}")).into_response(),
-        },
+    match read_report(&s, &id).await {
+        Ok(k) => ([(header::CONTENT_TYPE, "application/json")], k.report).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
 /// The report page: its id is the capability (128 random bits), as a shared link is.
 async fn report_page(Shared(s): Shared<St>, Path(id): Path<String>) -> Response {
-    match read_report(&s, &id).await {
-        Ok((report, meta, _)) => match pages::report(&id, &meta.model, &report, meta.cost_usd) {
-            Ok(html) => Html(html).into_response(),
-            Err(e) => ApiError::internal(format!("rendering the report: {e}")).into_response(),
-        },
+    let page = read_report(&s, &id).await.and_then(|k| {
+        let report: Report = serde_json::from_slice(&k.report)
+            .map_err(|e| ApiError::internal(format!("the stored report is unreadable: {e}")))?;
+        pages::report(&id, &k.model, &report, k.cost_usd)
+            .map_err(|e| ApiError::internal(format!("rendering the report: {e}")))
+    });
+    match page {
+        Ok(html) => Html(html).into_response(),
         Err(e) => (e.status, Html(pages::error(e.status.as_u16(), &e.message))).into_response(),
     }
 }
 
 async fn report_image(Shared(s): Shared<St>, Path(id): Path<String>) -> Response {
-    let found = match read_report(&s, &id).await {
-        Ok((_, meta, dir)) => meta.image.map(|name| dir.join(name)),
-        Err(e) => return e.into_response(),
-    };
-    let Some(path) = found else {
-        return ApiError::not_found("this run made no image").into_response();
-    };
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => {
-            let mime = crate::generator::sniff_mime(&bytes).unwrap_or("application/octet-stream");
-            ([(header::CONTENT_TYPE, mime)], bytes).into_response()
-        }
-        Err(e) => ApiError::internal(format!("reading the image: {e}")).into_response(),
+    match read_report(&s, &id).await {
+        Ok(super::reports::Kept {
+            image: Some((bytes, mime)),
+            ..
+        }) => ([(header::CONTENT_TYPE, mime)], bytes).into_response(),
+        Ok(_) => ApiError::not_found("this run made no image").into_response(),
+        Err(e) => e.into_response(),
     }
 }
 

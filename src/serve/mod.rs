@@ -23,6 +23,7 @@ pub mod api;
 mod handlers;
 pub mod metrics;
 mod pages;
+mod reports;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -226,7 +227,7 @@ struct State {
     admission: Arc<admission::Admission>,
     budgets: admission::Budgets,
     metrics: Arc<metrics::Metrics>,
-    reports: PathBuf,
+    reports: reports::Reports,
     max_prompt_chars: usize,
     max_body_bytes: usize,
     request_timeout: Duration,
@@ -321,11 +322,14 @@ impl Server {
             let path = path.clone();
             move |source| ServeError::State { path, source }
         };
-        let reports = config.state_dir.join("reports");
         let budgets = config.state_dir.join("budgets");
-        for dir in [&reports, &budgets] {
+        for dir in [&config.state_dir, &budgets] {
             std::fs::create_dir_all(dir).map_err(state_err(dir))?;
         }
+        let reports = reports::Reports::open(&config.state_dir).map_err(|e| ServeError::State {
+            path: config.state_dir.join("reports.sqlite"),
+            source: std::io::Error::other(e),
+        })?;
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())

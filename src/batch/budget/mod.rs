@@ -300,11 +300,12 @@ impl Budget {
         let caps = self.caps();
         let ledgers = self.ledgers();
         let result = tokio::task::spawn_blocking(move || {
+            // Without a cap there is nothing to decide under the folder's lock: the call
+            // is only recorded.
+            if caps.is_empty() {
+                return ledger.record(&reservation).map(Ok);
+            }
             ledger.admit(&reservation, || {
-                // Without a cap there is nothing to check: the call is only recorded.
-                if caps.is_empty() {
-                    return Ok(Ok(()));
-                }
                 let totals = sum_totals(&ledgers)?;
                 Ok(caps.check(&totals, call.kind, images, usd))
             })
