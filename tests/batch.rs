@@ -556,15 +556,13 @@ fn old_journal(path: &Path) {
     c.execute_batch(sql).unwrap();
 }
 
-/// The ledger's disk work (a lock another shard holds, fsync'd commits) runs off the
-/// runtime's threads: on a one-thread runtime, another job's network I/O goes on while a
-/// paid call waits to be recorded.
+/// A budget with no cap has nothing to decide under the folder's spend lock: its calls
+/// are recorded at once even while another shard holds the lock.
 #[tokio::test(flavor = "current_thread")]
-async fn a_slow_ledger_does_not_stall_other_jobs_network_io() {
+async fn a_budget_without_caps_records_its_calls_without_waiting_for_the_spend_lock() {
     use iat2i::batch::{BudgetGuard, Ledger};
     use iat2i::{PlannedCall, RunGuard};
     use std::time::Instant;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let dir = tempfile::tempdir().unwrap();
     let journal = Arc::new(Journal::open(&dir.path().join("journal.sqlite")).unwrap());
@@ -577,6 +575,38 @@ async fn a_slow_ledger_does_not_stall_other_jobs_network_io() {
         )
         .unwrap(),
     );
+    let guard =
+        BudgetGuard::new(budget, "a", None).with_ledger(Arc::new(Ledger::new(journal.clone())));
+    let lock = std::fs::File::create(dir.path().join(".spend.lock")).unwrap();
+    lock.lock().unwrap();
+    let started = Instant::now();
+    guard.before_call(PlannedCall::images(1)).await.unwrap();
+    let waited = started.elapsed();
+    drop(lock);
+    assert!(waited < Duration::from_millis(300), "waited {waited:?}");
+    // Still on the books before the call is made.
+    assert_eq!(journal.spend().unwrap().in_flight.images, 1);
+}
+
+/// The ledger's disk work (a lock another shard holds, fsync'd commits) runs off the
+/// runtime's threads: on a one-thread runtime, another job's network I/O goes on while a
+/// paid call waits to be recorded.
+#[tokio::test(flavor = "current_thread")]
+async fn a_slow_ledger_does_not_stall_other_jobs_network_io() {
+    use iat2i::batch::{BudgetGuard, Ledger};
+    use iat2i::{PlannedCall, RunGuard};
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Arc::new(Journal::open(&dir.path().join("journal.sqlite")).unwrap());
+    // A cap, so that admission decides under the folder's spend lock.
+    let limits = Limits {
+        max_images: Some(100),
+        ..Limits::default()
+    };
+    let budget =
+        Arc::new(Budget::new(limits, PriceTable::default(), "gpt-4o-mini", "gpt-image-1").unwrap());
     let guard = BudgetGuard::new(budget, "a", None).with_ledger(Arc::new(Ledger::new(journal)));
     // Another shard holds the folder's spend lock for 800 ms (a slow shared volume).
     let lock = std::fs::File::create(dir.path().join(".spend.lock")).unwrap();

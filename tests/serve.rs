@@ -238,6 +238,22 @@ async fn every_refusal_is_openais_error_object_and_no_paid_call() {
         .await
         .unwrap();
     assert_error(r, 404, None, None).await;
+    // JSON where a form is expected, and a wrong method: the same error object.
+    let r = client()
+        .post(format!("{b}/v1/images/edits"))
+        .bearer_auth(ALICE)
+        .json(&json!({"prompt": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 400, None, None).await;
+    let r = client()
+        .get(format!("{b}/v1/images/generations"))
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 405, None, None).await;
 
     assert_eq!(
         paid_calls(&api).await,

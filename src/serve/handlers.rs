@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{
     ConnectInfo, DefaultBodyLimit, FromRequestParts, MatchedPath, Multipart, Path, State as Shared,
@@ -48,6 +49,11 @@ pub(super) fn router(state: St) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            let mut e = ApiError::not_found("this route does not take that method");
+            e.status = StatusCode::METHOD_NOT_ALLOWED;
+            e
+        })
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -141,7 +147,24 @@ async fn generations(
     respond(generate(&s, &key, req, None).await)
 }
 
-async fn edits(Shared(s): Shared<St>, Caller(key): Caller, form: Multipart) -> Response {
+async fn edits(
+    Shared(s): Shared<St>,
+    Caller(key): Caller,
+    form: Result<Multipart, MultipartRejection>,
+) -> Response {
+    let form = match form {
+        Ok(f) => f,
+        Err(e) => {
+            return ApiError::invalid(
+                None,
+                format!(
+                    "/v1/images/edits takes a multipart/form-data body: {}",
+                    e.body_text()
+                ),
+            )
+            .into_response();
+        }
+    };
     let form = match read_form(form).await {
         Ok(f) => f,
         Err(e) => return e.into_response(),
