@@ -90,9 +90,7 @@ async fn the_manifests_shards_share_one_qdrant_finish_every_job_once_and_recall_
         return;
     };
     let api = MockServer::start().await;
-    mount_chat(&api, "assessment", &["gate_needs_reference.json"]).await;
-    mount_chat(&api, "pick", &["chat_pick.json"]).await;
-    mount_chat(&api, "verdict", &["verdict_aligned.json"]).await;
+    mount_reference_run(&api).await;
     mount_images(&api, "edits", &["images_red.json"]).await;
     let (openverse, images, _) = engine_and_images().await;
 
@@ -243,9 +241,7 @@ async fn the_manifests_shards_share_one_qdrant_finish_every_job_once_and_recall_
     // Night 3: a pod is killed while its image calls are in flight, and Kubernetes starts
     // its index again. The busiest shard's first image comes back at once, the others hang.
     let slow = MockServer::start().await;
-    mount_chat(&slow, "assessment", &["gate_needs_reference.json"]).await;
-    mount_chat(&slow, "pick", &["chat_pick.json"]).await;
-    mount_chat(&slow, "verdict", &["verdict_aligned.json"]).await;
+    mount_reference_run(&slow).await;
     let hang = Arc::new(AtomicBool::new(true));
     Mock::given(method("POST"))
         .and(path("/v1/images/edits"))

@@ -533,9 +533,7 @@ async fn a_reference_run_counts_the_shared_candidate_judges_tokens() {
         return;
     }
     let api = MockServer::start().await;
-    mount_chat(&api, "assessment", &["gate_needs_reference.json"]).await;
-    mount_chat(&api, "pick", &["chat_pick.json"]).await;
-    mount_chat(&api, "verdict", &["verdict_aligned.json"]).await;
+    mount_reference_run(&api).await;
     mount_images(&api, "edits", &["images_red.json"]).await;
     let (openverse, _images, _) = engine_and_images().await;
     let dir = tempfile::tempdir().unwrap();

@@ -190,6 +190,11 @@ impl Pipeline {
         &self.settings
     }
 
+    /// What every round asks the generator for, unless a run's options say otherwise.
+    pub fn generation(&self) -> &crate::generator::GenerationSettings {
+        &self.generation
+    }
+
     /// Run one request to the end.
     ///
     /// Fails only when no image at all was produced; then the error carries the partial

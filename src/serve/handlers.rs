@@ -360,7 +360,7 @@ async fn generate(
         Some((image, ignored)) => (Some(image), ignored),
         None => (None, Vec::new()),
     };
-    let mut generation = model.generation.clone();
+    let mut generation = model.pipeline.generation().clone();
     if size.is_some() {
         generation = generation.size(size);
     }
@@ -514,12 +514,11 @@ async fn one_run(
         Ok(Err(e)) => return Err(ApiError::internal(format!("the run stopped: {e}"))),
         Ok(Ok(r)) => r,
     };
-    let cost = s
-        .budgets
-        .prices()
-        .get(&model.image)
-        .and(Some(budget.spent.cost()))
-        .filter(|_| s.budgets.prices().get(&model.chat).is_some());
+    // An estimate only when both models have a price.
+    let priced = [&model.chat, &model.image]
+        .iter()
+        .all(|m| s.budgets.prices().get(m).is_some());
+    let cost = priced.then(|| budget.spent.cost());
     match result {
         Ok(Outcome { image, report, .. }) => {
             s.metrics.run(&report, cost);

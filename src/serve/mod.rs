@@ -37,7 +37,6 @@ use serde::Deserialize;
 pub use admission::{ApiKey, Keys};
 
 use crate::batch::PriceTable;
-use crate::generator::GenerationSettings;
 use crate::selectors::HierarchicalSelector;
 use crate::settings::{Backend, ChatSettings, GeneratorSettings, RunSettings, SettingsError};
 use crate::{Pipeline, Settings};
@@ -213,7 +212,6 @@ struct Model {
     name: String,
     pipeline: Arc<Pipeline>,
     backend: Backend,
-    generation: GenerationSettings,
     /// The chat and image models as `Report::models` names them (for prices).
     chat: String,
     image: String,
@@ -286,10 +284,6 @@ impl Server {
                 .pipeline_builder_sharing(&selector)
                 .and_then(|b| Ok(b.build()?))
                 .map_err(|e| settings_err(name, e))?;
-            let generation = s
-                .generator
-                .generation()
-                .map_err(|e| settings_err(name, e))?;
             let m = pipeline.models().clone();
             let chat = m
                 .judge
@@ -299,7 +293,6 @@ impl Server {
             models.push(Model {
                 name: name.clone(),
                 backend: s.generator.generator,
-                generation,
                 chat,
                 image: m.generator.clone(),
                 pipeline: Arc::new(pipeline),

@@ -138,6 +138,14 @@ pub async fn mount_images(server: &MockServer, endpoint: &str, fixtures: &[&str]
         .await;
 }
 
+/// The chat calls of a run that needs a reference: the gate asks for one, the candidate
+/// judge picks, the judge accepts.
+pub async fn mount_reference_run(server: &MockServer) {
+    mount_chat(server, "assessment", &["gate_needs_reference.json"]).await;
+    mount_chat(server, "pick", &["chat_pick.json"]).await;
+    mount_chat(server, "verdict", &["verdict_aligned.json"]).await;
+}
+
 /// Image calls to `endpoint` get fixture `name` after `delay` (a slow provider).
 pub async fn mount_slow_images(
     server: &MockServer,
